@@ -1,0 +1,252 @@
+"""Ports: what the use cases need from the outside world, as Protocols named by role.
+
+Adapters live in ``app.infra`` (``AwsKms``, ``LocalKms``, ``SqlaUnitOfWork``, ...); test doubles
+in ``tests/fakes.py`` (``InMemoryUnitOfWork``, ``FakeKms``, ``FakeClock``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+
+from app.domain.audit import AuditEvent
+from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
+from app.domain.module import CryptoModule, EncryptedFieldConfig, ModuleKey
+from app.domain.policy import ModuleAccessPolicy
+from app.domain.values import ExternalKeyStatus, KmsProvider
+
+# --- external KMS ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalKeyRef:
+    """Which external key, and how to reach it."""
+
+    provider: KmsProvider
+    key_id: str
+    region: str | None = None
+    endpoint_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KmsWrapped:
+    ciphertext: bytes = field(repr=False)
+    key_arn: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalKeyDescription:
+    """What DescribeKey said, mapped to our states. ``reason`` explains UNAVAILABLE."""
+
+    status: ExternalKeyStatus
+    key_arn: str | None = None
+    deletion_date: datetime | None = None
+    rotation_enabled: bool | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RotationState:
+    """The external key's rotation history, as a comparable marker.
+
+    ``marker`` changes exactly when the key material changes (a new rotation), so comparing it
+    with the marker stored on the EKEK tells whether a rewrap is due.
+    """
+
+    marker: str
+    rotation_enabled: bool
+    rotation_count: int
+    last_rotation: datetime | None = None
+
+
+class KeyManagementService(Protocol):
+    """One external root key (AWS KMS, or the local root key).
+
+    Errors: ``KeyUnavailable`` with reason EXTERNAL_KEY_DISABLED, _PENDING_DELETION, _DELETED
+    or _UNAVAILABLE (access denied); ``ServiceUnavailable`` for network failures and throttling;
+    ``DecryptionFailed`` when the KMS refuses a ciphertext or context.
+    """
+
+    ref: ExternalKeyRef
+
+    async def wrap(self, key_to_wrap: bytes, context: Mapping[str, str]) -> KmsWrapped: ...
+
+    async def unwrap(self, wrapped: bytes, context: Mapping[str, str]) -> bytes: ...
+
+    async def rewrap(self, wrapped: bytes, context: Mapping[str, str]) -> KmsWrapped:
+        """Re-encrypt under the key's current material (KMS ReEncrypt), plaintext never leaves."""
+        ...
+
+    async def describe(self) -> ExternalKeyDescription:
+        """Never raises for the key's own state: NotFound maps to DELETED, access denied, missing
+        credentials and network failures to UNAVAILABLE with a reason."""
+        ...
+
+    async def rotation_state(self) -> RotationState: ...
+
+
+class KmsConnector(Protocol):
+    """Opens the KMS for a configured key. Long-lived clients are pooled by the adapter."""
+
+    def connect(self, ref: ExternalKeyRef) -> KeyManagementService: ...
+
+    async def aclose(self) -> None: ...
+
+
+# --- persistence ------------------------------------------------------------------------------
+
+
+class ConfigRepository(Protocol):
+    async def get(self) -> ExternalKmsConfig | None: ...
+
+    async def add(self, config: ExternalKmsConfig) -> None: ...
+
+    async def save(self, config: ExternalKmsConfig) -> None:
+        """Update by id if ``revision`` matches, then bump it; else ``Conflict(CONCURRENT_UPDATE)``."""
+        ...
+
+
+class InstanceKeyRepository(Protocol):
+    async def get_active(self) -> ExternalInstanceKey | None: ...
+
+    async def get(self, kek_id: uuid.UUID) -> ExternalInstanceKey | None: ...
+
+    async def list(self) -> Sequence[ExternalInstanceKey]: ...
+
+    async def add(self, key: ExternalInstanceKey) -> None: ...
+
+    async def save(self, key: ExternalInstanceKey) -> None: ...
+
+
+class ModuleRepository(Protocol):
+    async def get(self, module_id: uuid.UUID) -> CryptoModule | None: ...
+
+    async def get_by_name(self, name: str) -> CryptoModule | None: ...
+
+    async def list(self) -> Sequence[CryptoModule]: ...
+
+    async def add(self, module: CryptoModule) -> None:
+        """``AlreadyExists`` when the name is taken."""
+        ...
+
+    async def save(self, module: CryptoModule) -> None: ...
+
+
+class ModuleKeyRepository(Protocol):
+    async def list_for_module(self, module_id: uuid.UUID) -> Sequence[ModuleKey]:
+        """Ordered by version."""
+        ...
+
+    async def list_all(self) -> Sequence[ModuleKey]: ...
+
+    async def get(self, module_id: uuid.UUID, version: int) -> ModuleKey | None: ...
+
+    async def add(self, key: ModuleKey) -> None:
+        """``Conflict(CONCURRENT_UPDATE)`` when the version exists or a second ACTIVE appears."""
+        ...
+
+    async def save(self, key: ModuleKey) -> None: ...
+
+    async def add_usage(self, counts: Mapping[tuple[uuid.UUID, int], int]) -> None:
+        """Add encryption counts (without touching ``revision``)."""
+        ...
+
+
+class FieldConfigRepository(Protocol):
+    async def get(self, config_id: uuid.UUID) -> EncryptedFieldConfig | None: ...
+
+    async def find(self, table: str, column: str) -> EncryptedFieldConfig | None: ...
+
+    async def list(self) -> Sequence[EncryptedFieldConfig]: ...
+
+    async def add(self, config: EncryptedFieldConfig) -> None:
+        """``AlreadyExists`` when ``table.column`` is taken."""
+        ...
+
+    async def save(self, config: EncryptedFieldConfig) -> None: ...
+
+    async def delete(self, config_id: uuid.UUID) -> None: ...
+
+
+class PolicyRepository(Protocol):
+    async def get(self, policy_id: uuid.UUID) -> ModuleAccessPolicy | None: ...
+
+    async def list_for_module(self, module_id: uuid.UUID) -> Sequence[ModuleAccessPolicy]: ...
+
+    async def list_all(self) -> Sequence[ModuleAccessPolicy]: ...
+
+    async def add(self, policy: ModuleAccessPolicy) -> None: ...
+
+    async def save(self, policy: ModuleAccessPolicy) -> None: ...
+
+    async def delete(self, policy_id: uuid.UUID) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    since: datetime | None = None
+    until: datetime | None = None
+    actor: str | None = None
+    action: str | None = None
+    module: str | None = None
+    result: str | None = None
+    after: tuple[datetime, uuid.UUID] | None = None  # cursor: strictly after (at, id)
+    limit: int = 100
+
+
+class AuditRepository(Protocol):
+    async def append(self, events: Sequence[AuditEvent]) -> None: ...
+
+    async def query(self, query: AuditQuery) -> Sequence[AuditEvent]:
+        """Ordered by (at, id) ascending."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction. ``async with uow:`` rolls back unless ``commit()`` was awaited."""
+
+    config: ConfigRepository
+    instance_keys: InstanceKeyRepository
+    modules: ModuleRepository
+    keys: ModuleKeyRepository
+    fields: FieldConfigRepository
+    policies: PolicyRepository
+    audit: AuditRepository
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...
+
+
+# --- time and randomness ----------------------------------------------------------------------
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Timezone-aware UTC."""
+        ...
+
+    def monotonic(self) -> float: ...
+
+
+class RandomSource(Protocol):
+    def token_bytes(self, n: int) -> bytes: ...
+
+    def uuid(self) -> uuid.UUID: ...

@@ -1,0 +1,118 @@
+"""Ciphertext format v1: binary (gRPC) and text (JSON) forms. See docs/ciphertext-format.md.
+
+Binary layout, all integers big-endian::
+
+    offset  size  field
+    0       1     format version, 0x01
+    1       1     algorithm: 0x01 AES-256-GCM, 0x02 AES-256-SIV
+    2       16    module id (UUID bytes)
+    18      4     key version (uint32, >= 1)
+    22      ...   body. GCM: 12-byte nonce || ciphertext || 16-byte tag
+                        SIV: 16-byte synthetic IV || ciphertext
+
+Text form: ``ekms:v1:`` followed by the binary form in unpadded base64url.
+
+Associated data (authenticated, not stored)::
+
+    header (bytes 0..21) || u16 len(binding) || binding || u32 len(context) || context
+
+where binding is ``field:<table>.<column>`` or ``module:<name>``, so a ciphertext copied to
+another field, module or record context does not verify.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import struct
+import uuid
+from dataclasses import dataclass
+
+from app.domain.errors import DecryptionFailed, InvalidInput
+from app.domain.values import Algorithm, FieldRef
+
+FORMAT_V1 = 0x01
+HEADER = struct.Struct(">BB16sI")
+HEADER_SIZE = HEADER.size  # 22
+GCM_NONCE_SIZE = 12
+TAG_SIZE = 16
+TEXT_PREFIX = "ekms:v1:"
+MAX_PLAINTEXT = 1 << 20
+MAX_CONTEXT = 4096
+_MIN_BODY = {Algorithm.AES_256_GCM: GCM_NONCE_SIZE + TAG_SIZE, Algorithm.AES_256_SIV: TAG_SIZE}
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    algorithm: Algorithm
+    module_id: uuid.UUID
+    key_version: int
+
+    def pack(self) -> bytes:
+        return HEADER.pack(FORMAT_V1, self.algorithm, self.module_id.bytes, self.key_version)
+
+
+@dataclass(frozen=True, slots=True)
+class Ciphertext:
+    header: Header
+    header_bytes: bytes
+    body: bytes
+
+
+def binding_for_field(ref: FieldRef) -> bytes:
+    return f"field:{ref}".encode()
+
+
+def binding_for_module(name: str) -> bytes:
+    return f"module:{name}".encode()
+
+
+def associated_data(header_bytes: bytes, binding: bytes, context: bytes) -> bytes:
+    return b"".join(
+        (header_bytes, struct.pack(">H", len(binding)), binding, struct.pack(">I", len(context)), context)
+    )
+
+
+def check_context(context: bytes) -> bytes:
+    if len(context) > MAX_CONTEXT:
+        raise InvalidInput(f"context is at most {MAX_CONTEXT} bytes", field="context")
+    return context
+
+
+def check_plaintext(plaintext: bytes) -> bytes:
+    if len(plaintext) > MAX_PLAINTEXT:
+        raise InvalidInput(f"plaintext is at most {MAX_PLAINTEXT} bytes", field="plaintext")
+    return plaintext
+
+
+def parse(blob: bytes) -> Ciphertext:
+    """Split a binary ciphertext. Anything malformed is the one opaque DecryptionFailed."""
+    if len(blob) < HEADER_SIZE:
+        raise DecryptionFailed()
+    version, alg, module_bytes, key_version = HEADER.unpack_from(blob)
+    if version != FORMAT_V1 or alg not in _MIN_BODY or key_version == 0:
+        raise DecryptionFailed()
+    algorithm = Algorithm(alg)
+    body = blob[HEADER_SIZE:]
+    if len(body) < _MIN_BODY[algorithm]:
+        raise DecryptionFailed()
+    header = Header(algorithm, uuid.UUID(bytes=module_bytes), key_version)
+    return Ciphertext(header, blob[:HEADER_SIZE], body)
+
+
+def to_text(blob: bytes) -> str:
+    return TEXT_PREFIX + base64.urlsafe_b64encode(blob).rstrip(b"=").decode("ascii")
+
+
+def from_text(text: str) -> bytes:
+    """Decode the text form. A wrong prefix or bad base64 is DecryptionFailed."""
+    if not isinstance(text, str) or not text.startswith(TEXT_PREFIX):
+        raise DecryptionFailed()
+    payload = text[len(TEXT_PREFIX) :]
+    try:
+        raw = payload.encode("ascii")
+        if b"=" in raw or b"+" in raw or b"/" in raw:
+            raise DecryptionFailed()
+        return base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
+    except (UnicodeEncodeError, binascii.Error, ValueError):
+        raise DecryptionFailed() from None

@@ -1,0 +1,117 @@
+"""The one error tree of ekms.
+
+    EkmsError                      every error the service raises on purpose
+    ├── InvalidInput               malformed request data           422 / INVALID_ARGUMENT
+    ├── DecryptionFailed           opaque: any ciphertext that does not verify
+    │                                                               400 / INVALID_ARGUMENT
+    ├── NotFound                   unknown module, field config, key version, policy, config
+    │                                                               404 / NOT_FOUND
+    ├── Conflict                   duplicate, immutable field, illegal lifecycle transition,
+    │   │                          concurrent update                409 / FAILED_PRECONDITION
+    │   └── AlreadyExists          a second configuration, a duplicate name
+    │                                                               409 / ALREADY_EXISTS
+    ├── AccessDenied               a module access policy rejected  403 / PERMISSION_DENIED
+    ├── KeyUnavailable             the key chain cannot serve this (external key disabled,
+    │                              pending deletion, deleted, unavailable past grace; key
+    │                              version suspended/revoked/destroyed; not configured)
+    │                                                               409 / FAILED_PRECONDITION
+    └── ServiceUnavailable         transient: KMS or database out of reach, throttled
+                                                                    503 / UNAVAILABLE
+
+Every error carries a stable machine-readable ``reason`` (``Reason``) and a message that is safe
+to show a caller: messages never contain key material, tokens or plaintext.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    INVALID_INPUT = "INVALID_INPUT"
+    DECRYPTION_FAILED = "DECRYPTION_FAILED"
+    NOT_FOUND = "NOT_FOUND"
+    MODULE_NOT_FOUND = "MODULE_NOT_FOUND"
+    FIELD_CONFIG_NOT_FOUND = "FIELD_CONFIG_NOT_FOUND"
+    KEY_VERSION_NOT_FOUND = "KEY_VERSION_NOT_FOUND"
+    POLICY_NOT_FOUND = "POLICY_NOT_FOUND"
+    NOT_CONFIGURED = "NOT_CONFIGURED"
+    CONFLICT = "CONFLICT"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    ALREADY_CONFIGURED = "ALREADY_CONFIGURED"
+    IMMUTABLE_FIELD = "IMMUTABLE_FIELD"
+    INVALID_KEY_TRANSITION = "INVALID_KEY_TRANSITION"
+    CONCURRENT_UPDATE = "CONCURRENT_UPDATE"
+    MODULE_NOT_PUBLISHED = "MODULE_NOT_PUBLISHED"
+    FIELD_CONFIG_INACTIVE = "FIELD_CONFIG_INACTIVE"
+    MAP_REJECTED = "MAP_REJECTED"
+    EXTERNAL_KEY_DISABLED = "EXTERNAL_KEY_DISABLED"
+    EXTERNAL_KEY_PENDING_DELETION = "EXTERNAL_KEY_PENDING_DELETION"
+    EXTERNAL_KEY_DELETED = "EXTERNAL_KEY_DELETED"
+    EXTERNAL_KEY_UNAVAILABLE = "EXTERNAL_KEY_UNAVAILABLE"
+    KEY_VERSION_SUSPENDED = "KEY_VERSION_SUSPENDED"
+    KEY_VERSION_REVOKED = "KEY_VERSION_REVOKED"
+    KEY_VERSION_DESTROYED = "KEY_VERSION_DESTROYED"
+    NO_ACTIVE_KEY = "NO_ACTIVE_KEY"
+    KMS_UNAVAILABLE = "KMS_UNAVAILABLE"
+    KMS_THROTTLED = "KMS_THROTTLED"
+    DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+
+
+class EkmsError(Exception):
+    """Base of every deliberate ekms error. ``str(err)`` is safe to show a caller."""
+
+    default_reason: Reason = Reason.INVALID_INPUT
+
+    def __init__(self, message: str, *, reason: Reason | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or self.default_reason
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(reason={self.reason.value!r}, message={self.message!r})"
+
+
+class InvalidInput(EkmsError):
+    default_reason = Reason.INVALID_INPUT
+
+    def __init__(self, message: str, *, field: str | None = None, reason: Reason | None = None):
+        super().__init__(message, reason=reason)
+        self.field = field
+
+
+class DecryptionFailed(EkmsError):
+    """The one opaque error for a ciphertext that cannot be decrypted.
+
+    It does not say why (tampered, wrong field, wrong context, truncated): telling would give
+    an attacker an oracle.
+    """
+
+    default_reason = Reason.DECRYPTION_FAILED
+
+    def __init__(self) -> None:
+        super().__init__("ciphertext could not be decrypted")
+
+
+class NotFound(EkmsError):
+    default_reason = Reason.NOT_FOUND
+
+
+class Conflict(EkmsError):
+    default_reason = Reason.CONFLICT
+
+
+class AlreadyExists(Conflict):
+    default_reason = Reason.ALREADY_EXISTS
+
+
+class AccessDenied(EkmsError):
+    default_reason = Reason.MAP_REJECTED
+
+
+class KeyUnavailable(EkmsError):
+    default_reason = Reason.EXTERNAL_KEY_UNAVAILABLE
+
+
+class ServiceUnavailable(EkmsError):
+    default_reason = Reason.KMS_UNAVAILABLE

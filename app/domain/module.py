@@ -1,0 +1,185 @@
+"""Crypto modules and their versioned data encryption keys (DEKs)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from app.domain.errors import Conflict, InvalidInput, KeyUnavailable, Reason
+from app.domain.values import AccessResult, Algorithm, KeyState, ModuleState, validate_module_name
+
+# Random 96-bit GCM nonces: NIST SP 800-38D caps one key at 2**32 invocations.
+GCM_SAFE_LIMIT = 2**32
+
+
+@dataclass(slots=True)
+class CryptoModule:
+    """A named scope of encryption with its own keys and access policies."""
+
+    id: uuid.UUID
+    name: str
+    algorithm: Algorithm
+    created_at: datetime
+    updated_at: datetime
+    external_wrap: bool = True
+    default_access: AccessResult = AccessResult.REJECT
+    state: ModuleState = ModuleState.PUBLISHED
+    description: str = ""
+    revision: int = 0
+
+    def __post_init__(self) -> None:
+        validate_module_name(self.name)
+        if len(self.description) > 1024:
+            raise InvalidInput("description is at most 1024 characters", field="description")
+
+    def update(
+        self,
+        now: datetime,
+        *,
+        description: str | None = None,
+        default_access: AccessResult | None = None,
+        state: ModuleState | None = None,
+    ) -> None:
+        if state is ModuleState.DRAFT and self.state is ModuleState.PUBLISHED:
+            raise Conflict(
+                "a published module cannot go back to draft",
+                reason=Reason.INVALID_KEY_TRANSITION,
+            )
+        if description is not None:
+            if len(description) > 1024:
+                raise InvalidInput("description is at most 1024 characters", field="description")
+            self.description = description
+        if default_access is not None:
+            self.default_access = default_access
+        if state is not None:
+            self.state = state
+        self.updated_at = now
+
+
+@dataclass(slots=True)
+class ModuleKey:
+    """One DEK version of a module. Holds the DEK only wrapped under the KEK ``kek_id``.
+
+    Lifecycle::
+
+        ACTIVE ──rotate──▶ DEACTIVATED ──destroy──▶ DESTROYED
+          │  ╲                 │    ▲
+          │   revoke           │    └──resume── SUSPENDED ◀──suspend── ACTIVE / DEACTIVATED
+          │    ╲               revoke
+          │     ▼              ▼
+          └──▶ REVOKED ──destroy──▶ DESTROYED
+
+    ACTIVE encrypts and decrypts; DEACTIVATED and REVOKED decrypt only; SUSPENDED does nothing
+    until resumed (to the state it was suspended from, or DEACTIVATED if another version became
+    active meanwhile); DESTROYED has no key material left.
+    """
+
+    module_id: uuid.UUID
+    version: int
+    wrapped_dek: bytes | None = field(repr=False)
+    kek_id: uuid.UUID | None
+    state: KeyState
+    created_at: datetime
+    activated_at: datetime | None = None
+    deactivated_at: datetime | None = None
+    suspended_from: KeyState | None = None
+    state_changed_at: datetime | None = None
+    destroyed_at: datetime | None = None
+    encryption_count: int = 0
+    revision: int = 0
+
+    # --- what the state allows -----------------------------------------------------------
+
+    def ensure_can_encrypt(self) -> None:
+        if self.state is not KeyState.ACTIVE:
+            raise _unusable(self)
+
+    def ensure_can_decrypt(self) -> None:
+        if self.state not in (KeyState.ACTIVE, KeyState.DEACTIVATED, KeyState.REVOKED):
+            raise _unusable(self)
+
+    # --- transitions -------------------------------------------------------------------
+
+    def deactivate(self, now: datetime) -> None:
+        self._require({KeyState.ACTIVE}, "deactivate")
+        self._move(KeyState.DEACTIVATED, now)
+        self.deactivated_at = now
+
+    def suspend(self, now: datetime) -> None:
+        self._require({KeyState.ACTIVE, KeyState.DEACTIVATED}, "suspend")
+        self.suspended_from = self.state
+        self._move(KeyState.SUSPENDED, now)
+
+    def resume(self, now: datetime, *, other_active: bool) -> None:
+        self._require({KeyState.SUSPENDED}, "resume")
+        back = self.suspended_from or KeyState.DEACTIVATED
+        if back is KeyState.ACTIVE and other_active:
+            back = KeyState.DEACTIVATED
+            self.deactivated_at = now
+        self.suspended_from = None
+        self._move(back, now)
+
+    def revoke(self, now: datetime) -> None:
+        self._require({KeyState.ACTIVE, KeyState.DEACTIVATED, KeyState.SUSPENDED}, "revoke")
+        self.suspended_from = None
+        self._move(KeyState.REVOKED, now)
+
+    def destroy(self, now: datetime) -> None:
+        self._require(
+            {KeyState.DEACTIVATED, KeyState.SUSPENDED, KeyState.REVOKED},
+            "destroy",
+            hint="rotate the module first: the active version cannot be destroyed",
+        )
+        self.suspended_from = None
+        self.wrapped_dek = None
+        self.kek_id = None
+        self.destroyed_at = now
+        self._move(KeyState.DESTROYED, now)
+
+    def _require(self, allowed: set[KeyState], action: str, hint: str = "") -> None:
+        if self.state not in allowed:
+            suffix = f"; {hint}" if hint and self.state is KeyState.ACTIVE else ""
+            raise Conflict(
+                f"key version {self.version} is {self.state.value} and cannot {action}{suffix}",
+                reason=Reason.INVALID_KEY_TRANSITION,
+            )
+
+    def _move(self, state: KeyState, now: datetime) -> None:
+        self.state = state
+        self.state_changed_at = now
+        if state is KeyState.ACTIVE and self.activated_at is None:
+            self.activated_at = now
+
+    @property
+    def near_nonce_limit(self) -> bool:
+        return self.encryption_count >= GCM_SAFE_LIMIT // 2
+
+
+_UNUSABLE_REASON = {
+    KeyState.SUSPENDED: Reason.KEY_VERSION_SUSPENDED,
+    KeyState.REVOKED: Reason.KEY_VERSION_REVOKED,
+    KeyState.DESTROYED: Reason.KEY_VERSION_DESTROYED,
+    KeyState.DEACTIVATED: Reason.NO_ACTIVE_KEY,
+}
+
+
+def _unusable(key: ModuleKey) -> KeyUnavailable:
+    return KeyUnavailable(
+        f"key version {key.version} is {key.state.value}",
+        reason=_UNUSABLE_REASON.get(key.state, Reason.NO_ACTIVE_KEY),
+    )
+
+
+@dataclass(slots=True)
+class EncryptedFieldConfig:
+    """Binds ``table.column`` to the module that encrypts it."""
+
+    id: uuid.UUID
+    table: str
+    column: str
+    module_id: uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+    active: bool = True
+    revision: int = 0

@@ -1,0 +1,6 @@
+"""Shared test wiring. Fixture plugins live in tests/fixtures/."""
+
+pytest_plugins = [
+    "tests.fixtures.db",
+    "tests.fixtures.kms",
+]
