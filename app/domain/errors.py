@@ -1,6 +1,10 @@
 """The one error tree of ekms.
 
     EkmsError                      every error the service raises on purpose
+    ├── Unauthenticated            no token, or a token that does not verify
+    │                                                               401 / UNAUTHENTICATED
+    ├── Forbidden                  an admin route without the needed role
+    │                                                               403 / PERMISSION_DENIED
     ├── InvalidInput               malformed request data           422 / INVALID_ARGUMENT
     ├── DecryptionFailed           opaque: any ciphertext that does not verify
     │                                                               400 / INVALID_ARGUMENT
@@ -45,6 +49,9 @@ class Reason(StrEnum):
     MODULE_NOT_PUBLISHED = "MODULE_NOT_PUBLISHED"
     FIELD_CONFIG_INACTIVE = "FIELD_CONFIG_INACTIVE"
     MAP_REJECTED = "MAP_REJECTED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    TOKEN_EXPIRED = "TOKEN_EXPIRED"
+    ROLE_REQUIRED = "ROLE_REQUIRED"
     EXTERNAL_KEY_DISABLED = "EXTERNAL_KEY_DISABLED"
     EXTERNAL_KEY_PENDING_DELETION = "EXTERNAL_KEY_PENDING_DELETION"
     EXTERNAL_KEY_DELETED = "EXTERNAL_KEY_DELETED"
@@ -70,6 +77,16 @@ class EkmsError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(reason={self.reason.value!r}, message={self.message!r})"
+
+
+class Unauthenticated(EkmsError):
+    """Deliberately vague: says the token was refused, not which check failed in detail."""
+
+    default_reason = Reason.UNAUTHENTICATED
+
+
+class Forbidden(EkmsError):
+    default_reason = Reason.ROLE_REQUIRED
 
 
 class InvalidInput(EkmsError):
