@@ -250,3 +250,12 @@ class RandomSource(Protocol):
     def token_bytes(self, n: int) -> bytes: ...
 
     def uuid(self) -> uuid.UUID: ...
+
+
+# --- change propagation -----------------------------------------------------------------------
+
+
+class ChangeFeed(Protocol):
+    """Tells every replica's key chain (this one included) that persisted state changed."""
+
+    async def publish(self, scope: str) -> None: ...

@@ -1,0 +1,257 @@
+"""Use cases for the one EKMS configuration: configure, update, test, read status."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from app.application.context import AppContext
+from app.application.keychain import external_ref, kek_context
+from app.application.ports import ExternalKeyDescription, UnitOfWork
+from app.domain.audit import AuditResult
+from app.domain.ekms_config import DEFAULT_SYNC_INTERVAL, ExternalInstanceKey, ExternalKmsConfig
+from app.domain.errors import AlreadyExists, EkmsError, KeyUnavailable, NotFound, Reason
+from app.domain.keys import KEK_SIZE, KeyEncryptionKey, constant_time_equal
+from app.domain.values import Caller, ExternalKeyStatus, KmsProvider
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigInput:
+    provider: KmsProvider
+    key_id: str
+    region: str | None = None
+    endpoint_url: str | None = None
+    sync_interval: timedelta = DEFAULT_SYNC_INTERVAL
+    activate: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    ok: bool
+    key_arn: str | None
+    status: ExternalKeyStatus
+    latency_ms: float
+    reason: str | None = None
+
+
+async def require_config(uow: UnitOfWork) -> ExternalKmsConfig:
+    config = await uow.config.get()
+    if config is None:
+        raise NotFound("ekms is not configured", reason=Reason.NOT_CONFIGURED)
+    return config
+
+
+async def get_config(ctx: AppContext) -> ExternalKmsConfig:
+    async with ctx.uow() as uow:
+        return await require_config(uow)
+
+
+async def configure_ekms(ctx: AppContext, caller: Caller, data: ConfigInput) -> ExternalKmsConfig:
+    """Create the one configuration; when activating, generate the KEK and wrap it externally."""
+    now = ctx.clock.now()
+    config = ExternalKmsConfig(
+        id=ctx.rng.uuid(),
+        instance_id=ctx.chain.instance_id,
+        provider=data.provider,
+        key_id=data.key_id,
+        region=data.region,
+        endpoint_url=data.endpoint_url,
+        sync_interval=data.sync_interval,
+        created_at=now,
+        updated_at=now,
+    )
+    async with ctx.uow() as uow:
+        if await uow.config.get() is not None:
+            raise AlreadyExists(
+                "this instance already has its EKMS configuration; update it instead",
+                reason=Reason.ALREADY_CONFIGURED,
+            )
+    ekek, kek = (await _new_kek(ctx, config)) if data.activate else (None, None)
+    async with ctx.uow() as uow:
+        await uow.config.add(config)
+        if ekek is not None:
+            await uow.instance_keys.add(ekek)
+        await uow.audit.append(
+            [
+                ctx.event(
+                    caller,
+                    "ekms.configure",
+                    target=config.key_id,
+                    details={"provider": config.provider.value, "active": config.active},
+                )
+            ]
+        )
+        await uow.commit()
+    if kek is not None:
+        ctx.chain.remember_kek(kek)
+    await ctx.changes.publish("config")
+    return config
+
+
+async def update_ekms_config(
+    ctx: AppContext, caller: Caller, changes: dict[str, object], *, activate: bool = False
+) -> ExternalKmsConfig:
+    """Change mutable fields (critical ones only before activation); optionally activate."""
+    async with ctx.uow() as uow:
+        config = await require_config(uow)
+    changed = config.update(changes, ctx.clock.now())
+    ekek, kek = (None, None)
+    if activate and not config.active:
+        ekek, kek = await _new_kek(ctx, config)
+        changed.append("active")
+    if not changed:
+        return config
+    async with ctx.uow() as uow:
+        await uow.config.save(config)
+        if ekek is not None:
+            await uow.instance_keys.add(ekek)
+        await uow.audit.append(
+            [ctx.event(caller, "ekms.config.update", target=config.key_id, details={"changed": changed})]
+        )
+        await uow.commit()
+    if kek is not None:
+        ctx.chain.remember_kek(kek)
+    await ctx.changes.publish("config")
+    return config
+
+
+async def _new_kek(
+    ctx: AppContext, config: ExternalKmsConfig
+) -> tuple[ExternalInstanceKey, KeyEncryptionKey]:
+    """Generate a KEK and wrap it under the external key, which must be Enabled."""
+    kms = ctx.kms.connect(external_ref(config))
+    description = await kms.describe()
+    _require_enabled(description)
+    rotation = await kms.rotation_state()
+    kek_id = ctx.rng.uuid()
+    raw = ctx.rng.token_bytes(KEK_SIZE)
+    context = kek_context(ctx.chain.instance_id, kek_id)
+    wrapped = await kms.wrap(raw, context)
+    kek = KeyEncryptionKey(kek_id, raw)
+    del raw
+    now = ctx.clock.now()
+    config.active = True
+    config.record_status(ExternalKeyStatus.ENABLED, now)
+    ekek = ExternalInstanceKey(
+        id=kek_id,
+        wrapped_kek=wrapped.ciphertext,
+        kms_key_arn=wrapped.key_arn,
+        rotation_marker=rotation.marker,
+        encryption_context=context,
+        fingerprint=kek.fingerprint,
+        created_at=now,
+    )
+    return ekek, kek
+
+
+def _require_enabled(description: ExternalKeyDescription) -> None:
+    if description.status is not ExternalKeyStatus.ENABLED:
+        reason = {
+            ExternalKeyStatus.DISABLED: Reason.EXTERNAL_KEY_DISABLED,
+            ExternalKeyStatus.PENDING_DELETION: Reason.EXTERNAL_KEY_PENDING_DELETION,
+            ExternalKeyStatus.DELETED: Reason.EXTERNAL_KEY_DELETED,
+        }.get(description.status, Reason.EXTERNAL_KEY_UNAVAILABLE)
+        why = f": {description.reason}" if description.reason else ""
+        raise KeyUnavailable(
+            f"the external key is {description.status.value}{why}; it must be enabled",
+            reason=reason,
+        )
+
+
+async def probe_ekms_config(ctx: AppContext, caller: Caller) -> ProbeResult:
+    """Wrap and unwrap a random probe through the external KMS; persist nothing but audit."""
+    async with ctx.uow() as uow:
+        config = await require_config(uow)
+    kms = ctx.kms.connect(external_ref(config))
+    started = time.perf_counter()
+    description = await kms.describe()
+    result: ProbeResult
+    try:
+        _require_enabled(description)
+        probe = ctx.rng.token_bytes(32)
+        context = {"ekms:instance": ctx.chain.instance_id, "ekms:purpose": "probe"}
+        wrapped = await kms.wrap(probe, context)
+        back = await kms.unwrap(wrapped.ciphertext, context)
+        ok = constant_time_equal(probe, back)
+        result = ProbeResult(
+            ok=ok,
+            key_arn=wrapped.key_arn,
+            status=description.status,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            reason=None if ok else "the probe did not round-trip",
+        )
+    except EkmsError as exc:
+        result = ProbeResult(
+            ok=False,
+            key_arn=description.key_arn,
+            status=description.status,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            reason=exc.message,
+        )
+    async with ctx.uow() as uow:
+        await uow.audit.append(
+            [
+                ctx.event(
+                    caller,
+                    "ekms.config.test",
+                    result=AuditResult.SUCCESS if result.ok else AuditResult.FAILURE,
+                    target=config.key_id,
+                    reason=result.reason,
+                )
+            ]
+        )
+        await uow.commit()
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class EkmsStatus:
+    configured: bool
+    active: bool
+    provider: KmsProvider | None
+    key_id: str | None
+    external_key_status: ExternalKeyStatus
+    status_reason: str | None
+    deletion_date: datetime | None
+    last_sync_at: datetime | None
+    unavailable_since: datetime | None
+    serving: bool
+    serving_reason: str | None
+    ekek_key_arn: str | None
+    ekek_rotation_marker: str | None
+    ekek_rewrapped_at: datetime | None
+    kek_fingerprint: str | None
+    kek_created_at: datetime | None
+
+
+async def get_status(ctx: AppContext) -> EkmsStatus:
+    """The chain as this replica sees it; reads through the snapshot, so it is cheap."""
+    snap = await ctx.chain.snapshot()
+    config, ekek = snap.config, snap.ekek
+    serving_reason: str | None = None
+    try:
+        if config is None:
+            raise KeyUnavailable("ekms is not configured", reason=Reason.NOT_CONFIGURED)
+        ctx.chain.check_serving(snap, None)
+        serving = True
+    except EkmsError as exc:
+        serving, serving_reason = False, exc.reason.value
+    return EkmsStatus(
+        configured=config is not None,
+        active=bool(config and config.active),
+        provider=config.provider if config else None,
+        key_id=config.key_id if config else None,
+        external_key_status=config.external_key_status if config else ExternalKeyStatus.UNKNOWN,
+        status_reason=config.status_reason if config else None,
+        deletion_date=config.deletion_date if config else None,
+        last_sync_at=config.last_sync_at if config else None,
+        unavailable_since=config.unavailable_since if config else None,
+        serving=serving,
+        serving_reason=serving_reason,
+        ekek_key_arn=ekek.kms_key_arn if ekek else None,
+        ekek_rotation_marker=ekek.rotation_marker if ekek else None,
+        ekek_rewrapped_at=ekek.rewrapped_at if ekek else None,
+        kek_fingerprint=ekek.fingerprint if ekek else None,
+        kek_created_at=ekek.created_at if ekek else None,
+    )

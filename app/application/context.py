@@ -1,0 +1,59 @@
+"""What every use case is handed: the ports and the shared in-memory services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.application.audit import AuditBuffer
+from app.application.keychain import KeyChain
+from app.application.ports import ChangeFeed, Clock, KmsConnector, RandomSource, UnitOfWorkFactory
+from app.domain.audit import AuditEvent, AuditResult
+from app.domain.values import Caller
+
+
+@dataclass(frozen=True, slots=True)
+class AppContext:
+    uow: UnitOfWorkFactory
+    kms: KmsConnector
+    clock: Clock
+    rng: RandomSource
+    chain: KeyChain
+    audit: AuditBuffer
+    changes: ChangeFeed
+
+    def event(
+        self,
+        caller: Caller,
+        action: str,
+        *,
+        result: AuditResult = AuditResult.SUCCESS,
+        module: str | None = None,
+        target: str | None = None,
+        reason: str | None = None,
+        details: dict[str, object] | None = None,
+    ) -> AuditEvent:
+        """An admin audit event, written in the same transaction as the change it records."""
+        return AuditEvent(
+            id=self.rng.uuid(),
+            at=self.clock.now(),
+            actor=caller.subject,
+            action=action,
+            result=result,
+            module=module,
+            target=target,
+            reason=reason,
+            details=details or {},
+        )
+
+
+class LocalChangeFeed:
+    """Single-process change feed: invalidates this process's key chain."""
+
+    def __init__(self, chain: KeyChain) -> None:
+        self._chain = chain
+
+    async def publish(self, scope: str) -> None:
+        if scope == "purge":
+            self._chain.purge()
+        else:
+            self._chain.invalidate()

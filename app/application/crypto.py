@@ -1,0 +1,223 @@
+"""The data plane: encrypt, decrypt and rewrap field values, one at a time or in batches.
+
+Served entirely from the in-memory ``KeyChain`` snapshot: no KMS call and no query per call.
+Each call checks, in order: the target resolves, the chain may serve (external key state),
+the module's access policies allow the operation, the key version's state allows it. Audit is
+aggregated in memory (``AuditBuffer``) and written in batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from app.application.context import AppContext
+from app.application.keychain import ModuleView, Snapshot
+from app.application.targets import Target
+from app.domain import ciphertext as ct
+from app.domain.audit import AuditResult
+from app.domain.errors import (
+    AccessDenied,
+    DecryptionFailed,
+    EkmsError,
+    InvalidInput,
+    KeyUnavailable,
+    NotFound,
+    Reason,
+)
+from app.domain.module import ModuleKey
+from app.domain.policy import Decision
+from app.domain.values import Caller, ModuleState, Operation
+
+NONCE_SIZE = ct.GCM_NONCE_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One value to encrypt (plaintext) or decrypt/rewrap (ciphertext, binary form)."""
+
+    target: Target
+    data: bytes
+    context: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """Exactly one of ``data`` or ``error``."""
+
+    data: bytes | None = None
+    error: EkmsError | None = None
+    key_version: int | None = None
+
+
+class CryptoService:
+    """The data-plane use cases. One instance per process, shared by gRPC and REST."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+        self._chain = ctx.chain
+        self._audit = ctx.audit
+        self._nonce = ctx.rng.token_bytes
+
+    # --- public use cases ----------------------------------------------------------------------
+
+    async def encrypt(self, caller: Caller, item: Item) -> ItemResult:
+        return require_ok((await self.encrypt_batch(caller, (item,)))[0])
+
+    async def decrypt(self, caller: Caller, item: Item) -> ItemResult:
+        return require_ok((await self.decrypt_batch(caller, (item,)))[0])
+
+    async def rewrap(self, caller: Caller, item: Item) -> ItemResult:
+        return require_ok((await self.rewrap_batch(caller, (item,)))[0])
+
+    async def encrypt_batch(self, caller: Caller, items: Sequence[Item]) -> list[ItemResult]:
+        snap = await self._ready()
+        return [self._guard(self._encrypt_one, snap, caller, item) for item in items]
+
+    async def decrypt_batch(self, caller: Caller, items: Sequence[Item]) -> list[ItemResult]:
+        snap = await self._ready()
+        return [self._guard(self._decrypt_one, snap, caller, item) for item in items]
+
+    async def rewrap_batch(self, caller: Caller, items: Sequence[Item]) -> list[ItemResult]:
+        snap = await self._ready()
+        return [self._guard(self._rewrap_one, snap, caller, item) for item in items]
+
+    # --- internals -------------------------------------------------------------------------------
+
+    async def _ready(self) -> Snapshot:
+        await self._audit.wait_for_capacity()
+        return await self._chain.snapshot()
+
+    @staticmethod
+    def _guard(op: _ItemOp, snap: Snapshot, caller: Caller, item: Item) -> ItemResult:
+        try:
+            return op(snap, caller, item)
+        except EkmsError as exc:
+            return ItemResult(error=exc)
+
+    def _resolve(self, snap: Snapshot, target: Target, *, for_encrypt: bool) -> ModuleView:
+        if target.module is not None:
+            return snap.module_named(target.module)
+        assert target.field is not None
+        config = snap.fields.get((target.field.table, target.field.column))
+        if config is None:
+            raise NotFound(
+                f"no field configuration for {target.field}", reason=Reason.FIELD_CONFIG_NOT_FOUND
+            )
+        if for_encrypt and not config.active:
+            raise KeyUnavailable(
+                f"field configuration for {target.field} is inactive",
+                reason=Reason.FIELD_CONFIG_INACTIVE,
+            )
+        view = snap.modules_by_id.get(config.module_id)
+        if view is None:  # pragma: no cover - the foreign key prevents it
+            raise NotFound("the field's module does not exist", reason=Reason.MODULE_NOT_FOUND)
+        return view
+
+    def _authorize(
+        self, snap: Snapshot, view: ModuleView, caller: Caller, operation: Operation, target: Target
+    ) -> Decision:
+        self._chain.check_serving(snap, view.module)
+        decision = view.decide(caller, operation)
+        name = view.module.name
+        if not decision.allowed:
+            self._audit.record(
+                actor=caller.subject,
+                action=operation.value,
+                result=AuditResult.DENIED,
+                module=name,
+                target=str(target),
+                reason=Reason.MAP_REJECTED.value,
+                decided_by=str(decision.decided_by) if decision.decided_by else "default",
+            )
+            raise AccessDenied(
+                f"{operation.value} on module {name!r} is not allowed for this caller"
+            )
+        if view.module.state is not ModuleState.PUBLISHED:
+            raise KeyUnavailable(f"module {name!r} is a draft", reason=Reason.MODULE_NOT_PUBLISHED)
+        return decision
+
+    def _active_key(self, view: ModuleView) -> ModuleKey:
+        key = view.active
+        if key is None:
+            raise KeyUnavailable(
+                f"module {view.module.name!r} has no active key version", reason=Reason.NO_ACTIVE_KEY
+            )
+        return key
+
+    def _seal(self, snap: Snapshot, view: ModuleView, item: Item) -> tuple[bytes, int]:
+        key = self._active_key(view)
+        data_key = self._chain.data_key(snap, view, key)
+        nonce = self._nonce(NONCE_SIZE) if not view.module.algorithm.deterministic else b""
+        blob = data_key.encrypt(
+            ct.check_plaintext(item.data), item.target.binding, ct.check_context(item.context), nonce
+        )
+        self._audit.count_usage(key.module_id, key.version)
+        return blob, key.version
+
+    def _open(
+        self, snap: Snapshot, caller: Caller, item: Item, operation: Operation
+    ) -> tuple[ModuleView, Decision, bytes, int]:
+        ct.check_context(item.context)
+        parsed = ct.parse(item.data)
+        view = snap.modules_by_id.get(parsed.header.module_id)
+        declared = self._resolve(snap, item.target, for_encrypt=False)
+        if view is None or (item.target.module is not None and view is not declared):
+            raise DecryptionFailed()
+        decision = self._authorize(snap, view, caller, operation, item.target)
+        key = view.keys.get(parsed.header.key_version)
+        if key is None or parsed.header.algorithm is not view.module.algorithm:
+            raise DecryptionFailed()
+        key.ensure_can_decrypt()
+        plaintext = self._chain.data_key(snap, view, key).decrypt(
+            parsed, item.target.binding, item.context
+        )
+        return view, decision, plaintext, key.version
+
+    def _encrypt_one(self, snap: Snapshot, caller: Caller, item: Item) -> ItemResult:
+        view = self._resolve(snap, item.target, for_encrypt=True)
+        decision = self._authorize(snap, view, caller, Operation.ENCRYPT, item.target)
+        blob, version = self._seal(snap, view, item)
+        self._track(caller, decision, view, item.target)
+        return ItemResult(data=blob, key_version=version)
+
+    def _decrypt_one(self, snap: Snapshot, caller: Caller, item: Item) -> ItemResult:
+        view, decision, plaintext, version = self._open(snap, caller, item, Operation.DECRYPT)
+        self._track(caller, decision, view, item.target)
+        return ItemResult(data=plaintext, key_version=version)
+
+    def _rewrap_one(self, snap: Snapshot, caller: Caller, item: Item) -> ItemResult:
+        view, decision, plaintext, version = self._open(snap, caller, item, Operation.REWRAP)
+        active = self._active_key(view)
+        if active.version == version:
+            self._track(caller, decision, view, item.target)
+            return ItemResult(data=item.data, key_version=version)
+        blob, new_version = self._seal(snap, view, Item(item.target, plaintext, item.context))
+        del plaintext
+        self._track(caller, decision, view, item.target)
+        return ItemResult(data=blob, key_version=new_version)
+
+    def _track(self, caller: Caller, decision: Decision, view: ModuleView, target: Target) -> None:
+        self._audit.record(
+            actor=caller.subject,
+            action=decision.operation.value,
+            result=AuditResult.SUCCESS,
+            module=view.module.name,
+            target=str(target),
+            decided_by=str(decision.decided_by) if decision.decided_by else "default",
+        )
+
+
+_ItemOp = Callable[[Snapshot, Caller, "Item"], "ItemResult"]
+
+
+def require_ok(result: ItemResult) -> ItemResult:
+    """For single-item callers: raise the item's error, or return it."""
+    if result.error is not None:
+        raise result.error
+    return result
+
+
+def check_items(items: Sequence[Item], limit: int) -> None:
+    if len(items) > limit:
+        raise InvalidInput(f"a batch holds at most {limit} items", field="items")

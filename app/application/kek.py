@@ -1,0 +1,133 @@
+"""Use cases for the KEK: rotate it (new KEK, DEKs rewrapped) and rewrap the EKEK (same KEK,
+new external key material)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.application.configuration import require_config
+from app.application.context import AppContext
+from app.application.keychain import external_ref, kek_context
+from app.domain.ekms_config import ExternalInstanceKey
+from app.domain.errors import KeyUnavailable, Reason
+from app.domain.keys import KEK_SIZE, KeyEncryptionKey
+from app.domain.values import Caller
+
+
+@dataclass(frozen=True, slots=True)
+class KekRotationResult:
+    old_kek_id: str
+    new_kek_id: str
+    new_fingerprint: str
+    rewrapped_keys: int
+
+
+async def rotate_kek(ctx: AppContext, caller: Caller) -> KekRotationResult:
+    """A new KEK; every DEK that still has material is rewrapped under it in one transaction.
+
+    Field ciphertexts are untouched: they name the DEK version, and the DEKs do not change.
+    """
+    snap = await ctx.chain.snapshot()
+    old_kek = ctx.chain.check_serving(snap, None)
+    async with ctx.uow() as uow:
+        config = await require_config(uow)
+    kms = ctx.kms.connect(external_ref(config))
+    rotation = await kms.rotation_state()
+    new_id = ctx.rng.uuid()
+    raw = ctx.rng.token_bytes(KEK_SIZE)
+    context = kek_context(ctx.chain.instance_id, new_id)
+    wrapped = await kms.wrap(raw, context)
+    new_kek = KeyEncryptionKey(new_id, raw)
+    del raw
+    now = ctx.clock.now()
+    count = 0
+    async with ctx.uow() as uow:
+        current = await uow.instance_keys.get_active()
+        if current is None or current.id != old_kek.id:
+            raise KeyUnavailable(
+                "the key encryption key changed meanwhile; retry", reason=Reason.CONCURRENT_UPDATE
+            )
+        current.active = False
+        await uow.instance_keys.save(current)
+        await uow.instance_keys.add(
+            ExternalInstanceKey(
+                id=new_id,
+                wrapped_kek=wrapped.ciphertext,
+                kms_key_arn=wrapped.key_arn,
+                rotation_marker=rotation.marker,
+                encryption_context=context,
+                fingerprint=new_kek.fingerprint,
+                created_at=now,
+            )
+        )
+        for key in await uow.keys.list_all():
+            if key.wrapped_dek is None:
+                continue
+            dek = old_kek.unwrap(key.wrapped_dek, key.module_id, key.version)
+            key.wrapped_dek = new_kek.wrap(dek, key.module_id, key.version, ctx.rng.token_bytes(12))
+            del dek
+            key.kek_id = new_id
+            await uow.keys.save(key)
+            count += 1
+        await uow.audit.append(
+            [
+                ctx.event(
+                    caller,
+                    "kek.rotate",
+                    details={
+                        "old_kek_id": str(old_kek.id),
+                        "new_kek_id": str(new_id),
+                        "new_fingerprint": new_kek.fingerprint,
+                        "rewrapped_keys": count,
+                    },
+                )
+            ]
+        )
+        await uow.commit()
+    ctx.chain.remember_kek(new_kek)
+    await ctx.changes.publish("kek")
+    return KekRotationResult(str(old_kek.id), str(new_id), new_kek.fingerprint, count)
+
+
+@dataclass(frozen=True, slots=True)
+class EkekRewrapResult:
+    kek_id: str
+    fingerprint: str
+    old_marker: str
+    new_marker: str
+
+
+async def rewrap_ekek(ctx: AppContext, caller: Caller) -> EkekRewrapResult:
+    """Re-encrypt the wrapped KEK under the external key's current material (KMS ReEncrypt).
+
+    The KEK and every DEK stay the same, so no cache is touched and no call is interrupted.
+    """
+    async with ctx.uow() as uow:
+        config = await require_config(uow)
+        ekek = await uow.instance_keys.get_active()
+    if ekek is None:
+        raise KeyUnavailable("ekms is not configured", reason=Reason.NOT_CONFIGURED)
+    kms = ctx.kms.connect(external_ref(config))
+    rotation = await kms.rotation_state()
+    rewrapped = await kms.rewrap(ekek.wrapped_kek, ekek.encryption_context)
+    old_marker = ekek.rotation_marker
+    async with ctx.uow() as uow:
+        ekek.rewrapped(rewrapped.ciphertext, rewrapped.key_arn, rotation.marker, ctx.clock.now())
+        await uow.instance_keys.save(ekek)
+        await uow.audit.append(
+            [
+                ctx.event(
+                    caller,
+                    "ekek.rewrap",
+                    details={
+                        "kek_id": str(ekek.id),
+                        "fingerprint": ekek.fingerprint,
+                        "old_marker": old_marker,
+                        "new_marker": rotation.marker,
+                    },
+                )
+            ]
+        )
+        await uow.commit()
+    await ctx.changes.publish("ekek")
+    return EkekRewrapResult(str(ekek.id), ekek.fingerprint, old_marker, rotation.marker)

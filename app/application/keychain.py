@@ -1,0 +1,273 @@
+"""The in-memory key chain: what the data plane serves from without KMS calls or queries.
+
+A ``Snapshot`` holds the configuration, modules, key versions, field configurations and
+policies as read in one transaction, plus the unwrapped KEK. Data keys are unwrapped lazily,
+once, and MAP decisions are memoised per (caller, operation). Any state change anywhere calls
+``invalidate()``; the next call loads a fresh snapshot (one query round, no KMS call while the
+KEK is cached). ``purge()`` also forgets the KEK: used when the external key stops being usable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import structlog
+
+from app.application.ports import Clock, ExternalKeyRef, KmsConnector, UnitOfWorkFactory
+from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
+from app.domain.errors import (
+    DecryptionFailed,
+    EkmsError,
+    KeyUnavailable,
+    NotFound,
+    Reason,
+    ServiceUnavailable,
+)
+from app.domain.keys import DataKey, KeyEncryptionKey
+from app.domain.module import CryptoModule, EncryptedFieldConfig, ModuleKey
+from app.domain.policy import Decision, ModuleAccessPolicy, evaluate
+from app.domain.values import Caller, ExternalKeyStatus, KeyState, Operation
+
+log = structlog.get_logger(__name__)
+
+_STATUS_REASON = {
+    ExternalKeyStatus.DISABLED: Reason.EXTERNAL_KEY_DISABLED,
+    ExternalKeyStatus.PENDING_DELETION: Reason.EXTERNAL_KEY_PENDING_DELETION,
+    ExternalKeyStatus.DELETED: Reason.EXTERNAL_KEY_DELETED,
+    ExternalKeyStatus.UNAVAILABLE: Reason.EXTERNAL_KEY_UNAVAILABLE,
+}
+_DECISION_CACHE_LIMIT = 4096
+_KMS_RETRY_SECONDS = 2.0
+
+
+def kek_context(instance_id: str, kek_id: uuid.UUID) -> dict[str, str]:
+    """The KMS EncryptionContext the KEK is wrapped under: names the instance and purpose."""
+    return {"ekms:instance": instance_id, "ekms:purpose": "kek", "ekms:kek-id": str(kek_id)}
+
+
+def external_ref(config: ExternalKmsConfig) -> ExternalKeyRef:
+    return ExternalKeyRef(config.provider, config.key_id, config.region, config.endpoint_url)
+
+
+def unusable_error(status: ExternalKeyStatus) -> KeyUnavailable:
+    detail = {
+        ExternalKeyStatus.DISABLED: "the external key is disabled",
+        ExternalKeyStatus.PENDING_DELETION: "the external key is pending deletion",
+        ExternalKeyStatus.DELETED: "the external key is deleted; a new configuration is needed",
+        ExternalKeyStatus.UNAVAILABLE: "the external key has been unreachable past the grace period",
+    }[status]
+    return KeyUnavailable(detail, reason=_STATUS_REASON[status])
+
+
+@dataclass(slots=True)
+class ModuleView:
+    module: CryptoModule
+    keys: dict[int, ModuleKey]
+    policies: tuple[ModuleAccessPolicy, ...]
+    active: ModuleKey | None
+    data_keys: dict[int, DataKey] = field(default_factory=dict)
+    decisions: dict[tuple[str, frozenset[str], Operation], Decision] = field(default_factory=dict)
+
+    def decide(self, caller: Caller, operation: Operation) -> Decision:
+        cache_key = (caller.subject, caller.roles, operation)
+        decision = self.decisions.get(cache_key)
+        if decision is None:
+            decision = evaluate(self.policies, caller, operation, self.module.default_access)
+            if len(self.decisions) >= _DECISION_CACHE_LIMIT:
+                self.decisions.clear()
+            self.decisions[cache_key] = decision
+        return decision
+
+
+@dataclass(slots=True)
+class Snapshot:
+    config: ExternalKmsConfig | None
+    ekek: ExternalInstanceKey | None
+    kek: KeyEncryptionKey | None
+    modules: dict[str, ModuleView]
+    modules_by_id: dict[uuid.UUID, ModuleView]
+    fields: dict[tuple[str, str], EncryptedFieldConfig]
+    fail_closed_at: float | None  # monotonic deadline while the external key is UNAVAILABLE
+    kek_error: EkmsError | None = None
+
+    def module_named(self, name: str) -> ModuleView:
+        view = self.modules.get(name)
+        if view is None:
+            raise NotFound(f"module {name!r} does not exist", reason=Reason.MODULE_NOT_FOUND)
+        return view
+
+
+class KeyChain:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        kms: KmsConnector,
+        clock: Clock,
+        *,
+        instance_id: str,
+        unavailable_grace: timedelta,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._kms = kms
+        self._clock = clock
+        self.instance_id = instance_id
+        self.unavailable_grace = unavailable_grace
+        self._snapshot: Snapshot | None = None
+        self._keks: dict[uuid.UUID, KeyEncryptionKey] = {}
+        self._generation = 0
+        self._lock = asyncio.Lock()
+        self._kms_retry_at = 0.0
+        self._kms_error: EkmsError | None = None
+        self.loads = 0
+
+    # --- cache control ----------------------------------------------------------------------
+
+    def invalidate(self) -> None:
+        """Forget the snapshot (not the KEK); the next call reloads it."""
+        self._generation += 1
+        self._snapshot = None
+
+    def purge(self) -> None:
+        """Forget everything unwrapped, the KEK included."""
+        self._keks.clear()
+        self.invalidate()
+
+    def remember_kek(self, kek: KeyEncryptionKey) -> None:
+        """Install a KEK this process just created, so it needs no KMS round trip."""
+        self._keks[kek.id] = kek
+
+    @property
+    def cached(self) -> Snapshot | None:
+        return self._snapshot
+
+    # --- loading ----------------------------------------------------------------------------
+
+    async def snapshot(self) -> Snapshot:
+        snap = self._snapshot
+        if snap is not None:
+            return snap
+        async with self._lock:
+            if self._snapshot is not None:
+                return self._snapshot
+            generation = self._generation
+            snap = await self._load()
+            if generation == self._generation:
+                self._snapshot = snap
+            return snap
+
+    async def _load(self) -> Snapshot:
+        self.loads += 1
+        async with self._uow_factory() as uow:
+            config = await uow.config.get()
+            ekek = await uow.instance_keys.get_active()
+            modules = await uow.modules.list()
+            keys = await uow.keys.list_all()
+            policies = await uow.policies.list_all()
+            fields = await uow.fields.list()
+        kek, kek_error = await self._kek_for(config, ekek)
+        by_module_keys: dict[uuid.UUID, dict[int, ModuleKey]] = {}
+        for key in keys:
+            by_module_keys.setdefault(key.module_id, {})[key.version] = key
+        by_module_policies: dict[uuid.UUID, list[ModuleAccessPolicy]] = {}
+        for policy in policies:
+            by_module_policies.setdefault(policy.module_id, []).append(policy)
+        views: dict[str, ModuleView] = {}
+        for module in modules:
+            mkeys = by_module_keys.get(module.id, {})
+            active = next((k for k in mkeys.values() if k.state is KeyState.ACTIVE), None)
+            views[module.name] = ModuleView(
+                module, mkeys, tuple(by_module_policies.get(module.id, ())), active
+            )
+        fail_closed_at = None
+        if config is not None and config.external_key_status is ExternalKeyStatus.UNAVAILABLE:
+            since = config.unavailable_since or self._clock.now()
+            remaining = (since + self.unavailable_grace - self._clock.now()).total_seconds()
+            fail_closed_at = self._clock.monotonic() + max(remaining, 0.0)
+        return Snapshot(
+            config=config,
+            ekek=ekek,
+            kek=kek,
+            modules=views,
+            modules_by_id={v.module.id: v for v in views.values()},
+            fields={(f.table, f.column): f for f in fields},
+            fail_closed_at=fail_closed_at,
+            kek_error=kek_error,
+        )
+
+    async def _kek_for(
+        self, config: ExternalKmsConfig | None, ekek: ExternalInstanceKey | None
+    ) -> tuple[KeyEncryptionKey | None, EkmsError | None]:
+        if config is None or ekek is None or not config.active:
+            return None, KeyUnavailable("ekms is not configured", reason=Reason.NOT_CONFIGURED)
+        status = config.external_key_status
+        if status in _STATUS_REASON and status is not ExternalKeyStatus.UNAVAILABLE:
+            self._keks.clear()
+            return None, unusable_error(status)
+        cached = self._keks.get(ekek.id)
+        if cached is not None:
+            return cached, None
+        if self._clock.monotonic() < self._kms_retry_at and self._kms_error is not None:
+            return None, self._kms_error
+        try:
+            kms = self._kms.connect(external_ref(config))
+            raw = await kms.unwrap(ekek.wrapped_kek, kek_context(self.instance_id, ekek.id))
+        except EkmsError as exc:
+            error: EkmsError = (
+                exc
+                if isinstance(exc, KeyUnavailable | ServiceUnavailable)
+                else KeyUnavailable(
+                    "the key encryption key could not be unwrapped",
+                    reason=Reason.EXTERNAL_KEY_UNAVAILABLE,
+                )
+            )
+            log.error("kek_unwrap_failed", reason=error.reason.value)
+            self._kms_error = error
+            self._kms_retry_at = self._clock.monotonic() + _KMS_RETRY_SECONDS
+            return None, error
+        kek = KeyEncryptionKey(ekek.id, raw)
+        del raw
+        if kek.fingerprint != ekek.fingerprint:
+            log.error("kek_fingerprint_mismatch", kek_id=str(ekek.id))
+            return None, KeyUnavailable(
+                "the unwrapped key encryption key does not match its fingerprint",
+                reason=Reason.EXTERNAL_KEY_UNAVAILABLE,
+            )
+        self._keks = {ekek.id: kek}
+        self._kms_error = None
+        return kek, None
+
+    # --- serving ----------------------------------------------------------------------------
+
+    def check_serving(self, snap: Snapshot, module: CryptoModule | None) -> KeyEncryptionKey:
+        """The KEK if the chain may serve ``module`` now; else the reason it may not."""
+        if snap.fail_closed_at is not None and self._clock.monotonic() >= snap.fail_closed_at:
+            raise unusable_error(ExternalKeyStatus.UNAVAILABLE)
+        if snap.kek is None:
+            raise snap.kek_error or KeyUnavailable("ekms is not configured", reason=Reason.NOT_CONFIGURED)
+        return snap.kek
+
+    def data_key(self, snap: Snapshot, view: ModuleView, key: ModuleKey) -> DataKey:
+        cached = view.data_keys.get(key.version)
+        if cached is not None:
+            return cached
+        kek = self.check_serving(snap, view.module)
+        if key.wrapped_dek is None or key.kek_id != kek.id:
+            raise KeyUnavailable(
+                f"key version {key.version} has no usable key material",
+                reason=Reason.KEY_VERSION_DESTROYED,
+            )
+        try:
+            raw = kek.unwrap(key.wrapped_dek, key.module_id, key.version)
+        except DecryptionFailed:
+            log.error("dek_unwrap_failed", module=view.module.name, version=key.version)
+            raise KeyUnavailable(
+                f"key version {key.version} could not be unwrapped",
+                reason=Reason.EXTERNAL_KEY_UNAVAILABLE,
+            ) from None
+        data_key = DataKey(view.module.algorithm, key.module_id, key.version, raw)
+        del raw
+        view.data_keys[key.version] = data_key
+        return data_key

@@ -1,0 +1,231 @@
+"""Use cases for crypto modules and their key versions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from app.application.configuration import require_config
+from app.application.context import AppContext
+from app.application.ports import UnitOfWork
+from app.domain.errors import AlreadyExists, InvalidInput, NotFound, Reason
+from app.domain.keys import DEK_SIZE, KeyEncryptionKey
+from app.domain.module import CryptoModule, ModuleKey
+from app.domain.values import AccessResult, Algorithm, Caller, KeyState, ModuleState
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleInput:
+    name: str
+    algorithm: Algorithm = Algorithm.AES_256_GCM
+    external_wrap: bool = True
+    default_access: AccessResult = AccessResult.REJECT
+    state: ModuleState = ModuleState.PUBLISHED
+    description: str = ""
+
+
+class KeyAction(StrEnum):
+    REVOKE = "revoke"
+    SUSPEND = "suspend"
+    RESUME = "resume"
+    DESTROY = "destroy"
+
+
+async def require_module(uow: UnitOfWork, name: str) -> CryptoModule:
+    module = await uow.modules.get_by_name(name)
+    if module is None:
+        raise NotFound(f"module {name!r} does not exist", reason=Reason.MODULE_NOT_FOUND)
+    return module
+
+
+async def _active_kek(ctx: AppContext) -> KeyEncryptionKey:
+    snap = await ctx.chain.snapshot()
+    return ctx.chain.check_serving(snap, None)
+
+
+def _new_key(
+    ctx: AppContext, kek: KeyEncryptionKey, module: CryptoModule, version: int
+) -> ModuleKey:
+    raw = ctx.rng.token_bytes(DEK_SIZE[module.algorithm])
+    wrapped = kek.wrap(raw, module.id, version, ctx.rng.token_bytes(12))
+    del raw
+    now = ctx.clock.now()
+    return ModuleKey(
+        module_id=module.id,
+        version=version,
+        wrapped_dek=wrapped,
+        kek_id=kek.id,
+        state=KeyState.ACTIVE,
+        created_at=now,
+        activated_at=now,
+        state_changed_at=now,
+    )
+
+
+async def create_module(ctx: AppContext, caller: Caller, data: ModuleInput) -> CryptoModule:
+    """A new module with its first DEK (version 1, Active) wrapped under the KEK."""
+    if not data.external_wrap:
+        raise InvalidInput(
+            "external_wrap=false is not supported yet: every module is rooted in the external key",
+            field="external_wrap",
+        )
+    now = ctx.clock.now()
+    module = CryptoModule(
+        id=ctx.rng.uuid(),
+        name=data.name,
+        algorithm=data.algorithm,
+        created_at=now,
+        updated_at=now,
+        external_wrap=data.external_wrap,
+        default_access=data.default_access,
+        state=data.state,
+        description=data.description,
+    )
+    kek = await _active_kek(ctx)
+    first = _new_key(ctx, kek, module, 1)
+    async with ctx.uow() as uow:
+        await require_config(uow)
+        if await uow.modules.get_by_name(module.name) is not None:
+            raise AlreadyExists(f"module {module.name!r} already exists")
+        await uow.modules.add(module)
+        await uow.keys.add(first)
+        await uow.audit.append(
+            [
+                ctx.event(
+                    caller,
+                    "module.create",
+                    module=module.name,
+                    details={"algorithm": module.algorithm.label, "key_version": 1},
+                )
+            ]
+        )
+        await uow.commit()
+    await ctx.changes.publish("module")
+    return module
+
+
+async def update_module(
+    ctx: AppContext,
+    caller: Caller,
+    name: str,
+    *,
+    description: str | None = None,
+    default_access: AccessResult | None = None,
+    state: ModuleState | None = None,
+) -> CryptoModule:
+    async with ctx.uow() as uow:
+        module = await require_module(uow, name)
+        module.update(
+            ctx.clock.now(), description=description, default_access=default_access, state=state
+        )
+        await uow.modules.save(module)
+        await uow.audit.append(
+            [
+                ctx.event(
+                    caller,
+                    "module.update",
+                    module=name,
+                    details={
+                        "default_access": module.default_access.value,
+                        "state": module.state.value,
+                    },
+                )
+            ]
+        )
+        await uow.commit()
+    await ctx.changes.publish("module")
+    return module
+
+
+async def list_modules(ctx: AppContext) -> Sequence[CryptoModule]:
+    async with ctx.uow() as uow:
+        return await uow.modules.list()
+
+
+async def get_module(ctx: AppContext, name: str) -> CryptoModule:
+    async with ctx.uow() as uow:
+        return await require_module(uow, name)
+
+
+async def list_module_keys(ctx: AppContext, name: str) -> Sequence[ModuleKey]:
+    async with ctx.uow() as uow:
+        module = await require_module(uow, name)
+        return await uow.keys.list_for_module(module.id)
+
+
+async def rotate_module_key(
+    ctx: AppContext, caller: Caller, name: str, *, action: str = "key.rotate"
+) -> ModuleKey:
+    """A new Active version; the previous Active one becomes Deactivated (decrypt only)."""
+    kek = await _active_kek(ctx)
+    async with ctx.uow() as uow:
+        module = await require_module(uow, name)
+        new_key = await _rotate_in(ctx, uow, kek, module)
+        await uow.audit.append(
+            [ctx.event(caller, action, module=name, details={"key_version": new_key.version})]
+        )
+        await uow.commit()
+    await ctx.changes.publish("keys")
+    return new_key
+
+
+async def _rotate_in(
+    ctx: AppContext, uow: UnitOfWork, kek: KeyEncryptionKey, module: CryptoModule
+) -> ModuleKey:
+    keys = await uow.keys.list_for_module(module.id)
+    now = ctx.clock.now()
+    for key in keys:
+        if key.state is KeyState.ACTIVE:
+            key.deactivate(now)
+            await uow.keys.save(key)
+    version = max((k.version for k in keys), default=0) + 1
+    new_key = _new_key(ctx, kek, module, version)
+    await uow.keys.add(new_key)
+    return new_key
+
+
+async def change_key_state(
+    ctx: AppContext, caller: Caller, name: str, version: int, action: KeyAction
+) -> ModuleKey:
+    """Revoke, suspend, resume or destroy one key version.
+
+    Revoking the Active version generates a new Active one in the same transaction, so the
+    module keeps encrypting under a key that is not revoked.
+    """
+    kek: KeyEncryptionKey | None = None
+    if action is KeyAction.REVOKE:
+        kek = await _active_kek(ctx)
+    async with ctx.uow() as uow:
+        module = await require_module(uow, name)
+        keys = {k.version: k for k in await uow.keys.list_for_module(module.id)}
+        key = keys.get(version)
+        if key is None:
+            raise NotFound(
+                f"module {name!r} has no key version {version}", reason=Reason.KEY_VERSION_NOT_FOUND
+            )
+        now = ctx.clock.now()
+        was_active = key.state is KeyState.ACTIVE
+        details: dict[str, object] = {"key_version": version, "from": key.state.value}
+        if action is KeyAction.REVOKE:
+            key.revoke(now)
+        elif action is KeyAction.SUSPEND:
+            key.suspend(now)
+        elif action is KeyAction.RESUME:
+            other_active = any(
+                k.state is KeyState.ACTIVE for v, k in keys.items() if v != version
+            )
+            key.resume(now, other_active=other_active)
+        else:
+            key.destroy(now)
+        await uow.keys.save(key)
+        if action is KeyAction.REVOKE and was_active:
+            assert kek is not None
+            replacement = await _rotate_in(ctx, uow, kek, module)
+            details["new_active_version"] = replacement.version
+        details["to"] = key.state.value
+        await uow.audit.append([ctx.event(caller, f"key.{action.value}", module=name, details=details)])
+        await uow.commit()
+    await ctx.changes.publish("keys")
+    return key
+

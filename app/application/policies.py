@@ -1,0 +1,129 @@
+"""Use cases for module access policies (MAPs)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from app.application.context import AppContext
+from app.application.modules import require_module
+from app.application.ports import UnitOfWork
+from app.domain.errors import NotFound, Reason
+from app.domain.policy import ModuleAccessPolicy, validate_policy_fields
+from app.domain.values import AccessResult, Caller, Operation, TargetType
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyInput:
+    target_type: TargetType
+    target: str
+    operations: frozenset[Operation]
+    result: AccessResult
+    active: bool = True
+    description: str = ""
+
+
+async def _require_policy(uow: UnitOfWork, policy_id: uuid.UUID) -> ModuleAccessPolicy:
+    policy = await uow.policies.get(policy_id)
+    if policy is None:
+        raise NotFound(f"policy {policy_id} does not exist", reason=Reason.POLICY_NOT_FOUND)
+    return policy
+
+
+def _summary(policy: ModuleAccessPolicy) -> dict[str, object]:
+    return {
+        "policy_id": str(policy.id),
+        "target_type": policy.target_type.value,
+        "target": policy.target,
+        "operations": sorted(op.value for op in policy.operations),
+        "result": policy.result.value,
+        "active": policy.active,
+    }
+
+
+async def create_policy(
+    ctx: AppContext, caller: Caller, module_name: str, data: PolicyInput
+) -> ModuleAccessPolicy:
+    now = ctx.clock.now()
+    async with ctx.uow() as uow:
+        module = await require_module(uow, module_name)
+        policy = ModuleAccessPolicy(
+            id=ctx.rng.uuid(),
+            module_id=module.id,
+            target_type=data.target_type,
+            target=data.target,
+            operations=data.operations,
+            result=data.result,
+            created_at=now,
+            updated_at=now,
+            active=data.active,
+            description=data.description,
+        )
+        await uow.policies.add(policy)
+        await uow.audit.append(
+            [ctx.event(caller, "policy.create", module=module_name, details=_summary(policy))]
+        )
+        await uow.commit()
+    await ctx.changes.publish("policy")
+    return policy
+
+
+async def list_policies(ctx: AppContext, module_name: str) -> Sequence[ModuleAccessPolicy]:
+    async with ctx.uow() as uow:
+        module = await require_module(uow, module_name)
+        return await uow.policies.list_for_module(module.id)
+
+
+async def get_policy(ctx: AppContext, policy_id: uuid.UUID) -> ModuleAccessPolicy:
+    async with ctx.uow() as uow:
+        return await _require_policy(uow, policy_id)
+
+
+async def update_policy(
+    ctx: AppContext, caller: Caller, policy_id: uuid.UUID, data: PolicyInput
+) -> ModuleAccessPolicy:
+    validate_policy_fields(data.target, data.operations, data.description)
+    async with ctx.uow() as uow:
+        policy = await _require_policy(uow, policy_id)
+        module = await uow.modules.get(policy.module_id)
+        policy.target_type = data.target_type
+        policy.target = data.target
+        policy.operations = data.operations
+        policy.result = data.result
+        policy.active = data.active
+        policy.description = data.description
+        policy.updated_at = ctx.clock.now()
+        await uow.policies.save(policy)
+        await uow.audit.append(
+            [
+                ctx.event(
+                    caller,
+                    "policy.update",
+                    module=module.name if module else None,
+                    details=_summary(policy),
+                )
+            ]
+        )
+        await uow.commit()
+    await ctx.changes.publish("policy")
+    return policy
+
+
+async def delete_policy(ctx: AppContext, caller: Caller, policy_id: uuid.UUID) -> None:
+    async with ctx.uow() as uow:
+        policy = await _require_policy(uow, policy_id)
+        module = await uow.modules.get(policy.module_id)
+        await uow.policies.delete(policy_id)
+        await uow.audit.append(
+            [
+                ctx.event(
+                    caller,
+                    "policy.delete",
+                    module=module.name if module else None,
+                    details=_summary(policy),
+                )
+            ]
+        )
+        await uow.commit()
+    await ctx.changes.publish("policy")

@@ -1,0 +1,1 @@
+"""Adapters: the technology behind the ports (KMS clients, the database, token verification)."""
