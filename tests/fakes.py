@@ -1,0 +1,359 @@
+"""Fakes of ekms's own ports, for unit tests: in-memory persistence, a KMS, a clock."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from app.application.ports import (
+    AuditQuery,
+    ExternalKeyDescription,
+    ExternalKeyRef,
+    KmsWrapped,
+    RotationState,
+)
+from app.domain.audit import AuditEvent
+from app.domain.errors import (
+    AlreadyExists,
+    Conflict,
+    DecryptionFailed,
+    KeyUnavailable,
+    Reason,
+    ServiceUnavailable,
+)
+from app.domain.values import ExternalKeyStatus, KeyState, KmsProvider
+
+
+class FakeClock:
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
+        self._mono = 1000.0
+
+    def now(self) -> datetime:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+        self._mono += seconds
+
+
+@dataclass
+class Store:
+    config: Any = None
+    instance_keys: dict[uuid.UUID, Any] = field(default_factory=dict)
+    modules: dict[uuid.UUID, Any] = field(default_factory=dict)
+    keys: dict[tuple[uuid.UUID, int], Any] = field(default_factory=dict)
+    fields: dict[uuid.UUID, Any] = field(default_factory=dict)
+    policies: dict[uuid.UUID, Any] = field(default_factory=dict)
+    audit: list[AuditEvent] = field(default_factory=list)
+
+
+def _check_revision(stored: Any, entity: Any) -> None:
+    if stored is None or stored.revision != entity.revision:
+        raise Conflict("concurrent update", reason=Reason.CONCURRENT_UPDATE)
+    entity.revision += 1
+
+
+class _Repo:
+    def __init__(self, store: Store) -> None:
+        self.s = store
+
+
+class InMemoryConfigRepository(_Repo):
+    async def get(self) -> Any:
+        return copy.deepcopy(self.s.config)
+
+    async def add(self, config: Any) -> None:
+        if self.s.config is not None:
+            raise AlreadyExists("configured", reason=Reason.ALREADY_CONFIGURED)
+        self.s.config = copy.deepcopy(config)
+
+    async def save(self, config: Any) -> None:
+        _check_revision(self.s.config, config)
+        self.s.config = copy.deepcopy(config)
+
+
+class InMemoryInstanceKeyRepository(_Repo):
+    async def get_active(self) -> Any:
+        return copy.deepcopy(next((k for k in self.s.instance_keys.values() if k.active), None))
+
+    async def get(self, kek_id: uuid.UUID) -> Any:
+        return copy.deepcopy(self.s.instance_keys.get(kek_id))
+
+    async def list(self) -> list[Any]:
+        return copy.deepcopy(list(self.s.instance_keys.values()))
+
+    async def add(self, key: Any) -> None:
+        if key.active and any(k.active for k in self.s.instance_keys.values()):
+            raise Conflict("second active instance key", reason=Reason.CONCURRENT_UPDATE)
+        self.s.instance_keys[key.id] = copy.deepcopy(key)
+
+    async def save(self, key: Any) -> None:
+        _check_revision(self.s.instance_keys.get(key.id), key)
+        self.s.instance_keys[key.id] = copy.deepcopy(key)
+
+
+class InMemoryModuleRepository(_Repo):
+    async def get(self, module_id: uuid.UUID) -> Any:
+        return copy.deepcopy(self.s.modules.get(module_id))
+
+    async def get_by_name(self, name: str) -> Any:
+        return copy.deepcopy(next((m for m in self.s.modules.values() if m.name == name), None))
+
+    async def list(self) -> list[Any]:
+        return copy.deepcopy(sorted(self.s.modules.values(), key=lambda m: m.name))
+
+    async def add(self, module: Any) -> None:
+        if any(m.name == module.name for m in self.s.modules.values()):
+            raise AlreadyExists("module exists")
+        self.s.modules[module.id] = copy.deepcopy(module)
+
+    async def save(self, module: Any) -> None:
+        _check_revision(self.s.modules.get(module.id), module)
+        self.s.modules[module.id] = copy.deepcopy(module)
+
+
+class InMemoryModuleKeyRepository(_Repo):
+    async def list_for_module(self, module_id: uuid.UUID) -> list[Any]:
+        keys = [k for (m, _), k in self.s.keys.items() if m == module_id]
+        return copy.deepcopy(sorted(keys, key=lambda k: k.version))
+
+    async def list_all(self) -> list[Any]:
+        return copy.deepcopy(list(self.s.keys.values()))
+
+    async def get(self, module_id: uuid.UUID, version: int) -> Any:
+        return copy.deepcopy(self.s.keys.get((module_id, version)))
+
+    def _one_active(self, key: Any) -> None:
+        if key.state is KeyState.ACTIVE and any(
+            k.state is KeyState.ACTIVE and k.module_id == key.module_id and k.version != key.version
+            for k in self.s.keys.values()
+        ):
+            raise Conflict("second active key", reason=Reason.CONCURRENT_UPDATE)
+
+    async def add(self, key: Any) -> None:
+        if (key.module_id, key.version) in self.s.keys:
+            raise Conflict("version exists", reason=Reason.CONCURRENT_UPDATE)
+        self._one_active(key)
+        self.s.keys[(key.module_id, key.version)] = copy.deepcopy(key)
+
+    async def save(self, key: Any) -> None:
+        _check_revision(self.s.keys.get((key.module_id, key.version)), key)
+        self._one_active(key)
+        self.s.keys[(key.module_id, key.version)] = copy.deepcopy(key)
+
+    async def add_usage(self, counts: Mapping[tuple[uuid.UUID, int], int]) -> None:
+        for ref, n in counts.items():
+            if ref in self.s.keys:
+                self.s.keys[ref].encryption_count += n
+
+
+class InMemoryFieldConfigRepository(_Repo):
+    async def get(self, config_id: uuid.UUID) -> Any:
+        return copy.deepcopy(self.s.fields.get(config_id))
+
+    async def find(self, table: str, column: str) -> Any:
+        return copy.deepcopy(
+            next((f for f in self.s.fields.values() if (f.table, f.column) == (table, column)), None)
+        )
+
+    async def list(self) -> list[Any]:
+        return copy.deepcopy(list(self.s.fields.values()))
+
+    async def add(self, config: Any) -> None:
+        if await self.find(config.table, config.column) is not None:
+            raise AlreadyExists("field exists")
+        self.s.fields[config.id] = copy.deepcopy(config)
+
+    async def save(self, config: Any) -> None:
+        _check_revision(self.s.fields.get(config.id), config)
+        self.s.fields[config.id] = copy.deepcopy(config)
+
+    async def delete(self, config_id: uuid.UUID) -> None:
+        self.s.fields.pop(config_id, None)
+
+
+class InMemoryPolicyRepository(_Repo):
+    async def get(self, policy_id: uuid.UUID) -> Any:
+        return copy.deepcopy(self.s.policies.get(policy_id))
+
+    async def list_for_module(self, module_id: uuid.UUID) -> list[Any]:
+        return copy.deepcopy([p for p in self.s.policies.values() if p.module_id == module_id])
+
+    async def list_all(self) -> list[Any]:
+        return copy.deepcopy(list(self.s.policies.values()))
+
+    async def add(self, policy: Any) -> None:
+        self.s.policies[policy.id] = copy.deepcopy(policy)
+
+    async def save(self, policy: Any) -> None:
+        _check_revision(self.s.policies.get(policy.id), policy)
+        self.s.policies[policy.id] = copy.deepcopy(policy)
+
+    async def delete(self, policy_id: uuid.UUID) -> None:
+        self.s.policies.pop(policy_id, None)
+
+
+class InMemoryAuditRepository(_Repo):
+    async def append(self, events: Sequence[AuditEvent]) -> None:
+        self.s.audit.extend(events)
+
+    async def query(self, query: AuditQuery) -> list[AuditEvent]:
+        rows = sorted(self.s.audit, key=lambda e: (e.at, e.id))
+        out = []
+        for e in rows:
+            if query.actor and e.actor != query.actor:
+                continue
+            if query.action and e.action != query.action:
+                continue
+            if query.module and e.module != query.module:
+                continue
+            if query.after and (e.at, e.id) <= query.after:
+                continue
+            out.append(e)
+        return out[: query.limit]
+
+
+class InMemoryDatabase:
+    """A committed store plus a switch that makes it unreachable (for outage tests)."""
+
+    def __init__(self) -> None:
+        self.committed = Store()
+        self.down = False
+        self.transactions = 0
+
+    def __call__(self) -> InMemoryUnitOfWork:
+        return InMemoryUnitOfWork(self)
+
+
+class InMemoryUnitOfWork:
+    """Works on a deep copy of the committed store; ``commit()`` swaps it in."""
+
+    def __init__(self, db: InMemoryDatabase) -> None:
+        self._db = db
+
+    async def __aenter__(self) -> Self:
+        if self._db.down:
+            raise ServiceUnavailable("database down", reason=Reason.DATABASE_UNAVAILABLE)
+        self._db.transactions += 1
+        self._work = copy.deepcopy(self._db.committed)
+        self.config = InMemoryConfigRepository(self._work)
+        self.instance_keys = InMemoryInstanceKeyRepository(self._work)
+        self.modules = InMemoryModuleRepository(self._work)
+        self.keys = InMemoryModuleKeyRepository(self._work)
+        self.fields = InMemoryFieldConfigRepository(self._work)
+        self.policies = InMemoryPolicyRepository(self._work)
+        self.audit = InMemoryAuditRepository(self._work)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    async def commit(self) -> None:
+        if self._db.down:
+            raise ServiceUnavailable("database down", reason=Reason.DATABASE_UNAVAILABLE)
+        self._db.committed = self._work
+
+    async def rollback(self) -> None:
+        return None
+
+
+class FakeKms:
+    """An external key: AES-GCM under a root, with a state and a rotation history we set.
+
+    Like moto, it keeps wrapping when "disabled" unless ``enforce`` is set, so tests prove
+    that ekms reads the state through ``describe`` rather than inferring it.
+    """
+
+    def __init__(self, ref: ExternalKeyRef, enforce: bool = False) -> None:
+        self.ref = ref
+        self.status = ExternalKeyStatus.ENABLED
+        self.reason: str | None = None
+        self.rotations = 0
+        self.enforce = enforce
+        self.unreachable = False
+        self.calls: dict[str, int] = {}
+        self._roots = {0: AESGCM(AESGCM.generate_key(256))}
+        self.arn = f"arn:aws:kms:eu-west-1:111122223333:key/{ref.key_id}"
+
+    def _call(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
+        if self.unreachable:
+            raise ServiceUnavailable("kms unreachable", reason=Reason.KMS_UNAVAILABLE)
+        if self.enforce and self.status is ExternalKeyStatus.DISABLED and name != "describe":
+            raise KeyUnavailable("disabled", reason=Reason.EXTERNAL_KEY_DISABLED)
+
+    @staticmethod
+    def _aad(context: Mapping[str, str]) -> bytes:
+        return json.dumps(dict(context), sort_keys=True).encode()
+
+    def rotate(self) -> None:
+        self.rotations += 1
+        self._roots[self.rotations] = AESGCM(AESGCM.generate_key(256))
+
+    async def wrap(self, key_to_wrap: bytes, context: Mapping[str, str]) -> KmsWrapped:
+        self._call("wrap")
+        nonce = os.urandom(12)
+        gen = self.rotations
+        blob = bytes([gen]) + nonce + self._roots[gen].encrypt(nonce, key_to_wrap, self._aad(context))
+        return KmsWrapped(blob, self.arn)
+
+    async def unwrap(self, wrapped: bytes, context: Mapping[str, str]) -> bytes:
+        self._call("unwrap")
+        try:
+            return self._roots[wrapped[0]].decrypt(wrapped[1:13], wrapped[13:], self._aad(context))
+        except (InvalidTag, KeyError, IndexError):
+            raise DecryptionFailed() from None
+
+    async def rewrap(self, wrapped: bytes, context: Mapping[str, str]) -> KmsWrapped:
+        self._call("rewrap")
+        plain = await self.unwrap(wrapped, context)
+        self.calls["unwrap"] -= 1
+        out = await self.wrap(plain, context)
+        self.calls["wrap"] -= 1
+        return out
+
+    async def describe(self) -> ExternalKeyDescription:
+        self.calls["describe"] = self.calls.get("describe", 0) + 1
+        if self.unreachable:
+            return ExternalKeyDescription(ExternalKeyStatus.UNAVAILABLE, reason="unreachable")
+        return ExternalKeyDescription(self.status, key_arn=self.arn, reason=self.reason)
+
+    async def rotation_state(self) -> RotationState:
+        self._call("rotation_state")
+        return RotationState(f"fake:{self.rotations}", True, self.rotations)
+
+
+class FakeKmsConnector:
+    def __init__(self) -> None:
+        self.keys: dict[str, FakeKms] = {}
+
+    def connect(self, ref: ExternalKeyRef) -> FakeKms:
+        if ref.key_id not in self.keys:
+            self.keys[ref.key_id] = FakeKms(ref)
+        return self.keys[ref.key_id]
+
+    def key(self, key_id: str) -> FakeKms:
+        return self.connect(ExternalKeyRef(provider=KmsProvider.AWS, key_id=key_id))
+
+    async def aclose(self) -> None:
+        return None
+
