@@ -14,7 +14,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt import PyJWK
-from jwt.exceptions import PyJWKError
+from jwt.exceptions import PyJWTError
 
 from app.infra.tokens._settings import check_hs256_secret
 
@@ -67,7 +67,7 @@ def public_key_from_jwk(jwk: Mapping[str, Any]) -> tuple[str, VerifyingKey] | No
     try:
         loaded = PyJWK(dict(jwk), algorithm=implied).key
         key = _asymmetric(loaded)
-    except (PyJWKError, ValueError, TypeError):
+    except (PyJWTError, ValueError, TypeError):
         return None
     return kid, key
 
