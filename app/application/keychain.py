@@ -213,7 +213,7 @@ class KeyChain:
             return None, self._kms_error
         try:
             kms = self._kms.connect(external_ref(config))
-            raw = await kms.unwrap(ekek.wrapped_kek, kek_context(self.instance_id, ekek.id))
+            raw = await kms.unwrap(ekek.wrapped_kek, ekek.encryption_context)
         except EkmsError as exc:
             error: EkmsError = (
                 exc

@@ -1,0 +1,1 @@
+"""The REST adapter (FastAPI): admin API, REST data plane, probes, metrics."""

@@ -1,0 +1,185 @@
+"""The composition root: builds the whole process from settings, and tears it down.
+
+Every long-lived resource (engine, KMS clients, token verifier, background tasks) is opened in
+``running()`` and closed when it exits. Tests build the same container with their own settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.application.audit import AuditBuffer
+from app.application.configuration import ConfigInput, configure_ekms
+from app.application.context import AppContext, LocalChangeFeed
+from app.application.crypto import CryptoService
+from app.application.health import Readiness, check_readiness
+from app.application.keychain import KeyChain
+from app.application.ports import Clock, KmsConnector
+from app.domain.errors import AlreadyExists
+from app.domain.values import SYSTEM, KmsProvider
+from app.infra.db.engine import create_engine
+from app.infra.db.migrate import is_at_head, upgrade_to_head
+from app.infra.db.uow import SqlaUnitOfWorkFactory
+from app.infra.kms.aws import AwsKmsConnector
+from app.infra.kms.local import LocalKmsConnector, load_local_root_key
+from app.infra.kms.routing import RoutingKmsConnector
+from app.infra.settings import Settings
+from app.infra.system import SystemClock, SystemRandom
+from app.infra.tokens import JwtVerifier, TokenSettings
+
+log = structlog.get_logger(__name__)
+
+LOCAL_KEY_ID = "ekms-local-root"
+
+
+class StartupError(Exception):
+    """The process cannot start; the message says what to do."""
+
+
+@dataclass
+class Container:
+    settings: Settings
+    engine: AsyncEngine
+    ctx: AppContext
+    crypto: CryptoService
+    verifier: JwtVerifier | None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def schema_at_head(self) -> bool:
+        return await is_at_head(self.settings.effective_database_url)
+
+    async def readiness(self) -> Readiness:
+        return await check_readiness(self.ctx, self.schema_at_head)
+
+
+def dev_jwt_secret_file(settings: Settings) -> Path:
+    return settings.data_dir / "dev-jwt-hs256.secret"
+
+
+def resolve_token_settings(settings: Settings) -> TokenSettings | None:
+    """The configured token sources; the embedded default gets a generated dev HS256 secret."""
+    secret = settings.jwt_hs256_secret.get_secret_value() if settings.jwt_hs256_secret else None
+    pem = settings.jwt_public_key_file.read_bytes() if settings.jwt_public_key_file else None
+    if secret is None and pem is None and settings.jwt_jwks_url is None:
+        if not settings.embedded:
+            return None
+        secret = _dev_secret(dev_jwt_secret_file(settings))
+    return TokenSettings(
+        hs256_secret=secret,
+        public_key_pem=pem,
+        jwks_url=settings.jwt_jwks_url,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        roles_claim=settings.jwt_roles_claim,
+    )
+
+
+def _dev_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(value)
+    log.warning("dev_jwt_secret_created", file=str(path), hint="mint tokens with `ekms token`")
+    return value
+
+
+def build_kms(settings: Settings) -> KmsConnector:
+    connectors: dict[KmsProvider, KmsConnector] = {
+        KmsProvider.AWS: AwsKmsConnector(
+            default_region=settings.aws_region,
+            default_endpoint_url=settings.aws_endpoint_url,
+            connect_timeout=settings.kms_connect_timeout_seconds,
+            read_timeout=settings.kms_read_timeout_seconds,
+        )
+    }
+    env_key = settings.local_root_key.get_secret_value() if settings.local_root_key else None
+    if settings.kms_provider == "local" or env_key or settings.local_root_key_file:
+        root = load_local_root_key(
+            env_value=env_key,
+            file=settings.effective_local_root_key_file,
+            create_if_missing=settings.kms_provider == "local",
+        )
+        connectors[KmsProvider.LOCAL] = LocalKmsConnector(root)
+        del root
+    return RoutingKmsConnector(connectors)
+
+
+def build_container(
+    settings: Settings, *, kms: KmsConnector | None = None, clock: Clock | None = None
+) -> Container:
+    engine = create_engine(settings.effective_database_url)
+    uow = SqlaUnitOfWorkFactory(engine)
+    clock = clock or SystemClock()
+    rng = SystemRandom()
+    kms = kms or build_kms(settings)
+    chain = KeyChain(
+        uow,
+        kms,
+        clock,
+        instance_id=settings.instance_id,
+        unavailable_grace=timedelta(minutes=settings.unavailable_grace_minutes),
+    )
+    audit = AuditBuffer(uow, clock, rng, interval=settings.audit_flush_seconds)
+    ctx = AppContext(uow, kms, clock, rng, chain, audit, LocalChangeFeed(chain))
+    tokens = resolve_token_settings(settings)
+    verifier = JwtVerifier(tokens, clock) if tokens else None
+    return Container(settings, engine, ctx, CryptoService(ctx), verifier)
+
+
+async def _prepare_schema(settings: Settings) -> None:
+    url = settings.effective_database_url
+    if settings.effective_auto_migrate:
+        await upgrade_to_head(url)
+    elif not await is_at_head(url):
+        raise StartupError(
+            "the database schema is not at head: run `ekms migrate` first "
+            "(or set EKMS_AUTO_MIGRATE=true)"
+        )
+
+
+async def _configure_local_default(container: Container) -> None:
+    """The embedded default configures itself against the local root key on first start."""
+    if container.settings.kms_provider != "local":
+        return
+    try:
+        await configure_ekms(container.ctx, SYSTEM, ConfigInput(KmsProvider.LOCAL, LOCAL_KEY_ID))
+        log.info("ekms_configured", provider="local", key_id=LOCAL_KEY_ID)
+    except AlreadyExists:
+        return
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings, *, kms: KmsConnector | None = None, clock: Clock | None = None
+) -> AsyncIterator[Container]:
+    await _prepare_schema(settings)
+    container = build_container(settings, kms=kms, clock=clock)
+    try:
+        await _configure_local_default(container)
+        container.tasks.append(asyncio.create_task(container.ctx.audit.run(), name="audit-flush"))
+        readiness = await container.readiness()
+        log.info("ekms_started", ready=readiness.ready, reason=readiness.reason, checks=readiness.checks)
+        yield container
+    finally:
+        for task in container.tasks:
+            task.cancel()
+        await asyncio.gather(*container.tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await container.ctx.audit.flush()
+        await container.ctx.kms.aclose()
+        if container.verifier is not None:
+            await container.verifier.aclose()
+        await container.engine.dispose()

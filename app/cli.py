@@ -1,0 +1,88 @@
+"""The ``ekms`` command: serve, migrate, token (and the admin commands)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Annotated
+
+import typer
+
+from app.infra.logging import configure_logging
+from app.infra.settings import Settings
+
+cli = typer.Typer(no_args_is_help=True, add_completion=False, help="External Key Management Service")
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    return settings
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+
+@cli.command()
+def serve() -> None:
+    """Run the REST API, the gRPC server and the scheduler in one process."""
+    from app.bootstrap import StartupError
+    from app.server import serve as serve_async
+
+    settings = _settings()
+    try:
+        _run(serve_async(settings))
+    except StartupError as exc:
+        typer.echo(f"ekms: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the database schema to head (Alembic)."""
+    from app.infra.db.migrate import head_revision, upgrade_to_head
+
+    settings = _settings()
+    _run(upgrade_to_head(settings.effective_database_url))
+    typer.echo(f"schema at head ({head_revision()})")
+
+
+@cli.command()
+def token(
+    sub: Annotated[str, typer.Option("--sub", help="the caller's subject")],
+    role: Annotated[list[str], typer.Option("--role", help="a role; repeat for more")] = [],  # noqa: B006
+    ttl: Annotated[int, typer.Option("--ttl", help="lifetime in seconds")] = 3600,
+) -> None:
+    """Mint a development token (only when an HS256 secret is configured)."""
+    from app.bootstrap import resolve_token_settings
+    from app.infra.system import SystemClock
+    from app.infra.tokens import mint_dev_token
+
+    settings = Settings()
+    tokens = resolve_token_settings(settings)
+    if tokens is None or tokens.hs256_secret is None:
+        typer.echo("ekms: no HS256 secret configured (EKMS_JWT_HS256_SECRET)", err=True)
+        raise typer.Exit(2)
+    sys.stdout.write(
+        mint_dev_token(
+            tokens.hs256_secret,
+            sub=sub,
+            roles=role,
+            ttl_seconds=ttl,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            roles_claim=settings.jwt_roles_claim,
+            clock=SystemClock(),
+        )
+        + "\n"
+    )
+
+
+def main() -> None:
+    cli()

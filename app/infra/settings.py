@@ -1,0 +1,81 @@
+"""Process settings from ``EKMS_*`` environment variables (pydantic-settings).
+
+The embedded default needs no variable at all: a SQLite file and a local root key under
+``EKMS_DATA_DIR`` (``./data``), migrated automatically on start.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EKMS_", extra="ignore", frozen=True)
+
+    data_dir: Path = Path("data")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: a SQLite file under data_dir"
+    )
+    auto_migrate: bool | None = Field(
+        default=None, description="migrate on start; default true for the embedded SQLite"
+    )
+    instance_id: str = Field(default="default", min_length=1, max_length=128)
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+
+    kms_provider: Literal["local", "aws"] = "local"
+    local_root_key: SecretStr | None = None
+    local_root_key_file: Path | None = None
+    aws_endpoint_url: str | None = None
+    aws_region: str | None = None
+    kms_connect_timeout_seconds: float = Field(default=2.0, gt=0)
+    kms_read_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    sync_interval_minutes: int = Field(default=30, ge=1, le=1440)
+    unavailable_grace_minutes: int = Field(default=15, ge=0, le=1440)
+    audit_flush_seconds: float = Field(default=1.0, gt=0, le=60)
+
+    jwt_hs256_secret: SecretStr | None = None
+    jwt_jwks_url: str | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_roles_claim: str = "roles"
+
+    grpc_max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_batch_items: int = Field(default=10_000, ge=1)
+    grpc_tls_cert_file: Path | None = None
+    grpc_tls_key_file: Path | None = None
+    grpc_tls_client_ca_file: Path | None = None
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("database_url")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{(self.data_dir / 'ekms.db').resolve()}"
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def effective_auto_migrate(self) -> bool:
+        return self.embedded if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def effective_local_root_key_file(self) -> Path:
+        return self.local_root_key_file or self.data_dir / "local-root.key"
