@@ -1,0 +1,116 @@
+"""Opening the database: one ``AsyncEngine`` per process, for Postgres or SQLite.
+
+Accepted URLs (anything else is a ``ValueError`` that names the scheme, never the password):
+
+- ``postgresql+asyncpg://...``; ``postgresql://`` and ``postgres://`` mean the same;
+- ``sqlite+aiosqlite:///path``; ``sqlite:///path`` means the same. In-memory SQLite is refused:
+  every pooled connection would see a different, empty database.
+
+SQLite connections run with foreign keys on, WAL journaling and a busy timeout. Every
+transaction starts with ``BEGIN IMMEDIATE``: SQLite has one writer at a time, and a transaction
+that read first and wants to write after another connection committed fails at once with
+"database is locked" (the busy timeout does not apply to that case). Taking the write lock up
+front makes concurrent units of work queue (up to the busy timeout) instead of failing. The cost:
+on SQLite, a unit of work opened while another one is open *in the same task* waits for it,
+so do not nest them. (Python's driver would otherwise begin only at the first write, and reads
+would not share the writes' snapshot.)
+
+Engines hide bound parameters from error messages: a parameter may be a wrapped key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+POSTGRES_DRIVER = "postgresql+asyncpg"
+SQLITE_DRIVER = "sqlite+aiosqlite"
+_ALIASES = {
+    "postgresql": POSTGRES_DRIVER,
+    "postgres": POSTGRES_DRIVER,
+    POSTGRES_DRIVER: POSTGRES_DRIVER,
+    "sqlite": SQLITE_DRIVER,
+    SQLITE_DRIVER: SQLITE_DRIVER,
+}
+
+SQLITE_BUSY_TIMEOUT_MS = 5_000
+PG_POOL_SIZE = 10
+PG_MAX_OVERFLOW = 10
+PG_CONNECT_TIMEOUT_S = 10.0
+PG_POOL_TIMEOUT_S = 10.0
+
+
+def normalize_url(url: str | URL) -> URL:
+    """The async-driver form of ``url``; ``ValueError`` for an unsupported or malformed one."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError("the database URL is malformed") from None
+    driver = _ALIASES.get(parsed.drivername)
+    if driver is None:
+        raise ValueError(
+            f"unsupported database URL scheme {parsed.drivername!r}: "
+            "use postgresql+asyncpg:// or sqlite+aiosqlite:///path"
+        )
+    parsed = parsed.set(drivername=driver)
+    if driver == SQLITE_DRIVER and parsed.database in (None, "", ":memory:"):
+        raise ValueError("in-memory SQLite is not supported: give the database a file path")
+    return parsed
+
+
+def create_engine(url: str | URL) -> AsyncEngine:
+    """An engine for ``url`` (see the module docstring for what is accepted)."""
+    parsed = normalize_url(url)
+    if parsed.drivername == SQLITE_DRIVER:
+        return _sqlite_engine(parsed)
+    return _postgres_engine(parsed)
+
+
+def _postgres_engine(url: URL) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=PG_POOL_SIZE,
+        max_overflow=PG_MAX_OVERFLOW,
+        pool_timeout=PG_POOL_TIMEOUT_S,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        hide_parameters=True,
+        connect_args={
+            "timeout": PG_CONNECT_TIMEOUT_S,
+            "server_settings": {"application_name": "ekms"},
+        },
+    )
+
+
+def _sqlite_engine(url: URL) -> AsyncEngine:
+    database = url.database
+    if database is None:  # normalize_url refuses it; this tells the type checker
+        raise ValueError("in-memory SQLite is not supported")
+    if not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, hide_parameters=True)
+    event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+    event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control away from the driver; _sqlite_on_begin begins instead.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

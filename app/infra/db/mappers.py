@@ -1,0 +1,252 @@
+"""Rows to domain entities and back, by hand (see ``tables`` for the storage conventions).
+
+``*_values`` give the column values to write, without ``revision`` (the repositories own it);
+``*_from_row`` rebuild the entity, running its own validation.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import RowMapping
+
+from app.domain.audit import AuditEvent, AuditResult
+from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
+from app.domain.module import CryptoModule, EncryptedFieldConfig, ModuleKey
+from app.domain.policy import ModuleAccessPolicy
+from app.domain.values import (
+    AccessResult,
+    Algorithm,
+    ExternalKeyStatus,
+    KeyState,
+    KmsProvider,
+    ModuleState,
+    Operation,
+    TargetType,
+)
+
+Values = dict[str, Any]
+_SECOND = timedelta(seconds=1)
+
+
+def config_values(c: ExternalKmsConfig) -> Values:
+    return {
+        "id": c.id,
+        "instance_id": c.instance_id,
+        "provider": c.provider.value,
+        "key_id": c.key_id,
+        "region": c.region,
+        "endpoint_url": c.endpoint_url,
+        "sync_interval_seconds": c.sync_interval // _SECOND,
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+        "active": c.active,
+        "external_key_status": c.external_key_status.value,
+        "status_reason": c.status_reason,
+        "deletion_date": c.deletion_date,
+        "last_sync_at": c.last_sync_at,
+        "unavailable_since": c.unavailable_since,
+    }
+
+
+def config_from_row(r: RowMapping) -> ExternalKmsConfig:
+    return ExternalKmsConfig(
+        id=r["id"],
+        instance_id=r["instance_id"],
+        provider=KmsProvider(r["provider"]),
+        key_id=r["key_id"],
+        region=r["region"],
+        endpoint_url=r["endpoint_url"],
+        sync_interval=timedelta(seconds=r["sync_interval_seconds"]),
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+        active=r["active"],
+        external_key_status=ExternalKeyStatus(r["external_key_status"]),
+        status_reason=r["status_reason"],
+        deletion_date=r["deletion_date"],
+        last_sync_at=r["last_sync_at"],
+        unavailable_since=r["unavailable_since"],
+        revision=r["revision"],
+    )
+
+
+def instance_key_values(k: ExternalInstanceKey) -> Values:
+    return {
+        "id": k.id,
+        "wrapped_kek": k.wrapped_kek,
+        "kms_key_arn": k.kms_key_arn,
+        "rotation_marker": k.rotation_marker,
+        "encryption_context": dict(k.encryption_context),
+        "fingerprint": k.fingerprint,
+        "created_at": k.created_at,
+        "rewrapped_at": k.rewrapped_at,
+        "active": k.active,
+    }
+
+
+def instance_key_from_row(r: RowMapping) -> ExternalInstanceKey:
+    return ExternalInstanceKey(
+        id=r["id"],
+        wrapped_kek=bytes(r["wrapped_kek"]),
+        kms_key_arn=r["kms_key_arn"],
+        rotation_marker=r["rotation_marker"],
+        encryption_context=dict(r["encryption_context"]),
+        fingerprint=r["fingerprint"],
+        created_at=r["created_at"],
+        rewrapped_at=r["rewrapped_at"],
+        active=r["active"],
+        revision=r["revision"],
+    )
+
+
+def module_values(m: CryptoModule) -> Values:
+    return {
+        "id": m.id,
+        "name": m.name,
+        "algorithm": m.algorithm.label,
+        "created_at": m.created_at,
+        "updated_at": m.updated_at,
+        "external_wrap": m.external_wrap,
+        "default_access": m.default_access.value,
+        "state": m.state.value,
+        "description": m.description,
+    }
+
+
+def module_from_row(r: RowMapping) -> CryptoModule:
+    return CryptoModule(
+        id=r["id"],
+        name=r["name"],
+        algorithm=Algorithm.from_label(r["algorithm"]),
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+        external_wrap=r["external_wrap"],
+        default_access=AccessResult(r["default_access"]),
+        state=ModuleState(r["state"]),
+        description=r["description"],
+        revision=r["revision"],
+    )
+
+
+def module_key_values(k: ModuleKey) -> Values:
+    return {
+        "module_id": k.module_id,
+        "version": k.version,
+        "wrapped_dek": k.wrapped_dek,
+        "kek_id": k.kek_id,
+        "state": k.state.value,
+        "created_at": k.created_at,
+        "activated_at": k.activated_at,
+        "deactivated_at": k.deactivated_at,
+        "suspended_from": k.suspended_from.value if k.suspended_from else None,
+        "state_changed_at": k.state_changed_at,
+        "destroyed_at": k.destroyed_at,
+        "encryption_count": k.encryption_count,
+    }
+
+
+def module_key_from_row(r: RowMapping) -> ModuleKey:
+    wrapped = r["wrapped_dek"]
+    suspended_from = r["suspended_from"]
+    return ModuleKey(
+        module_id=r["module_id"],
+        version=r["version"],
+        wrapped_dek=None if wrapped is None else bytes(wrapped),
+        kek_id=r["kek_id"],
+        state=KeyState(r["state"]),
+        created_at=r["created_at"],
+        activated_at=r["activated_at"],
+        deactivated_at=r["deactivated_at"],
+        suspended_from=None if suspended_from is None else KeyState(suspended_from),
+        state_changed_at=r["state_changed_at"],
+        destroyed_at=r["destroyed_at"],
+        encryption_count=r["encryption_count"],
+        revision=r["revision"],
+    )
+
+
+def field_config_values(f: EncryptedFieldConfig) -> Values:
+    return {
+        "id": f.id,
+        "table_name": f.table,
+        "column_name": f.column,
+        "module_id": f.module_id,
+        "created_at": f.created_at,
+        "updated_at": f.updated_at,
+        "active": f.active,
+    }
+
+
+def field_config_from_row(r: RowMapping) -> EncryptedFieldConfig:
+    return EncryptedFieldConfig(
+        id=r["id"],
+        table=r["table_name"],
+        column=r["column_name"],
+        module_id=r["module_id"],
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+        active=r["active"],
+        revision=r["revision"],
+    )
+
+
+def policy_values(p: ModuleAccessPolicy) -> Values:
+    return {
+        "id": p.id,
+        "module_id": p.module_id,
+        "target_type": p.target_type.value,
+        "target": p.target,
+        "operations": sorted(op.value for op in p.operations),
+        "result": p.result.value,
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
+        "active": p.active,
+        "description": p.description,
+    }
+
+
+def policy_from_row(r: RowMapping) -> ModuleAccessPolicy:
+    return ModuleAccessPolicy(
+        id=r["id"],
+        module_id=r["module_id"],
+        target_type=TargetType(r["target_type"]),
+        target=r["target"],
+        operations=frozenset(Operation(op) for op in r["operations"]),
+        result=AccessResult(r["result"]),
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+        active=r["active"],
+        description=r["description"],
+        revision=r["revision"],
+    )
+
+
+def audit_values(e: AuditEvent) -> Values:
+    return {
+        "id": e.id,
+        "at": e.at,
+        "actor": e.actor,
+        "action": e.action,
+        "result": e.result.value,
+        "module": e.module,
+        "target": e.target,
+        "reason": e.reason,
+        "details": dict(e.details),
+        "count": e.count,
+    }
+
+
+def audit_from_row(r: RowMapping) -> AuditEvent:
+    return AuditEvent(
+        id=r["id"],
+        at=r["at"],
+        actor=r["actor"],
+        action=r["action"],
+        result=AuditResult(r["result"]),
+        module=r["module"],
+        target=r["target"],
+        reason=r["reason"],
+        details=dict(r["details"]),
+        count=r["count"],
+    )

@@ -1,0 +1,222 @@
+"""The ekms schema as SQLAlchemy Core tables (no ORM: repositories map rows by hand).
+
+Conventions: ids are ``Uuid`` (native on Postgres, 32 hex characters on SQLite); enums are
+stored as their string values (an ``Algorithm`` as its label, e.g. ``'AES-256-GCM'``); a
+``timedelta`` as whole seconds in a ``*_seconds`` column; wrapped keys as raw bytes; every mutable entity has an
+integer ``revision`` for optimistic concurrency. ``migrations/versions`` must create exactly
+this schema; ``tests/integration/test_migrations.py`` compares the two.
+
+Invariants the database enforces itself, on both backends:
+
+- ``ekms_config`` holds at most one row (``singleton`` is always 1 and unique);
+- at most one ``external_instance_keys`` row is active;
+- a module has at most one ``active`` key version;
+- a key version holds key material unless, and only unless, it is destroyed;
+- ``audit_events`` is append-only (triggers refuse UPDATE and DELETE).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    DDL,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    event,
+    text,
+)
+
+from app.infra.db.triggers import AUDIT_APPEND_ONLY
+from app.infra.db.types import UTCDateTime, json_type
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# Domain limits: module names are 2-4 parts of at most 63 characters, identifiers 63.
+NAME = 255
+IDENTIFIER = 63
+ENUM = 32
+
+
+def _revision() -> Column[int]:
+    return Column("revision", Integer, nullable=False, server_default="0")
+
+
+ekms_config = Table(
+    "ekms_config",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("singleton", Integer, nullable=False, server_default="1"),
+    Column("instance_id", String(NAME), nullable=False),
+    Column("provider", String(ENUM), nullable=False),
+    Column("key_id", String(2048), nullable=False),
+    Column("region", String(64)),
+    Column("endpoint_url", String(2048)),
+    Column("sync_interval_seconds", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("external_key_status", String(ENUM), nullable=False),
+    Column("status_reason", Text),
+    Column("deletion_date", UTCDateTime),
+    Column("last_sync_at", UTCDateTime),
+    Column("unavailable_since", UTCDateTime),
+    _revision(),
+    UniqueConstraint("singleton"),
+    CheckConstraint("singleton = 1", name="singleton"),
+    CheckConstraint("sync_interval_seconds > 0", name="sync_interval_positive"),
+)
+
+external_instance_keys = Table(
+    "external_instance_keys",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("wrapped_kek", LargeBinary, nullable=False),
+    Column("kms_key_arn", String(2048), nullable=False),
+    Column("rotation_marker", String(1024), nullable=False),
+    Column("encryption_context", json_type(), nullable=False),
+    Column("fingerprint", String(NAME), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("rewrapped_at", UTCDateTime),
+    Column("active", Boolean, nullable=False),
+    _revision(),
+    Index(
+        "uq_external_instance_keys_one_active",
+        "active",
+        unique=True,
+        postgresql_where=text("active"),
+        sqlite_where=text("active = 1"),
+    ),
+)
+
+crypto_modules = Table(
+    "crypto_modules",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("name", String(NAME), nullable=False),
+    Column("algorithm", String(ENUM), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("external_wrap", Boolean, nullable=False),
+    Column("default_access", String(ENUM), nullable=False),
+    Column("state", String(ENUM), nullable=False),
+    Column("description", String(1024), nullable=False, server_default=""),
+    _revision(),
+    UniqueConstraint("name"),
+)
+
+module_keys = Table(
+    "module_keys",
+    metadata,
+    Column("module_id", Uuid, ForeignKey("crypto_modules.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("wrapped_dek", LargeBinary),
+    Column("kek_id", Uuid, ForeignKey("external_instance_keys.id")),
+    Column("state", String(ENUM), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("activated_at", UTCDateTime),
+    Column("deactivated_at", UTCDateTime),
+    Column("suspended_from", String(ENUM)),
+    Column("state_changed_at", UTCDateTime),
+    Column("destroyed_at", UTCDateTime),
+    Column("encryption_count", BigInteger, nullable=False, server_default="0"),
+    _revision(),
+    PrimaryKeyConstraint("module_id", "version"),
+    CheckConstraint("version >= 1", name="version_positive"),
+    CheckConstraint(
+        "(state = 'destroyed') = (wrapped_dek IS NULL)", name="material_unless_destroyed"
+    ),
+    Index(
+        "uq_module_keys_one_active",
+        "module_id",
+        unique=True,
+        postgresql_where=text("state = 'active'"),
+        sqlite_where=text("state = 'active'"),
+    ),
+    Index("ix_module_keys_kek_id", "kek_id"),
+)
+
+encrypted_field_configs = Table(
+    "encrypted_field_configs",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("table_name", String(IDENTIFIER), nullable=False),
+    Column("column_name", String(IDENTIFIER), nullable=False),
+    Column("module_id", Uuid, ForeignKey("crypto_modules.id"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("active", Boolean, nullable=False),
+    _revision(),
+    UniqueConstraint("table_name", "column_name"),
+    Index("ix_encrypted_field_configs_module_id", "module_id"),
+)
+
+module_access_policies = Table(
+    "module_access_policies",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("module_id", Uuid, ForeignKey("crypto_modules.id"), nullable=False),
+    Column("target_type", String(ENUM), nullable=False),
+    Column("target", String(256), nullable=False),
+    Column("operations", json_type(), nullable=False),
+    Column("result", String(ENUM), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("description", String(1024), nullable=False, server_default=""),
+    _revision(),
+    Index("ix_module_access_policies_module_id", "module_id"),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("action", String(NAME), nullable=False),
+    Column("result", String(ENUM), nullable=False),
+    Column("module", String(NAME)),
+    Column("target", Text),
+    Column("reason", Text),
+    Column("details", json_type(), nullable=False),
+    Column("count", Integer, nullable=False, server_default="1"),
+    # Every query pages by (at, id); the filtered ones start from their filter column.
+    Index("ix_audit_events_at_id", "at", "id"),
+    Index("ix_audit_events_actor", "actor", "at", "id"),
+    Index("ix_audit_events_action", "action", "at", "id"),
+    Index("ix_audit_events_module", "module", "at", "id"),
+)
+
+
+def _ddl(statement: str, dialect: str) -> DDL:
+    # DDL() applies %-formatting to its text; the trigger bodies use a literal %.
+    ddl = DDL(statement.replace("%", "%%"))  # type: ignore[no-untyped-call]
+    return ddl.execute_if(dialect=dialect)
+
+
+# metadata.create_all() installs the same triggers as the migration.
+for _dialect, _statements in AUDIT_APPEND_ONLY.items():
+    for _statement in _statements.create:
+        event.listen(audit_events, "after_create", _ddl(_statement, _dialect))
+    for _statement in _statements.drop:
+        event.listen(audit_events, "before_drop", _ddl(_statement, _dialect))
