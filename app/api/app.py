@@ -1,29 +1,53 @@
-"""The FastAPI application factory."""
+"""The FastAPI application factory: routes, error handlers, middleware, OpenAPI."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from typing import Any
 
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
+
+from app.api import errors, openapi
+from app.api.middleware import RequestContextMiddleware
+from app.api.routes import audit, crypto, ekms, fields, modules, policies, probes
 from app.bootstrap import Container
+
+ROUTERS: tuple[APIRouter, ...] = (
+    ekms.router,
+    modules.router,
+    policies.router,
+    fields.router,
+    audit.router,
+    crypto.router,
+    probes.router,
+)
+
+DESCRIPTION = """\
+External Key Management Service: field encryption rooted in an external KMS key.
+
+Every `/api/v1` call carries `Authorization: Bearer <JWT>`. Errors are RFC 9457
+`application/problem+json` with a stable `type` URI and `reason` per problem
+(`https://ekms.dev/problems/<reason in lower case>`).
+"""
+
+
+def api_routes() -> list[APIRoute]:
+    """Every route of the app, with its full path."""
+    return [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
 
 
 def create_app(container: Container) -> FastAPI:
-    api = FastAPI(
-        title="ekms",
-        version="1",
-        description="External Key Management Service: field encryption rooted in an external KMS key.",
-    )
+    # No CORS middleware on purpose: browsers on other origins get no access.
+    api = FastAPI(title="ekms", version="1", description=DESCRIPTION, openapi_tags=openapi.TAGS)
     api.state.container = container
+    for router in ROUTERS:
+        api.include_router(router)
+    errors.install_error_handlers(api)
+    api.add_middleware(RequestContextMiddleware)
+    routes = api_routes()
 
-    @api.get("/livez", tags=["probes"], summary="The process answers")
-    async def livez() -> dict[str, str]:
-        return {"status": "ok"}
+    def custom_openapi() -> dict[str, Any]:
+        return openapi.build_openapi(api, routes)
 
-    @api.get("/readyz", tags=["probes"], summary="Database, schema and key chain are usable")
-    async def readyz() -> JSONResponse:
-        readiness = await container.readiness()
-        body = {"ready": readiness.ready, "reason": readiness.reason, "checks": readiness.checks}
-        return JSONResponse(body, status_code=200 if readiness.ready else 503)
-
+    api.openapi = custom_openapi  # type: ignore[method-assign]
     return api

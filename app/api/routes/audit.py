@@ -1,0 +1,64 @@
+"""/api/v1/audit: the audit trail, filtered, in pages with an opaque cursor."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
+
+from app.api.deps import Auditor, Ctx
+from app.api.schemas.audit import AuditEventOut, AuditPage, decode_cursor, encode_cursor
+from app.api.security import SecuredRoute
+from app.application.ports import AuditQuery
+from app.domain.audit import AuditResult
+from app.domain.errors import InvalidInput
+
+router = APIRouter(prefix="/api/v1/audit", route_class=SecuredRoute)
+
+MAX_PAGE = 500
+
+
+@router.get(
+    "",
+    tags=["audit"],
+    summary="Audit events, oldest first, filtered and paged",
+    description=(
+        "Data-plane events are aggregated in memory and written about once a second, "
+        "so the newest calls may take a moment to appear."
+    ),
+)
+async def list_events(
+    ctx: Ctx,
+    _caller: Auditor,
+    since: Annotated[AwareDatetime | None, Query(description="inclusive, with a time zone")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="exclusive, with a time zone")] = None,
+    actor: Annotated[str | None, Query(max_length=256, description="the caller's subject")] = None,
+    action: Annotated[str | None, Query(max_length=128, examples=["key.revoke"])] = None,
+    module: Annotated[str | None, Query(max_length=255)] = None,
+    result: Annotated[AuditResult | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="`next_cursor` of the previous page")
+    ] = None,
+) -> AuditPage:
+    if since is not None and until is not None and since >= until:
+        raise InvalidInput("since must be earlier than until", field="until")
+    query = AuditQuery(
+        since=since,
+        until=until,
+        actor=actor,
+        action=action,
+        module=module,
+        result=result.value if result else None,
+        after=decode_cursor(cursor) if cursor else None,
+        limit=limit + 1,  # one more tells whether there is a next page
+    )
+    async with ctx.uow() as uow:
+        events = await uow.audit.query(query)
+    page = list(events[:limit])
+    more = len(events) > limit
+    return AuditPage(
+        items=[AuditEventOut.of(e) for e in page],
+        next_cursor=encode_cursor(page[-1].at, page[-1].id) if more and page else None,
+    )

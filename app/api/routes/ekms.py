@@ -1,0 +1,112 @@
+"""/api/v1/ekms: the configuration, its probe, the key chain status, sync and KEK rotation."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from app.api.deps import Admin, AnyAdminRole, Ctx, KeyManager
+from app.api.openapi import problems
+from app.api.schemas.config import (
+    ConfigIn,
+    ConfigOut,
+    KekRotationOut,
+    ProbeOut,
+    StatusOut,
+    SyncOut,
+)
+from app.api.security import SecuredRoute
+from app.application.configuration import (
+    configure_ekms,
+    get_config,
+    get_status,
+    probe_ekms_config,
+    update_ekms_config,
+)
+from app.application.kek import rotate_kek
+from app.application.sync import sync_external_key
+from app.domain.errors import NotFound, Reason
+
+router = APIRouter(prefix="/api/v1/ekms", route_class=SecuredRoute)
+CONFIG_PATH = "/api/v1/ekms/config"
+
+
+@router.get(
+    "/config",
+    tags=["config"],
+    summary="Read the EKMS configuration",
+    responses=problems(404, _404="Not configured yet (reason NOT_CONFIGURED)"),
+)
+async def read_config(ctx: Ctx, _caller: Admin) -> ConfigOut:
+    return ConfigOut.of(await get_config(ctx))
+
+
+@router.put(
+    "/config",
+    tags=["config"],
+    summary="Create the configuration, or update its mutable fields",
+    responses={
+        201: {"model": ConfigOut, "description": "Created (and activated unless activate=false)"},
+        **problems(
+            409,
+            _409="A critical field changed once active (IMMUTABLE_FIELD), a concurrent create "
+            "(ALREADY_CONFIGURED), or the external key is not enabled (EXTERNAL_KEY_*)",
+        ),
+    },
+)
+async def put_config(body: ConfigIn, ctx: Ctx, caller: Admin, response: Response) -> ConfigOut:
+    try:
+        await get_config(ctx)
+    except NotFound as exc:
+        if exc.reason is not Reason.NOT_CONFIGURED:
+            raise
+        config = await configure_ekms(ctx, caller, body.to_input())
+        response.status_code = 201
+        response.headers["Location"] = CONFIG_PATH
+        return ConfigOut.of(config)
+    config = await update_ekms_config(ctx, caller, body.changes(), activate=body.activate)
+    return ConfigOut.of(config)
+
+
+@router.post(
+    "/config/test",
+    tags=["config"],
+    summary="Wrap and unwrap a probe key through the external KMS",
+    description="Persists nothing but an audit event. `ok=false` says why in `reason`.",
+    responses=problems(404, _404="Not configured yet (reason NOT_CONFIGURED)"),
+)
+async def test_config(ctx: Ctx, caller: Admin) -> ProbeOut:
+    return ProbeOut.of(await probe_ekms_config(ctx, caller))
+
+
+@router.get(
+    "/status",
+    tags=["status"],
+    summary="Key chain status: external key, KEK, open alerts",
+)
+async def read_status(ctx: Ctx, _caller: AnyAdminRole) -> StatusOut:
+    return StatusOut.of(await get_status(ctx))
+
+
+@router.post(
+    "/sync",
+    tags=["status"],
+    summary="Run the external key status sync and rotation check now",
+    responses=problems(404, _404="Not configured yet (reason NOT_CONFIGURED)"),
+)
+async def sync_now(ctx: Ctx, caller: KeyManager) -> SyncOut:
+    return SyncOut.of(await sync_external_key(ctx, caller))
+
+
+@router.post(
+    "/kek/rotate",
+    tags=["status"],
+    summary="Rotate the KEK: every module key rewrapped, field ciphertexts untouched",
+    responses=problems(
+        404,
+        409,
+        _404="Not configured yet (reason NOT_CONFIGURED)",
+        _409="The key chain cannot serve (EXTERNAL_KEY_*, NOT_CONFIGURED) or a concurrent rotation",
+    ),
+)
+async def rotate_kek_now(ctx: Ctx, caller: KeyManager) -> KekRotationOut:
+    return KekRotationOut.of(await rotate_kek(ctx, caller))

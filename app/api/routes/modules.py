@@ -1,0 +1,142 @@
+"""/api/v1/modules: crypto modules, their key versions and their access policies."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response, status
+
+from app.api.deps import Admin, AnyAdminRole, Ctx, KeyManager
+from app.api.openapi import problems
+from app.api.schemas.modules import KeyVersionOut, ModuleIn, ModuleOut, ModulePatch
+from app.api.schemas.policies import PolicyIn, PolicyOut
+from app.api.security import SecuredRoute
+from app.application.modules import (
+    KeyAction,
+    change_key_state,
+    create_module,
+    get_module,
+    list_module_keys,
+    list_modules,
+    rotate_module_key,
+    update_module,
+)
+from app.application.policies import create_policy, list_policies
+
+router = APIRouter(prefix="/api/v1/modules", route_class=SecuredRoute)
+
+ModuleName = Annotated[str, Path(max_length=255, description="the module's name")]
+Version = Annotated[int, Path(ge=1, le=2**32 - 1, description="a key version")]
+_MODULE_404 = problems(404, _404="No such module (MODULE_NOT_FOUND)")
+
+
+@router.get("", tags=["modules"], summary="List crypto modules")
+async def list_all(ctx: Ctx, _caller: AnyAdminRole) -> list[ModuleOut]:
+    return [ModuleOut.of(m) for m in await list_modules(ctx)]
+
+
+@router.post(
+    "",
+    tags=["modules"],
+    summary="Create a module with its first key version",
+    status_code=status.HTTP_201_CREATED,
+    responses=problems(
+        404,
+        409,
+        _404="Not configured yet (NOT_CONFIGURED)",
+        _409="The name is taken (ALREADY_EXISTS) or the key chain cannot serve",
+    ),
+)
+async def create(body: ModuleIn, ctx: Ctx, caller: Admin, response: Response) -> ModuleOut:
+    module = await create_module(ctx, caller, body.to_input())
+    response.headers["Location"] = f"{router.prefix}/{module.name}"
+    return ModuleOut.of(module)
+
+
+@router.get("/{name}", tags=["modules"], summary="Read a module", responses=_MODULE_404)
+async def read(name: ModuleName, ctx: Ctx, _caller: AnyAdminRole) -> ModuleOut:
+    return ModuleOut.of(await get_module(ctx, name))
+
+
+@router.patch(
+    "/{name}",
+    tags=["modules"],
+    summary="Update a module's description, default access or state",
+    responses=problems(404, 409, _409="A published module cannot go back to draft"),
+)
+async def patch(name: ModuleName, body: ModulePatch, ctx: Ctx, caller: Admin) -> ModuleOut:
+    module = await update_module(
+        ctx,
+        caller,
+        name,
+        description=body.description,
+        default_access=body.default_access,
+        state=body.state,
+    )
+    return ModuleOut.of(module)
+
+
+@router.get(
+    "/{name}/keys", tags=["keys"], summary="List a module's key versions", responses=_MODULE_404
+)
+async def list_keys(name: ModuleName, ctx: Ctx, _caller: AnyAdminRole) -> list[KeyVersionOut]:
+    return [KeyVersionOut.of(name, k) for k in await list_module_keys(ctx, name)]
+
+
+@router.post(
+    "/{name}/keys/rotate",
+    tags=["keys"],
+    summary="New active key version; the previous one decrypts only",
+    status_code=status.HTTP_201_CREATED,
+    responses=problems(
+        404, 409, _409="The key chain cannot serve (EXTERNAL_KEY_*, NOT_CONFIGURED)"
+    ),
+)
+async def rotate(name: ModuleName, ctx: Ctx, caller: KeyManager) -> KeyVersionOut:
+    return KeyVersionOut.of(name, await rotate_module_key(ctx, caller, name))
+
+
+@router.post(
+    "/{name}/keys/{version}/{action}",
+    tags=["keys"],
+    summary="Revoke, suspend, resume or destroy a key version",
+    description=(
+        "Revoking the active version creates a new active one in the same transaction. "
+        "Destroy erases the key material: ciphertexts under that version are lost."
+    ),
+    responses=problems(
+        404,
+        409,
+        _404="No such module or key version (KEY_VERSION_NOT_FOUND)",
+        _409="The transition is not allowed from the current state (INVALID_KEY_TRANSITION)",
+    ),
+)
+async def change_state(
+    name: ModuleName, version: Version, action: KeyAction, ctx: Ctx, caller: KeyManager
+) -> KeyVersionOut:
+    return KeyVersionOut.of(name, await change_key_state(ctx, caller, name, version, action))
+
+
+@router.get(
+    "/{name}/policies",
+    tags=["policies"],
+    summary="List a module's access policies",
+    responses=_MODULE_404,
+)
+async def list_module_policies(name: ModuleName, ctx: Ctx, _caller: Admin) -> list[PolicyOut]:
+    return [PolicyOut.of(p) for p in await list_policies(ctx, name)]
+
+
+@router.post(
+    "/{name}/policies",
+    tags=["policies"],
+    summary="Add an access policy to a module",
+    status_code=status.HTTP_201_CREATED,
+    responses=_MODULE_404,
+)
+async def add_policy(
+    name: ModuleName, body: PolicyIn, ctx: Ctx, caller: Admin, response: Response
+) -> PolicyOut:
+    policy = await create_policy(ctx, caller, name, body.to_input())
+    response.headers["Location"] = f"/api/v1/policies/{policy.id}"
+    return PolicyOut.of(policy)

@@ -1,0 +1,57 @@
+"""Outside the prefix and without a token: /livez, /readyz, /metrics."""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from app.api.security import container_of
+from app.infra.metrics import REGISTRY
+
+router = APIRouter(tags=["probes"])
+log = structlog.get_logger(__name__)
+
+
+class Liveness(BaseModel):
+    status: str
+
+
+class ReadinessOut(BaseModel):
+    ready: bool
+    reason: str | None
+    checks: dict[str, str]
+
+
+@router.get("/livez", summary="The process answers")
+async def livez() -> Liveness:
+    return Liveness(status="ok")
+
+
+@router.get(
+    "/readyz",
+    summary="Database reachable, schema at head, key chain usable or not yet configured",
+    response_model=ReadinessOut,
+    responses={503: {"model": ReadinessOut, "description": "Not ready; `reason` says why"}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    try:
+        readiness = await container_of(request).readiness()
+    except Exception:  # a probe answers, whatever broke
+        log.exception("readiness_check_failed")
+        body = ReadinessOut(ready=False, reason="READINESS_CHECK_FAILED", checks={})
+        return JSONResponse(body.model_dump(), status_code=503)
+    body = ReadinessOut(ready=readiness.ready, reason=readiness.reason, checks=readiness.checks)
+    return JSONResponse(body.model_dump(), status_code=200 if readiness.ready else 503)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "text exposition"}},
+)
+async def metrics() -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

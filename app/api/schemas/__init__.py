@@ -1,0 +1,1 @@
+"""Request and response bodies of the REST API. None of them ever carries key material."""

@@ -1,0 +1,33 @@
+"""Shared pieces of the REST schemas."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+
+class InputModel(BaseModel):
+    """Request bodies refuse unknown fields, so a typo is a 422 rather than silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def decode_b64(value: str) -> bytes:
+    """Strict standard base64 (RFC 4648 section 4, padding required)."""
+    return base64.b64decode(value.encode("ascii"), validate=True)
+
+
+def _check_b64(value: str) -> str:
+    try:
+        if len(value) % 4:
+            raise ValueError
+        decode_b64(value)
+    except (ValueError, binascii.Error, UnicodeEncodeError):
+        raise ValueError("must be standard base64 with padding") from None
+    return value
+
+
+Base64Text = Annotated[str, AfterValidator(_check_b64)]

@@ -1,0 +1,262 @@
+"""Bodies of /ekms/config, /ekms/config/test, /ekms/status, /ekms/sync and /ekms/kek/rotate."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.schemas.common import InputModel
+from app.application.configuration import ConfigInput, EkmsStatus, ProbeResult
+from app.application.kek import KekRotationResult
+from app.application.sync import SyncReport
+from app.domain.ekms_config import ExternalKmsConfig
+from app.domain.values import ExternalKeyStatus, KmsProvider
+
+_KEY_ID_EXAMPLE = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+class ConfigIn(InputModel):
+    """Create the configuration, or change its mutable fields.
+
+    On update, fields you leave out keep their value; ``provider``, ``key_id`` and ``region``
+    cannot change once the configuration is active (409 IMMUTABLE_FIELD).
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "provider": "aws",
+                    "key_id": _KEY_ID_EXAMPLE,
+                    "region": "eu-west-1",
+                    "sync_interval_minutes": 30,
+                    "activate": True,
+                }
+            ]
+        }
+    )
+
+    provider: KmsProvider = Field(description="`aws`, or `local` for the embedded root key")
+    key_id: str = Field(min_length=1, max_length=2048, description="key id, ARN or alias")
+    region: str | None = Field(default=None, max_length=64, pattern=r"^[a-z0-9-]+$")
+    endpoint_url: str | None = Field(
+        default=None, max_length=2048, pattern=r"^https?://\S+$", description="for an emulator"
+    )
+    sync_interval_minutes: int = Field(default=30, ge=1, le=1440)
+    activate: bool = Field(
+        default=True,
+        description="generate the KEK and wrap it under the external key (it must be enabled)",
+    )
+
+    def to_input(self) -> ConfigInput:
+        return ConfigInput(
+            provider=self.provider,
+            key_id=self.key_id,
+            region=self.region,
+            endpoint_url=self.endpoint_url,
+            sync_interval=timedelta(minutes=self.sync_interval_minutes),
+            activate=self.activate,
+        )
+
+    def changes(self) -> dict[str, object]:
+        """Only the fields the caller sent, named as the domain names them."""
+        sent = self.model_fields_set
+        changes: dict[str, object] = {"provider": self.provider, "key_id": self.key_id}
+        for name in ("region", "endpoint_url"):
+            if name in sent:
+                changes[name] = getattr(self, name)
+        if "sync_interval_minutes" in sent:
+            changes["sync_interval"] = timedelta(minutes=self.sync_interval_minutes)
+        return changes
+
+
+class ConfigOut(BaseModel):
+    id: uuid.UUID
+    instance_id: str
+    provider: KmsProvider
+    key_id: str
+    region: str | None
+    endpoint_url: str | None
+    sync_interval_minutes: int
+    active: bool
+    external_key_status: ExternalKeyStatus
+    status_reason: str | None
+    deletion_date: datetime | None
+    last_sync_at: datetime | None
+    unavailable_since: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, config: ExternalKmsConfig) -> ConfigOut:
+        return cls(
+            id=config.id,
+            instance_id=config.instance_id,
+            provider=config.provider,
+            key_id=config.key_id,
+            region=config.region,
+            endpoint_url=config.endpoint_url,
+            sync_interval_minutes=int(config.sync_interval.total_seconds() // 60),
+            active=config.active,
+            external_key_status=config.external_key_status,
+            status_reason=config.status_reason,
+            deletion_date=config.deletion_date,
+            last_sync_at=config.last_sync_at,
+            unavailable_since=config.unavailable_since,
+            created_at=config.created_at,
+            updated_at=config.updated_at,
+        )
+
+
+class ProbeOut(BaseModel):
+    """The outcome of wrapping and unwrapping a random probe through the external KMS."""
+
+    ok: bool
+    key_arn: str | None
+    status: ExternalKeyStatus
+    latency_ms: float
+    reason: str | None
+
+    @classmethod
+    def of(cls, result: ProbeResult) -> ProbeOut:
+        return cls(
+            ok=result.ok,
+            key_arn=result.key_arn,
+            status=result.status,
+            latency_ms=round(result.latency_ms, 3),
+            reason=result.reason,
+        )
+
+
+class ExternalKeyOut(BaseModel):
+    provider: KmsProvider | None
+    key_id: str | None
+    status: ExternalKeyStatus
+    status_reason: str | None
+    deletion_date: datetime | None
+    last_sync_at: datetime | None
+    unavailable_since: datetime | None
+
+
+class InstanceKeyOut(BaseModel):
+    """The KEK (by fingerprint) and what the external key last wrapped it under."""
+
+    kek_fingerprint: str | None
+    kek_created_at: datetime | None
+    wrapped_under_key_arn: str | None
+    rotation_marker: str | None
+    rewrapped_at: datetime | None
+
+
+class Alert(BaseModel):
+    severity: Literal["critical", "warning", "info"]
+    reason: str
+    message: str
+
+
+class StatusOut(BaseModel):
+    configured: bool
+    active: bool
+    serving: bool = Field(description="whether the data plane can encrypt and decrypt now")
+    serving_reason: str | None = Field(description="why not, as a reason code")
+    external_key: ExternalKeyOut
+    instance_key: InstanceKeyOut
+    alerts: list[Alert] = Field(description="open alerts on the key chain, worst first")
+
+    @classmethod
+    def of(cls, status: EkmsStatus) -> StatusOut:
+        return cls(
+            configured=status.configured,
+            active=status.active,
+            serving=status.serving,
+            serving_reason=status.serving_reason,
+            external_key=ExternalKeyOut(
+                provider=status.provider,
+                key_id=status.key_id,
+                status=status.external_key_status,
+                status_reason=status.status_reason,
+                deletion_date=status.deletion_date,
+                last_sync_at=status.last_sync_at,
+                unavailable_since=status.unavailable_since,
+            ),
+            instance_key=InstanceKeyOut(
+                kek_fingerprint=status.kek_fingerprint,
+                kek_created_at=status.kek_created_at,
+                wrapped_under_key_arn=status.ekek_key_arn,
+                rotation_marker=status.ekek_rotation_marker,
+                rewrapped_at=status.ekek_rewrapped_at,
+            ),
+            alerts=_alerts(status),
+        )
+
+
+def _alerts(status: EkmsStatus) -> list[Alert]:
+    """Presentation only: the status fields that need an operator's attention, as a list."""
+    alerts: list[Alert] = []
+    if not status.configured or not status.active:
+        return [Alert(severity="info", reason="NOT_CONFIGURED", message="ekms is not configured")]
+    if not status.serving and status.serving_reason:
+        alerts.append(
+            Alert(
+                severity="critical",
+                reason=status.serving_reason,
+                message="the key chain cannot serve encrypt or decrypt calls",
+            )
+        )
+    if status.external_key_status is ExternalKeyStatus.PENDING_DELETION:
+        when = status.deletion_date.isoformat() if status.deletion_date else "a scheduled date"
+        alerts.append(
+            Alert(
+                severity="critical",
+                reason="EXTERNAL_KEY_PENDING_DELETION",
+                message=f"the external key will be deleted on {when}",
+            )
+        )
+    elif status.external_key_status is ExternalKeyStatus.UNAVAILABLE and status.serving:
+        alerts.append(
+            Alert(
+                severity="warning",
+                reason="EXTERNAL_KEY_UNAVAILABLE",
+                message="the external KMS is unreachable; serving within the grace period",
+            )
+        )
+    return alerts
+
+
+class SyncOut(BaseModel):
+    status: ExternalKeyStatus
+    previous: ExternalKeyStatus
+    changed: bool
+    reason: str | None
+    rewrapped: bool = Field(description="whether the EKEK was rewrapped after an external rotation")
+    rotation_marker: str | None
+
+    @classmethod
+    def of(cls, report: SyncReport) -> SyncOut:
+        return cls(
+            status=report.status,
+            previous=report.previous,
+            changed=report.changed,
+            reason=report.reason,
+            rewrapped=report.rewrapped,
+            rotation_marker=report.rotation_marker,
+        )
+
+
+class KekRotationOut(BaseModel):
+    old_kek_id: str
+    new_kek_id: str
+    new_fingerprint: str
+    rewrapped_keys: int = Field(description="module key versions rewrapped under the new KEK")
+
+    @classmethod
+    def of(cls, result: KekRotationResult) -> KekRotationOut:
+        return cls(
+            old_kek_id=result.old_kek_id,
+            new_kek_id=result.new_kek_id,
+            new_fingerprint=result.new_fingerprint,
+            rewrapped_keys=result.rewrapped_keys,
+        )

@@ -1,0 +1,130 @@
+"""Bodies of /modules and /modules/{name}/keys."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.schemas.common import InputModel
+from app.application.modules import ModuleInput
+from app.domain.module import CryptoModule, ModuleKey
+from app.domain.values import AccessResult, Algorithm, KeyState, ModuleState
+
+MODULE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}(\.[a-z0-9][a-z0-9_-]{0,62}){1,3}$"
+AlgorithmLabel = Literal["AES-256-GCM", "AES-256-SIV"]
+
+
+class ModuleIn(InputModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "global.payroll",
+                    "algorithm": "AES-256-GCM",
+                    "default_access": "reject",
+                    "description": "salaries and bank details",
+                }
+            ]
+        }
+    )
+
+    name: str = Field(
+        pattern=MODULE_NAME_PATTERN,
+        max_length=255,
+        description="scoped, lower-case: 2-4 dot-separated parts",
+    )
+    algorithm: AlgorithmLabel = Field(
+        default="AES-256-GCM",
+        description="AES-256-SIV is deterministic (equal values, equal ciphertexts)",
+    )
+    external_wrap: bool = Field(default=True, description="only `true` is supported")
+    default_access: AccessResult = Field(
+        default=AccessResult.REJECT, description="what decides when no policy matches"
+    )
+    state: ModuleState = ModuleState.PUBLISHED
+    description: str = Field(default="", max_length=1024)
+
+    def to_input(self) -> ModuleInput:
+        return ModuleInput(
+            name=self.name,
+            algorithm=Algorithm.from_label(self.algorithm),
+            external_wrap=self.external_wrap,
+            default_access=self.default_access,
+            state=self.state,
+            description=self.description,
+        )
+
+
+class ModulePatch(InputModel):
+    """Fields left out keep their value. A published module cannot go back to draft."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"default_access": "track"}]})
+
+    description: str | None = Field(default=None, max_length=1024)
+    default_access: AccessResult | None = None
+    state: ModuleState | None = None
+
+
+class ModuleOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    algorithm: AlgorithmLabel
+    external_wrap: bool
+    default_access: AccessResult
+    state: ModuleState
+    description: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, module: CryptoModule) -> ModuleOut:
+        return cls(
+            id=module.id,
+            name=module.name,
+            algorithm=module.algorithm.label,
+            external_wrap=module.external_wrap,
+            default_access=module.default_access,
+            state=module.state,
+            description=module.description,
+            created_at=module.created_at,
+            updated_at=module.updated_at,
+        )
+
+
+class KeyVersionOut(BaseModel):
+    """One data key version: its state and dates. The key itself is never shown."""
+
+    module: str
+    version: int
+    state: KeyState
+    kek_id: uuid.UUID | None = Field(description="the KEK this version is wrapped under")
+    has_key_material: bool = Field(description="false once destroyed")
+    suspended_from: KeyState | None
+    encryption_count: int
+    near_nonce_limit: bool
+    created_at: datetime
+    activated_at: datetime | None
+    deactivated_at: datetime | None
+    state_changed_at: datetime | None
+    destroyed_at: datetime | None
+
+    @classmethod
+    def of(cls, module: str, key: ModuleKey) -> KeyVersionOut:
+        return cls(
+            module=module,
+            version=key.version,
+            state=key.state,
+            kek_id=key.kek_id,
+            has_key_material=key.wrapped_dek is not None,
+            suspended_from=key.suspended_from,
+            encryption_count=key.encryption_count,
+            near_nonce_limit=key.near_nonce_limit,
+            created_at=key.created_at,
+            activated_at=key.activated_at,
+            deactivated_at=key.deactivated_at,
+            state_changed_at=key.state_changed_at,
+            destroyed_at=key.destroyed_at,
+        )
