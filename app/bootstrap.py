@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.application.audit import AuditBuffer
 from app.application.configuration import ConfigInput, configure_ekms
-from app.application.context import AppContext, LocalChangeFeed
+from app.application.context import AppContext
 from app.application.crypto import CryptoService
 from app.application.health import Readiness, check_readiness
 from app.application.keychain import KeyChain
@@ -28,11 +28,14 @@ from app.application.ports import Clock, KmsConnector
 from app.domain.errors import AlreadyExists
 from app.domain.values import SYSTEM, KmsProvider
 from app.infra.db.engine import create_engine
+from app.infra.db.leader import make_leader
 from app.infra.db.migrate import is_at_head, upgrade_to_head
+from app.infra.db.notify import LocalReconcilingFeed, PgChangeFeed
 from app.infra.db.uow import SqlaUnitOfWorkFactory
 from app.infra.kms.aws import AwsKmsConnector
 from app.infra.kms.local import LocalKmsConnector, load_local_root_key
 from app.infra.kms.routing import RoutingKmsConnector
+from app.infra.scheduler import MaintenanceScheduler
 from app.infra.settings import Settings
 from app.infra.system import SystemClock, SystemRandom
 from app.infra.tokens import JwtVerifier, TokenSettings
@@ -53,6 +56,8 @@ class Container:
     ctx: AppContext
     crypto: CryptoService
     verifier: JwtVerifier | None
+    changes: PgChangeFeed | LocalReconcilingFeed
+    scheduler: MaintenanceScheduler
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def schema_at_head(self) -> bool:
@@ -133,10 +138,18 @@ def build_container(
         unavailable_grace=timedelta(minutes=settings.unavailable_grace_minutes),
     )
     audit = AuditBuffer(uow, clock, rng, interval=settings.audit_flush_seconds)
-    ctx = AppContext(uow, kms, clock, rng, chain, audit, LocalChangeFeed(chain))
+    changes: PgChangeFeed | LocalReconcilingFeed = (
+        PgChangeFeed(engine, chain, reconcile_seconds=settings.reconcile_seconds)
+        if engine.dialect.name == "postgresql"
+        else LocalReconcilingFeed(chain)
+    )
+    ctx = AppContext(uow, kms, clock, rng, chain, audit, changes)
     tokens = resolve_token_settings(settings)
     verifier = JwtVerifier(tokens, clock) if tokens else None
-    return Container(settings, engine, ctx, CryptoService(ctx), verifier)
+    scheduler = MaintenanceScheduler(
+        ctx, make_leader(engine), tick_seconds=settings.scheduler_tick_seconds
+    )
+    return Container(settings, engine, ctx, CryptoService(ctx), verifier, changes, scheduler)
 
 
 async def _prepare_schema(settings: Settings) -> None:
@@ -155,7 +168,15 @@ async def _configure_local_default(container: Container) -> None:
     if container.settings.kms_provider != "local":
         return
     try:
-        await configure_ekms(container.ctx, SYSTEM, ConfigInput(KmsProvider.LOCAL, LOCAL_KEY_ID))
+        await configure_ekms(
+            container.ctx,
+            SYSTEM,
+            ConfigInput(
+                KmsProvider.LOCAL,
+                LOCAL_KEY_ID,
+                sync_interval=timedelta(minutes=container.settings.sync_interval_minutes),
+            ),
+        )
         log.info("ekms_configured", provider="local", key_id=LOCAL_KEY_ID)
     except AlreadyExists:
         return
@@ -168,12 +189,17 @@ async def running(
     await _prepare_schema(settings)
     container = build_container(settings, kms=kms, clock=clock)
     try:
+        container.changes.start()
         await _configure_local_default(container)
         container.tasks.append(asyncio.create_task(container.ctx.audit.run(), name="audit-flush"))
+        if settings.scheduler_enabled:
+            container.scheduler.start()
         readiness = await container.readiness()
         log.info("ekms_started", ready=readiness.ready, reason=readiness.reason, checks=readiness.checks)
         yield container
     finally:
+        await container.scheduler.aclose()
+        await container.changes.aclose()
         for task in container.tasks:
             task.cancel()
         await asyncio.gather(*container.tasks, return_exceptions=True)

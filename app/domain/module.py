@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from app.domain.errors import Conflict, InvalidInput, KeyUnavailable, Reason
 from app.domain.values import AccessResult, Algorithm, KeyState, ModuleState, validate_module_name
 
 # Random 96-bit GCM nonces: NIST SP 800-38D caps one key at 2**32 invocations.
 GCM_SAFE_LIMIT = 2**32
+NONCE_WARN_AT = GCM_SAFE_LIMIT // 2  # warn and open an alert
+NONCE_ROTATE_AT = GCM_SAFE_LIMIT - GCM_SAFE_LIMIT // 8  # rotate, leaving 12.5% headroom
 
 
 @dataclass(slots=True)
@@ -26,10 +28,18 @@ class CryptoModule:
     default_access: AccessResult = AccessResult.REJECT
     state: ModuleState = ModuleState.PUBLISHED
     description: str = ""
+    # Lifecycle automation (None: off). Rotate the Active DEK after this long; destroy
+    # Deactivated versions this long after their deactivation.
+    rotation_period: timedelta | None = None
+    destroy_deactivated_after: timedelta | None = None
     revision: int = 0
 
     def __post_init__(self) -> None:
         validate_module_name(self.name)
+        for name in ("rotation_period", "destroy_deactivated_after"):
+            value = getattr(self, name)
+            if value is not None and value < timedelta(hours=1):
+                raise InvalidInput(f"{name} must be at least one hour", field=name)
         if len(self.description) > 1024:
             raise InvalidInput("description is at most 1024 characters", field="description")
 
@@ -153,7 +163,11 @@ class ModuleKey:
 
     @property
     def near_nonce_limit(self) -> bool:
-        return self.encryption_count >= GCM_SAFE_LIMIT // 2
+        return self.encryption_count >= NONCE_WARN_AT
+
+    @property
+    def due_for_nonce_rotation(self) -> bool:
+        return self.encryption_count >= NONCE_ROTATE_AT
 
 
 _UNUSABLE_REASON = {

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     sync_interval_minutes: int = Field(default=30, ge=1, le=1440)
     unavailable_grace_minutes: int = Field(default=15, ge=0, le=1440)
     audit_flush_seconds: float = Field(default=1.0, gt=0, le=60)
+    scheduler_enabled: bool = True
+    scheduler_tick_seconds: float = Field(default=60.0, gt=0, le=3600)
+    reconcile_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     jwt_hs256_secret: SecretStr | None = None
     jwt_jwks_url: str | None = None

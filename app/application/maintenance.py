@@ -1,0 +1,95 @@
+"""What the scheduler runs on the leader replica each tick: the status sync when it is due,
+and key lifecycle automation. Each automatic action is audited with the replica that ran it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import structlog
+
+from app.application.context import AppContext
+from app.application.modules import KeyAction, change_key_state, rotate_module_key
+from app.application.sync import sync_external_key
+from app.domain.errors import EkmsError
+from app.domain.module import GCM_SAFE_LIMIT
+from app.domain.values import Algorithm, Caller, KeyState, ModuleState
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class TickReport:
+    ran: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def scheduler_caller(replica: str) -> Caller:
+    return Caller(subject=f"system:scheduler@{replica}", roles=frozenset({"ekms.system"}))
+
+
+async def run_due_jobs(ctx: AppContext, replica: str) -> TickReport:
+    report = TickReport()
+    caller = scheduler_caller(replica)
+    async with ctx.uow() as uow:
+        config = await uow.config.get()
+    if config is None or not config.active:
+        return report
+    now = ctx.clock.now()
+    if config.last_sync_at is None or now - config.last_sync_at >= config.sync_interval:
+        try:
+            await sync_external_key(ctx, caller)
+            report.ran.append("sync")
+        except EkmsError as exc:
+            report.errors.append(f"sync:{exc.reason.value}")
+    try:
+        report.ran.extend(await automate_key_lifecycle(ctx, caller))
+    except EkmsError as exc:
+        report.errors.append(f"lifecycle:{exc.reason.value}")
+    if report.ran:
+        async with ctx.uow() as uow:
+            await uow.audit.append(
+                [ctx.event(caller, "scheduler.tick", details={"ran": report.ran, "replica": replica})]
+            )
+            await uow.commit()
+    return report
+
+
+async def automate_key_lifecycle(ctx: AppContext, caller: Caller) -> list[str]:
+    """Rotate by age or by the GCM nonce budget; destroy old Deactivated versions if enabled."""
+    done: list[str] = []
+    now = ctx.clock.now()
+    async with ctx.uow() as uow:
+        modules = [m for m in await uow.modules.list() if m.state is ModuleState.PUBLISHED]
+        keys = {m.id: await uow.keys.list_for_module(m.id) for m in modules}
+    for module in modules:
+        active = next((k for k in keys[module.id] if k.state is KeyState.ACTIVE), None)
+        if active is not None:
+            aged = (
+                module.rotation_period is not None
+                and active.activated_at is not None
+                and now - active.activated_at >= module.rotation_period
+            )
+            nonce_bound = module.algorithm is Algorithm.AES_256_GCM
+            if nonce_bound and active.near_nonce_limit:
+                log.warning(
+                    "key_version_near_nonce_limit",
+                    module=module.name,
+                    version=active.version,
+                    used=active.encryption_count,
+                    limit=GCM_SAFE_LIMIT,
+                )
+            if aged or (nonce_bound and active.due_for_nonce_rotation):
+                why = "age" if aged else "nonce_budget"
+                await rotate_module_key(ctx, caller, module.name, action=f"key.auto_rotate.{why}")
+                done.append(f"rotate:{module.name}:{why}")
+        if module.destroy_deactivated_after is not None:
+            for key in keys[module.id]:
+                if (
+                    key.state is KeyState.DEACTIVATED
+                    and key.deactivated_at is not None
+                    and now - key.deactivated_at >= module.destroy_deactivated_after
+                ):
+                    await change_key_state(ctx, caller, module.name, key.version, KeyAction.DESTROY)
+                    done.append(f"destroy:{module.name}:{key.version}")
+    return done

@@ -1,0 +1,66 @@
+"""The in-process APScheduler job: every ``tick_seconds`` the leader replica runs what is due.
+
+The sync interval lives on the EKMS configuration (``sync_interval``), so changing it takes
+effect on the next tick without a restart; the tick only decides how promptly.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from app.application.context import AppContext
+from app.application.maintenance import TickReport, run_due_jobs
+
+log = structlog.get_logger(__name__)
+
+
+def replica_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class MaintenanceScheduler:
+    def __init__(self, ctx: AppContext, leader: Any, *, tick_seconds: float = 60.0) -> None:
+        self._ctx = ctx
+        self._leader = leader
+        self.tick_seconds = tick_seconds
+        self.replica = replica_name()
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self.ticks = 0
+        self.last_report: TickReport | None = None
+
+    async def tick(self) -> TickReport | None:
+        if not await self._leader.acquire():
+            return None
+        self.ticks += 1
+        try:
+            report = await run_due_jobs(self._ctx, self.replica)
+        except Exception:  # a job must never kill the scheduler
+            log.exception("scheduler_tick_failed")
+            return None
+        self.last_report = report
+        if report.ran or report.errors:
+            log.info("scheduler_tick", ran=report.ran, errors=report.errors, replica=self.replica)
+        return report
+
+    def start(self) -> None:
+        self._scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=self.tick_seconds,
+            id="ekms-maintenance",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
+        self._scheduler.start()
+
+    async def aclose(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        await self._leader.release()
