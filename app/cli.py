@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from app.cli_admin import register_admin_commands
 from app.infra.logging import configure_logging
 from app.infra.settings import Settings
 
@@ -82,6 +83,9 @@ def token(
         )
         + "\n"
     )
+
+
+register_admin_commands(cli)
 
 
 def main() -> None:
