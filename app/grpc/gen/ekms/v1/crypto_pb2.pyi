@@ -1,0 +1,156 @@
+from google.rpc import status_pb2 as _status_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Field(_message.Message):
+    __slots__ = ("table", "column")
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    COLUMN_FIELD_NUMBER: _ClassVar[int]
+    table: str
+    column: str
+    def __init__(self, table: _Optional[str] = ..., column: _Optional[str] = ...) -> None: ...
+
+class Target(_message.Message):
+    __slots__ = ("field", "module")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    MODULE_FIELD_NUMBER: _ClassVar[int]
+    field: Field
+    module: str
+    def __init__(self, field: _Optional[_Union[Field, _Mapping]] = ..., module: _Optional[str] = ...) -> None: ...
+
+class EncryptRequest(_message.Message):
+    __slots__ = ("target", "plaintext", "context")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    PLAINTEXT_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    target: Target
+    plaintext: bytes
+    context: bytes
+    def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., plaintext: _Optional[bytes] = ..., context: _Optional[bytes] = ...) -> None: ...
+
+class EncryptResponse(_message.Message):
+    __slots__ = ("ciphertext", "key_version")
+    CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ciphertext: bytes
+    key_version: int
+    def __init__(self, ciphertext: _Optional[bytes] = ..., key_version: _Optional[int] = ...) -> None: ...
+
+class DecryptRequest(_message.Message):
+    __slots__ = ("target", "ciphertext", "context")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    target: Target
+    ciphertext: bytes
+    context: bytes
+    def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., ciphertext: _Optional[bytes] = ..., context: _Optional[bytes] = ...) -> None: ...
+
+class DecryptResponse(_message.Message):
+    __slots__ = ("plaintext", "key_version")
+    PLAINTEXT_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    plaintext: bytes
+    key_version: int
+    def __init__(self, plaintext: _Optional[bytes] = ..., key_version: _Optional[int] = ...) -> None: ...
+
+class RewrapRequest(_message.Message):
+    __slots__ = ("target", "ciphertext", "context")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    target: Target
+    ciphertext: bytes
+    context: bytes
+    def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., ciphertext: _Optional[bytes] = ..., context: _Optional[bytes] = ...) -> None: ...
+
+class RewrapResponse(_message.Message):
+    __slots__ = ("ciphertext", "key_version", "changed")
+    CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    ciphertext: bytes
+    key_version: int
+    changed: bool
+    def __init__(self, ciphertext: _Optional[bytes] = ..., key_version: _Optional[int] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class EncryptItem(_message.Message):
+    __slots__ = ("id", "target", "plaintext", "context")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    PLAINTEXT_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    target: Target
+    plaintext: bytes
+    context: bytes
+    def __init__(self, id: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., plaintext: _Optional[bytes] = ..., context: _Optional[bytes] = ...) -> None: ...
+
+class EncryptResult(_message.Message):
+    __slots__ = ("id", "status", "ciphertext", "key_version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    status: _status_pb2.Status
+    ciphertext: bytes
+    key_version: int
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., ciphertext: _Optional[bytes] = ..., key_version: _Optional[int] = ...) -> None: ...
+
+class DecryptItem(_message.Message):
+    __slots__ = ("id", "target", "ciphertext", "context")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    target: Target
+    ciphertext: bytes
+    context: bytes
+    def __init__(self, id: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., ciphertext: _Optional[bytes] = ..., context: _Optional[bytes] = ...) -> None: ...
+
+class DecryptResult(_message.Message):
+    __slots__ = ("id", "status", "plaintext", "key_version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PLAINTEXT_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    status: _status_pb2.Status
+    plaintext: bytes
+    key_version: int
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., plaintext: _Optional[bytes] = ..., key_version: _Optional[int] = ...) -> None: ...
+
+class EncryptBatchRequest(_message.Message):
+    __slots__ = ("target", "items")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    target: Target
+    items: _containers.RepeatedCompositeFieldContainer[EncryptItem]
+    def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., items: _Optional[_Iterable[_Union[EncryptItem, _Mapping]]] = ...) -> None: ...
+
+class EncryptBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[EncryptResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[EncryptResult, _Mapping]]] = ...) -> None: ...
+
+class DecryptBatchRequest(_message.Message):
+    __slots__ = ("target", "items")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    target: Target
+    items: _containers.RepeatedCompositeFieldContainer[DecryptItem]
+    def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., items: _Optional[_Iterable[_Union[DecryptItem, _Mapping]]] = ...) -> None: ...
+
+class DecryptBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[DecryptResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[DecryptResult, _Mapping]]] = ...) -> None: ...
