@@ -125,6 +125,8 @@ def upgrade() -> None:
         sa.Column("default_access", sa.String(32), nullable=False),
         sa.Column("state", sa.String(32), nullable=False),
         sa.Column("description", sa.String(1024), nullable=False, server_default=""),
+        sa.Column("rotation_period_seconds", sa.Integer(), nullable=True),
+        sa.Column("destroy_deactivated_after_seconds", sa.Integer(), nullable=True),
         _revision(),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_crypto_modules")),
         sa.UniqueConstraint("name", name=op.f("uq_crypto_modules_name")),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -100,6 +101,8 @@ def make_module(name: str = "global.payroll", **changes: Any) -> CryptoModule:
         default_access=AccessResult.TRACK,
         state=ModuleState.DRAFT,
         description="payroll data",
+        rotation_period=timedelta(days=90),
+        destroy_deactivated_after=timedelta(days=365, hours=6),
     )
     return dataclasses.replace(module, **changes)
 
@@ -371,6 +374,8 @@ async def test_modules_round_trip(uow_factory: SqlaUnitOfWorkFactory) -> None:
         default_access=AccessResult.REJECT,
         state=ModuleState.PUBLISHED,
         description="",
+        rotation_period=None,
+        destroy_deactivated_after=None,
     )
     async with uow_factory() as uow:
         await uow.modules.add(payroll)
@@ -833,6 +838,15 @@ async def test_unreachable_database_is_service_unavailable(tmp_path: Any) -> Non
         assert err.value.reason is Reason.DATABASE_UNAVAILABLE
         assert "SELECT" not in str(err.value) and "nothing" not in str(err.value)
         assert err.value.__cause__ is not None
+    await _aiosqlite_threads_finished()
+
+
+async def _aiosqlite_threads_finished() -> None:
+    """After a failed connect aiosqlite stops its worker thread without waiting for it; the
+    thread then reports to the event loop, which must still be open (else a thread warning)."""
+    for thread in threading.enumerate():
+        if thread.name.endswith("(_connection_worker_thread)"):
+            await asyncio.to_thread(thread.join, 5)
 
 
 @pytest.mark.postgres

@@ -30,6 +30,14 @@ Values = dict[str, Any]
 _SECOND = timedelta(seconds=1)
 
 
+def _seconds(value: timedelta | None) -> int | None:
+    return None if value is None else value // _SECOND
+
+
+def _duration(seconds: int | None) -> timedelta | None:
+    return None if seconds is None else timedelta(seconds=seconds)
+
+
 def config_values(c: ExternalKmsConfig) -> Values:
     return {
         "id": c.id,
@@ -111,6 +119,8 @@ def module_values(m: CryptoModule) -> Values:
         "default_access": m.default_access.value,
         "state": m.state.value,
         "description": m.description,
+        "rotation_period_seconds": _seconds(m.rotation_period),
+        "destroy_deactivated_after_seconds": _seconds(m.destroy_deactivated_after),
     }
 
 
@@ -125,6 +135,8 @@ def module_from_row(r: RowMapping) -> CryptoModule:
         default_access=AccessResult(r["default_access"]),
         state=ModuleState(r["state"]),
         description=r["description"],
+        rotation_period=_duration(r["rotation_period_seconds"]),
+        destroy_deactivated_after=_duration(r["destroy_deactivated_after_seconds"]),
         revision=r["revision"],
     )
 

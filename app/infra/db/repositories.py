@@ -15,18 +15,19 @@ deferred to commit time).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
-from sqlalchemy import bindparam, delete, select, true, update
+from sqlalchemy import delete, select, true
 
 from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
 from app.domain.errors import AlreadyExists, Reason
-from app.domain.module import CryptoModule, EncryptedFieldConfig, ModuleKey
+from app.domain.module import CryptoModule, EncryptedFieldConfig
 from app.domain.policy import ModuleAccessPolicy
 from app.infra.db import mappers as m
 from app.infra.db import tables as t
 from app.infra.db._base import SqlRepository, concurrent_update
 from app.infra.db.audit import SqlaAuditRepository
+from app.infra.db.keys import SqlaModuleKeyRepository
 
 __all__ = [
     "SqlaAuditRepository",
@@ -124,62 +125,6 @@ class SqlaModuleRepository(SqlRepository):
 
 def _module_exists(name: str) -> AlreadyExists:
     return AlreadyExists(f"a module named {name!r} already exists")
-
-
-class SqlaModuleKeyRepository(SqlRepository):
-    """Module key versions; a module has at most one ACTIVE version."""
-
-    _t = t.module_keys
-
-    async def list_for_module(self, module_id: uuid.UUID) -> Sequence[ModuleKey]:
-        stmt = select(self._t).where(self._t.c.module_id == module_id).order_by(self._t.c.version)
-        return [m.module_key_from_row(row) for row in await self._rows(stmt)]
-
-    async def list_all(self) -> Sequence[ModuleKey]:
-        stmt = select(self._t).order_by(self._t.c.module_id, self._t.c.version)
-        return [m.module_key_from_row(row) for row in await self._rows(stmt)]
-
-    async def get(self, module_id: uuid.UUID, version: int) -> ModuleKey | None:
-        stmt = select(self._t).where(self._t.c.module_id == module_id, self._t.c.version == version)
-        row = await self._one(stmt)
-        return None if row is None else m.module_key_from_row(row)
-
-    async def add(self, key: ModuleKey) -> None:
-        values = m.module_key_values(key) | {"revision": key.revision}
-        what = f"key version {key.version} of the module"
-        await self._insert(self._t, values, lambda: concurrent_update(what))
-
-    async def save(self, key: ModuleKey) -> None:
-        """Save the lifecycle fields. ``encryption_count`` is left alone: ``add_usage`` owns it,
-        and writing back a count read before the latest usage flush would lose encryptions."""
-        where = [self._t.c.module_id == key.module_id, self._t.c.version == key.version]
-        values = m.module_key_values(key)
-        del values["encryption_count"]
-        await self._update_versioned(
-            self._t, where, values, key, f"key version {key.version} of the module"
-        )
-
-    async def add_usage(self, counts: Mapping[tuple[uuid.UUID, int], int]) -> None:
-        """Add encryption counts; ``revision`` is untouched so lifecycle saves do not conflict.
-
-        Rows are updated in key order, so concurrent flushes cannot deadlock each other.
-        """
-        params = [
-            {"b_module_id": module_id, "b_version": version, "b_count": count}
-            for (module_id, version), count in sorted(counts.items())
-            if count
-        ]
-        if not params:
-            return
-        stmt = (
-            update(self._t)
-            .where(
-                self._t.c.module_id == bindparam("b_module_id"),
-                self._t.c.version == bindparam("b_version"),
-            )
-            .values(encryption_count=self._t.c.encryption_count + bindparam("b_count"))
-        )
-        await self._execute(stmt, params)
 
 
 class SqlaFieldConfigRepository(SqlRepository):

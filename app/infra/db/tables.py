@@ -2,9 +2,9 @@
 
 Conventions: ids are ``Uuid`` (native on Postgres, 32 hex characters on SQLite); enums are
 stored as their string values (an ``Algorithm`` as its label, e.g. ``'AES-256-GCM'``); a
-``timedelta`` as whole seconds in a ``*_seconds`` column; wrapped keys as raw bytes; every mutable entity has an
-integer ``revision`` for optimistic concurrency. ``migrations/versions`` must create exactly
-this schema; ``tests/integration/test_migrations.py`` compares the two.
+``timedelta`` as whole seconds in a ``*_seconds`` column; wrapped keys as raw bytes; every
+mutable entity has an integer ``revision`` for optimistic concurrency. ``migrations/versions``
+must create exactly this schema; ``tests/integration/test_migrations.py`` compares the two.
 
 Invariants the database enforces itself, on both backends:
 
@@ -120,6 +120,8 @@ crypto_modules = Table(
     Column("default_access", String(ENUM), nullable=False),
     Column("state", String(ENUM), nullable=False),
     Column("description", String(1024), nullable=False, server_default=""),
+    Column("rotation_period_seconds", Integer),
+    Column("destroy_deactivated_after_seconds", Integer),
     _revision(),
     UniqueConstraint("name"),
 )
