@@ -76,7 +76,9 @@ class Rest:
         headers = {**auth(*roles), **kwargs.pop("headers", {})}
         return await self.client.request(method, path, headers=headers, **kwargs)
 
-    async def ok(self, method: str, path: str, roles: Iterable[str] = (ADMIN,), **kwargs: Any) -> Any:
+    async def ok(
+        self, method: str, path: str, roles: Iterable[str] = (ADMIN,), **kwargs: Any
+    ) -> Any:
         response = await self.call(method, path, roles, **kwargs)
         assert response.status_code < 300, response.text
         return response.json() if response.content else None

@@ -46,7 +46,12 @@ class Case:
 M = f"/api/v1/modules/{MODULE}"
 CASES = [
     Case("GET", "/api/v1/ekms/config", frozenset({ADMIN})),
-    Case("PUT", "/api/v1/ekms/config", frozenset({ADMIN}), {"provider": "local", "key_id": "ekms-local-root"}),
+    Case(
+        "PUT",
+        "/api/v1/ekms/config",
+        frozenset({ADMIN}),
+        {"provider": "local", "key_id": "ekms-local-root"},
+    ),
     Case("POST", "/api/v1/ekms/config/test", frozenset({ADMIN})),
     Case("GET", "/api/v1/ekms/status", ALL),
     Case("POST", "/api/v1/ekms/sync", frozenset({KEY_MANAGER})),
@@ -64,7 +69,12 @@ CASES = [
     Case("PUT", "/api/v1/policies/{policy_id}", frozenset({ADMIN}), POLICY),
     Case("DELETE", "/api/v1/policies/{policy_id}", frozenset({ADMIN})),
     Case("GET", "/api/v1/field-configs", frozenset({ADMIN})),
-    Case("POST", "/api/v1/field-configs", frozenset({ADMIN}), {"table": "t", "column": "c", "module": MODULE}),
+    Case(
+        "POST",
+        "/api/v1/field-configs",
+        frozenset({ADMIN}),
+        {"table": "t", "column": "c", "module": MODULE},
+    ),
     Case("GET", "/api/v1/field-configs/{config_id}", frozenset({ADMIN})),
     Case("PATCH", "/api/v1/field-configs/{config_id}", frozenset({ADMIN}), {"active": False}),
     Case("DELETE", "/api/v1/field-configs/{config_id}", frozenset({ADMIN})),
@@ -132,7 +142,9 @@ async def test_route_answers_each_identity(
     assert missing.headers["www-authenticate"].startswith("Bearer")
     assert missing.headers["content-type"] == "application/problem+json"
 
-    forged = await send({"Authorization": "Bearer " + token(ADMIN, KEY_MANAGER, AUDITOR)[:-4] + "AAAA"})
+    forged = await send(
+        {"Authorization": "Bearer " + token(ADMIN, KEY_MANAGER, AUDITOR)[:-4] + "AAAA"}
+    )
     assert forged.status_code == 401
     assert 'error="invalid_token"' in forged.headers["www-authenticate"]
 
