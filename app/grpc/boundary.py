@@ -1,0 +1,118 @@
+"""The call boundary: every error becomes a status with its reason, every call is measured.
+
+Outermost interceptor. It wraps the handler of every protected method (see ``auth``) so that:
+
+- an ``EkmsError`` ends the call with the code from ``errors.STATUS_CODES`` and a
+  ``google.rpc.Status`` (with ``ErrorInfo``) in the ``grpc-status-details-bin`` trailer;
+- anything else ends it with INTERNAL, no details, and a logged correlation id;
+- each call adds to the call counter (method, code) and the latency histogram (method).
+
+Servicers therefore raise domain errors and never call ``context.abort`` themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+from grpc_status import rpc_status
+
+from app.grpc._handlers import Behavior, method_name, replace_behavior
+from app.grpc.auth import is_exempt
+from app.grpc.errors import to_status
+
+
+class CallMetrics(Protocol):
+    """Where call outcomes go (Prometheus in production)."""
+
+    def observe(self, method: str, code: str, seconds: float) -> None: ...
+
+
+class NoMetrics:
+    def observe(self, method: str, code: str, seconds: float) -> None:
+        return None
+
+
+@dataclass(slots=True)
+class _Outcome:
+    code: str = "OK"
+
+
+class BoundaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, metrics: CallMetrics | None = None) -> None:
+        self._metrics = metrics or NoMetrics()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or is_exempt(details.method):
+            return handler
+        method = method_name(details.method)
+        return replace_behavior(
+            handler,
+            lambda behavior: self._unary(method, behavior),
+            lambda behavior: self._stream(method, behavior),
+        )
+
+    @contextmanager
+    def _observed(self, method: str) -> Iterator[_Outcome]:
+        outcome = _Outcome()
+        started = time.perf_counter()
+        try:
+            yield outcome
+        except (asyncio.CancelledError, GeneratorExit):
+            outcome.code = "CANCELLED"
+            raise
+        finally:
+            self._metrics.observe(method, outcome.code, time.perf_counter() - started)
+
+    def _unary(self, method: str, behavior: Behavior) -> Behavior:
+        async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            with self._observed(method) as outcome:
+                try:
+                    return await behavior(request, context)
+                except grpc.aio.AbortError:
+                    outcome.code = _code_name(context)
+                    raise
+                except Exception as exc:
+                    await _abort(context, exc, method, outcome)
+
+        return run
+
+    def _stream(self, method: str, behavior: Behavior) -> Behavior:
+        async def run(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            with self._observed(method) as outcome:
+                try:
+                    async for response in behavior(request, context):
+                        yield response
+                except grpc.aio.AbortError:
+                    outcome.code = _code_name(context)
+                    raise
+                except Exception as exc:
+                    await _abort(context, exc, method, outcome)
+
+        return run
+
+
+_CODE_NAMES: dict[int, str] = {code.value[0]: code.name for code in grpc.StatusCode}
+
+
+async def _abort(
+    context: grpc.aio.ServicerContext, exc: Exception, method: str, outcome: _Outcome
+) -> None:
+    status = to_status(exc, method=method)
+    outcome.code = _CODE_NAMES.get(status.code, "UNKNOWN")
+    await context.abort_with_status(rpc_status.to_status(status))
+
+
+def _code_name(context: grpc.aio.ServicerContext) -> str:
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"

@@ -1,0 +1,107 @@
+"""The one table from domain error to gRPC status, and the ``google.rpc.Status`` it becomes.
+
+    EkmsError subclass             status code
+    ─────────────────────────────  ──────────────────────────────────────────────────
+    Unauthenticated                UNAUTHENTICATED
+    Forbidden, AccessDenied        PERMISSION_DENIED
+    NotFound                       NOT_FOUND
+    InvalidInput, DecryptionFailed INVALID_ARGUMENT
+    KeyUnavailable                 FAILED_PRECONDITION
+    AlreadyExists                  ALREADY_EXISTS
+    Conflict                       FAILED_PRECONDITION (ABORTED for CONCURRENT_UPDATE)
+    ServiceUnavailable             UNAVAILABLE
+    anything else                  INTERNAL, no details (the boundary logs a correlation id)
+
+A mapped error's status carries one ``google.rpc.ErrorInfo`` in its details: ``reason`` is the
+error's ``Reason`` value, ``domain`` is ``"ekms"``, and ``metadata["field"]`` names the offending
+request field of an ``InvalidInput`` when known. The message is the error's caller-safe message.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import grpc
+import structlog
+from google.rpc import error_details_pb2, status_pb2
+
+from app.domain.errors import (
+    AccessDenied,
+    AlreadyExists,
+    Conflict,
+    DecryptionFailed,
+    EkmsError,
+    Forbidden,
+    InvalidInput,
+    KeyUnavailable,
+    NotFound,
+    Reason,
+    ServiceUnavailable,
+    Unauthenticated,
+)
+
+log = structlog.get_logger(__name__)
+
+ERROR_DOMAIN = "ekms"
+
+STATUS_CODES: dict[type[EkmsError], grpc.StatusCode] = {
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    Forbidden: grpc.StatusCode.PERMISSION_DENIED,
+    AccessDenied: grpc.StatusCode.PERMISSION_DENIED,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    DecryptionFailed: grpc.StatusCode.INVALID_ARGUMENT,
+    KeyUnavailable: grpc.StatusCode.FAILED_PRECONDITION,
+    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    Conflict: grpc.StatusCode.FAILED_PRECONDITION,
+    ServiceUnavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def code_for(error: EkmsError) -> grpc.StatusCode | None:
+    """The status code for ``error`` (most specific class wins); ``None`` if unmapped."""
+    if isinstance(error, Conflict) and error.reason is Reason.CONCURRENT_UPDATE:
+        return grpc.StatusCode.ABORTED
+    for cls in type(error).__mro__:
+        code = STATUS_CODES.get(cls)
+        if code is not None:
+            return code
+    return None
+
+
+def to_status(exc: BaseException, *, method: str) -> status_pb2.Status:
+    """The status a call or an item ends with for ``exc``.
+
+    An unmapped exception is logged here, once, with a fresh correlation id that the INTERNAL
+    status's message repeats; the caller learns nothing else about it.
+    """
+    if isinstance(exc, EkmsError):
+        code = code_for(exc)
+        if code is not None:
+            return status_for(exc, code)
+    correlation_id = uuid.uuid4().hex
+    log.error("grpc_internal_error", method=method, correlation_id=correlation_id, exc_info=exc)
+    return internal_status(correlation_id)
+
+
+def status_for(error: EkmsError, code: grpc.StatusCode) -> status_pb2.Status:
+    """A ``google.rpc.Status`` for a mapped error, with its ``ErrorInfo``."""
+    info = error_details_pb2.ErrorInfo(reason=error.reason.value, domain=ERROR_DOMAIN)
+    field = getattr(error, "field", None)
+    if isinstance(field, str) and field:
+        info.metadata["field"] = field
+    status = status_pb2.Status(code=code.value[0], message=error.message)
+    status.details.add().Pack(info)
+    return status
+
+
+def internal_status(correlation_id: str) -> status_pb2.Status:
+    """INTERNAL without details; the id lets an operator find the logged cause."""
+    return status_pb2.Status(
+        code=grpc.StatusCode.INTERNAL.value[0],
+        message=f"internal error (correlation id {correlation_id})",
+    )
+
+
+OK_STATUS = status_pb2.Status(code=grpc.StatusCode.OK.value[0])
+"""A per-item OK. Assigning it to a message field copies it, so sharing it is safe."""

@@ -1,0 +1,168 @@
+"""The ``ekms.v1.Crypto`` servicer: translation only; ``CryptoService`` does the work.
+
+Errors are raised, never aborted here: ``boundary`` maps them. Items of batches and streams are
+turned into ``Item``s first; an item that cannot be (no or a bad target) gets its own error
+result and the rest still run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+from app.application.crypto import CryptoService, Item, ItemResult
+from app.domain.errors import EkmsError, InvalidInput
+from app.domain.values import Caller
+from app.grpc.auth import current_caller
+from app.grpc.convert import TargetCache, item_status, target_from
+from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
+from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
+
+_BatchOp = Callable[[Caller, Sequence[Item]], Awaitable[list[ItemResult]]]
+
+
+class CryptoServicer(pb_grpc.CryptoServicer):
+    def __init__(self, crypto: CryptoService, *, max_batch_items: int) -> None:
+        self._crypto = crypto
+        self._max_batch_items = max_batch_items
+
+    # --- one item -------------------------------------------------------------------------------
+
+    async def Encrypt(self, request: pb.EncryptRequest, context: Any) -> pb.EncryptResponse:
+        item = Item(target_from(request.target), request.plaintext, request.context)
+        result = await self._crypto.encrypt(current_caller(), item)
+        return pb.EncryptResponse(ciphertext=result.data, key_version=result.key_version)
+
+    async def Decrypt(self, request: pb.DecryptRequest, context: Any) -> pb.DecryptResponse:
+        item = Item(target_from(request.target), request.ciphertext, request.context)
+        result = await self._crypto.decrypt(current_caller(), item)
+        return pb.DecryptResponse(plaintext=result.data, key_version=result.key_version)
+
+    async def Rewrap(self, request: pb.RewrapRequest, context: Any) -> pb.RewrapResponse:
+        item = Item(target_from(request.target), request.ciphertext, request.context)
+        result = await self._crypto.rewrap(current_caller(), item)
+        return pb.RewrapResponse(
+            ciphertext=result.data,
+            key_version=result.key_version,
+            changed=result.data != request.ciphertext,
+        )
+
+    # --- batches --------------------------------------------------------------------------------
+
+    async def EncryptBatch(
+        self, request: pb.EncryptBatchRequest, context: Any
+    ) -> pb.EncryptBatchResponse:
+        items = request.items
+        results = await self._batch(
+            self._crypto.encrypt_batch,
+            request,
+            [(_target_of(m), m.plaintext, m.context) for m in items],
+        )
+        return pb.EncryptBatchResponse(
+            results=[
+                _encrypt_result(m.id, r, "EncryptBatch")
+                for m, r in zip(items, results, strict=True)
+            ]
+        )
+
+    async def DecryptBatch(
+        self, request: pb.DecryptBatchRequest, context: Any
+    ) -> pb.DecryptBatchResponse:
+        items = request.items
+        results = await self._batch(
+            self._crypto.decrypt_batch,
+            request,
+            [(_target_of(m), m.ciphertext, m.context) for m in items],
+        )
+        return pb.DecryptBatchResponse(
+            results=[
+                _decrypt_result(m.id, r, "DecryptBatch")
+                for m, r in zip(items, results, strict=True)
+            ]
+        )
+
+    async def _batch(
+        self,
+        op: _BatchOp,
+        request: pb.EncryptBatchRequest | pb.DecryptBatchRequest,
+        raw: list[tuple[pb.Target | None, bytes, bytes]],
+    ) -> list[ItemResult]:
+        if len(raw) > self._max_batch_items:
+            raise InvalidInput(
+                f"a batch holds at most {self._max_batch_items} items", field="items"
+            )
+        caller = current_caller()
+        targets = TargetCache(request.target if request.HasField("target") else None)
+        results: list[ItemResult | None] = [None] * len(raw)
+        items: list[Item] = []
+        positions: list[int] = []
+        for index, (target, data, context) in enumerate(raw):
+            try:
+                items.append(Item(targets.resolve(target), data, context))
+            except EkmsError as exc:
+                results[index] = ItemResult(error=exc)
+            else:
+                positions.append(index)
+        if items:
+            for index, result in zip(positions, await op(caller, items), strict=True):
+                results[index] = result
+        return [r for r in results if r is not None]
+
+    # --- streams --------------------------------------------------------------------------------
+
+    async def EncryptStream(
+        self, request_iterator: AsyncIterator[pb.EncryptItem], context: Any
+    ) -> AsyncIterator[pb.EncryptResult]:
+        caller, targets = current_caller(), TargetCache()
+        async for message in request_iterator:
+            result = await self._stream_item(
+                self._crypto.encrypt_batch, caller, targets, message, message.plaintext
+            )
+            yield _encrypt_result(message.id, result, "EncryptStream")
+
+    async def DecryptStream(
+        self, request_iterator: AsyncIterator[pb.DecryptItem], context: Any
+    ) -> AsyncIterator[pb.DecryptResult]:
+        caller, targets = current_caller(), TargetCache()
+        async for message in request_iterator:
+            result = await self._stream_item(
+                self._crypto.decrypt_batch, caller, targets, message, message.ciphertext
+            )
+            yield _decrypt_result(message.id, result, "DecryptStream")
+
+    @staticmethod
+    async def _stream_item(
+        op: _BatchOp,
+        caller: Caller,
+        targets: TargetCache,
+        message: pb.EncryptItem | pb.DecryptItem,
+        data: bytes,
+    ) -> ItemResult:
+        # Any domain error, a transient one included, is this item's result: the stream goes on.
+        try:
+            item = Item(targets.resolve(_target_of(message)), data, message.context)
+            return (await op(caller, (item,)))[0]
+        except EkmsError as exc:
+            return ItemResult(error=exc)
+
+
+def _target_of(message: pb.EncryptItem | pb.DecryptItem) -> pb.Target | None:
+    return message.target if message.HasField("target") else None
+
+
+def _encrypt_result(item_id: str, result: ItemResult, method: str) -> pb.EncryptResult:
+    return pb.EncryptResult(
+        id=item_id,
+        status=item_status(result, method=method),
+        ciphertext=result.data,
+        key_version=result.key_version,
+    )
+
+
+def _decrypt_result(item_id: str, result: ItemResult, method: str) -> pb.DecryptResult:
+    return pb.DecryptResult(
+        id=item_id,
+        status=item_status(result, method=method),
+        plaintext=result.data,
+        key_version=result.key_version,
+    )
