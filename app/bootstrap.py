@@ -195,7 +195,9 @@ async def running(
         if settings.scheduler_enabled:
             container.scheduler.start()
         readiness = await container.readiness()
-        log.info("ekms_started", ready=readiness.ready, reason=readiness.reason, checks=readiness.checks)
+        log.info(
+            "ekms_started", ready=readiness.ready, reason=readiness.reason, checks=readiness.checks
+        )
         yield container
     finally:
         await container.scheduler.aclose()

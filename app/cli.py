@@ -12,7 +12,9 @@ from app.cli_admin import register_admin_commands
 from app.infra.logging import configure_logging
 from app.infra.settings import Settings
 
-cli = typer.Typer(no_args_is_help=True, add_completion=False, help="External Key Management Service")
+cli = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="External Key Management Service"
+)
 
 
 def _settings() -> Settings:

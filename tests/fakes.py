@@ -167,7 +167,9 @@ class InMemoryFieldConfigRepository(_Repo):
 
     async def find(self, table: str, column: str) -> Any:
         return copy.deepcopy(
-            next((f for f in self.s.fields.values() if (f.table, f.column) == (table, column)), None)
+            next(
+                (f for f in self.s.fields.values() if (f.table, f.column) == (table, column)), None
+            )
         )
 
     async def list(self) -> list[Any]:
@@ -313,7 +315,9 @@ class FakeKms:
         self._call("wrap")
         nonce = os.urandom(12)
         gen = self.rotations
-        blob = bytes([gen]) + nonce + self._roots[gen].encrypt(nonce, key_to_wrap, self._aad(context))
+        blob = (
+            bytes([gen]) + nonce + self._roots[gen].encrypt(nonce, key_to_wrap, self._aad(context))
+        )
         return KmsWrapped(blob, self.arn)
 
     async def unwrap(self, wrapped: bytes, context: Mapping[str, str]) -> bytes:
@@ -356,4 +360,3 @@ class FakeKmsConnector:
 
     async def aclose(self) -> None:
         return None
-

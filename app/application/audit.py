@@ -99,7 +99,9 @@ class AuditBuffer:
             except (EkmsError, OSError) as exc:
                 self.failed_flushes += 1
                 self._merge_back(batch, usage)
-                log.warning("audit_flush_failed", pending=len(self._pending), error=type(exc).__name__)
+                log.warning(
+                    "audit_flush_failed", pending=len(self._pending), error=type(exc).__name__
+                )
                 raise
             self.flushed_events += sum(batch.values())
             if len(self._pending) < self.capacity:

@@ -107,7 +107,11 @@ async def update_ekms_config(
         if ekek is not None:
             await uow.instance_keys.add(ekek)
         await uow.audit.append(
-            [ctx.event(caller, "ekms.config.update", target=config.key_id, details={"changed": changed})]
+            [
+                ctx.event(
+                    caller, "ekms.config.update", target=config.key_id, details={"changed": changed}
+                )
+            ]
         )
         await uow.commit()
     if kek is not None:

@@ -96,9 +96,8 @@ class CryptoService:
             return ItemResult(error=exc)
 
     def _resolve(self, snap: Snapshot, target: Target, *, for_encrypt: bool) -> ModuleView:
-        if target.module is not None:
-            return snap.module_named(target.module)
-        assert target.field is not None
+        if target.field is None:
+            return snap.module_named(str(target.module))
         config = snap.fields.get((target.field.table, target.field.column))
         if config is None:
             raise NotFound(
@@ -141,7 +140,8 @@ class CryptoService:
         key = view.active
         if key is None:
             raise KeyUnavailable(
-                f"module {view.module.name!r} has no active key version", reason=Reason.NO_ACTIVE_KEY
+                f"module {view.module.name!r} has no active key version",
+                reason=Reason.NO_ACTIVE_KEY,
             )
         return key
 
@@ -150,7 +150,10 @@ class CryptoService:
         data_key = self._chain.data_key(snap, view, key)
         nonce = self._nonce(NONCE_SIZE) if not view.module.algorithm.deterministic else b""
         blob = data_key.encrypt(
-            ct.check_plaintext(item.data), item.target.binding, ct.check_context(item.context), nonce
+            ct.check_plaintext(item.data),
+            item.target.binding,
+            ct.check_context(item.context),
+            nonce,
         )
         self._audit.count_usage(key.module_id, key.version)
         return blob, key.version

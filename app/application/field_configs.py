@@ -69,7 +69,12 @@ async def get_field_config(ctx: AppContext, config_id: uuid.UUID) -> EncryptedFi
 
 
 async def update_field_config(
-    ctx: AppContext, caller: Caller, config_id: uuid.UUID, *, module: str | None, active: bool | None
+    ctx: AppContext,
+    caller: Caller,
+    config_id: uuid.UUID,
+    *,
+    module: str | None,
+    active: bool | None,
 ) -> EncryptedFieldConfig:
     """Re-point a field at another module or (de)activate it. Existing ciphertexts name their
     module, so they still decrypt only through the module that made them."""

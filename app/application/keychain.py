@@ -57,7 +57,9 @@ def unusable_error(status: ExternalKeyStatus) -> KeyUnavailable:
         ExternalKeyStatus.DISABLED: "the external key is disabled",
         ExternalKeyStatus.PENDING_DELETION: "the external key is pending deletion",
         ExternalKeyStatus.DELETED: "the external key is deleted; a new configuration is needed",
-        ExternalKeyStatus.UNAVAILABLE: "the external key has been unreachable past the grace period",
+        ExternalKeyStatus.UNAVAILABLE: (
+            "the external key has been unreachable past the grace period"
+        ),
     }[status]
     return KeyUnavailable(detail, reason=_STATUS_REASON[status])
 
@@ -246,7 +248,9 @@ class KeyChain:
         if snap.fail_closed_at is not None and self._clock.monotonic() >= snap.fail_closed_at:
             raise unusable_error(ExternalKeyStatus.UNAVAILABLE)
         if snap.kek is None:
-            raise snap.kek_error or KeyUnavailable("ekms is not configured", reason=Reason.NOT_CONFIGURED)
+            raise snap.kek_error or KeyUnavailable(
+                "ekms is not configured", reason=Reason.NOT_CONFIGURED
+            )
         return snap.kek
 
     def data_key(self, snap: Snapshot, view: ModuleView, key: ModuleKey) -> DataKey:

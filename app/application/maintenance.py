@@ -49,7 +49,11 @@ async def run_due_jobs(ctx: AppContext, replica: str) -> TickReport:
     if report.ran:
         async with ctx.uow() as uow:
             await uow.audit.append(
-                [ctx.event(caller, "scheduler.tick", details={"ran": report.ran, "replica": replica})]
+                [
+                    ctx.event(
+                        caller, "scheduler.tick", details={"ran": report.ran, "replica": replica}
+                    )
+                ]
             )
             await uow.commit()
     return report

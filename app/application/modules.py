@@ -212,20 +212,18 @@ async def change_key_state(
         elif action is KeyAction.SUSPEND:
             key.suspend(now)
         elif action is KeyAction.RESUME:
-            other_active = any(
-                k.state is KeyState.ACTIVE for v, k in keys.items() if v != version
-            )
+            other_active = any(k.state is KeyState.ACTIVE for v, k in keys.items() if v != version)
             key.resume(now, other_active=other_active)
         else:
             key.destroy(now)
         await uow.keys.save(key)
-        if action is KeyAction.REVOKE and was_active:
-            assert kek is not None
+        if kek is not None and was_active:  # revoked the Active version: replace it
             replacement = await _rotate_in(ctx, uow, kek, module)
             details["new_active_version"] = replacement.version
         details["to"] = key.state.value
-        await uow.audit.append([ctx.event(caller, f"key.{action.value}", module=name, details=details)])
+        await uow.audit.append(
+            [ctx.event(caller, f"key.{action.value}", module=name, details=details)]
+        )
         await uow.commit()
     await ctx.changes.publish("keys")
     return key
-

@@ -106,7 +106,9 @@ class ConfigRepository(Protocol):
     async def add(self, config: ExternalKmsConfig) -> None: ...
 
     async def save(self, config: ExternalKmsConfig) -> None:
-        """Update by id if ``revision`` matches, then bump it; else ``Conflict(CONCURRENT_UPDATE)``."""
+        """Update by id if ``revision`` matches, then bump it.
+
+        Else ``Conflict(CONCURRENT_UPDATE)``."""
         ...
 
 

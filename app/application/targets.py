@@ -37,8 +37,7 @@ class Target:
     def binding(self) -> bytes:
         if self.field is not None:
             return binding_for_field(self.field)
-        assert self.module is not None
-        return binding_for_module(self.module)
+        return binding_for_module(str(self.module))
 
     def __str__(self) -> str:
         return f"field:{self.field}" if self.field is not None else f"module:{self.module}"

@@ -69,7 +69,13 @@ def binding_for_module(name: str) -> bytes:
 
 def associated_data(header_bytes: bytes, binding: bytes, context: bytes) -> bytes:
     return b"".join(
-        (header_bytes, struct.pack(">H", len(binding)), binding, struct.pack(">I", len(context)), context)
+        (
+            header_bytes,
+            struct.pack(">H", len(binding)),
+            binding,
+            struct.pack(">I", len(context)),
+            context,
+        )
     )
 
 

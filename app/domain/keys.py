@@ -47,7 +47,10 @@ class DataKey:
         )
 
     def __repr__(self) -> str:
-        return f"DataKey(module_id={self.module_id}, version={self.version}, algorithm={self.algorithm.label})"
+        return (
+            f"DataKey(module_id={self.module_id}, version={self.version}, "
+            f"algorithm={self.algorithm.label})"
+        )
 
     def encrypt(self, plaintext: bytes, binding: bytes, context: bytes, nonce: bytes) -> bytes:
         aad = associated_data(self.header_bytes, binding, context)

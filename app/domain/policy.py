@@ -48,7 +48,9 @@ class ModuleAccessPolicy:
 
 def validate_policy_fields(target: str, operations: frozenset[Operation], description: str) -> None:
     if not isinstance(target, str) or not target or len(target) > 256 or target != target.strip():
-        raise InvalidInput("target must be 1-256 characters without surrounding spaces", field="target")
+        raise InvalidInput(
+            "target must be 1-256 characters without surrounding spaces", field="target"
+        )
     if not operations:
         raise InvalidInput("operations must name at least one operation", field="operations")
     if len(description) > 1024:
@@ -101,7 +103,9 @@ def evaluate(
                 )
     rejecting = next((p.id for p in matched if p.result is AccessResult.REJECT), None)
     if rejecting is not None:
-        return Decision(False, AccessResult.REJECT, operation, matched_ids, tuple(evaluated), rejecting)
+        return Decision(
+            False, AccessResult.REJECT, operation, matched_ids, tuple(evaluated), rejecting
+        )
     return Decision(
         allowed=default is AccessResult.TRACK,
         result=default,

@@ -12,27 +12,40 @@ HTTP_REQUESTS = Counter(
     "ekms_http_requests_total", "REST requests", ["method", "route", "status"], registry=REGISTRY
 )
 HTTP_LATENCY = Histogram(
-    "ekms_http_request_seconds", "REST latency", ["method", "route"], buckets=_LATENCY_BUCKETS,
+    "ekms_http_request_seconds",
+    "REST latency",
+    ["method", "route"],
+    buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
 GRPC_REQUESTS = Counter(
     "ekms_grpc_requests_total", "gRPC calls", ["method", "code"], registry=REGISTRY
 )
 GRPC_LATENCY = Histogram(
-    "ekms_grpc_request_seconds", "gRPC latency", ["method"], buckets=_LATENCY_BUCKETS,
+    "ekms_grpc_request_seconds",
+    "gRPC latency",
+    ["method"],
+    buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
 CRYPTO_OPS = Counter(
-    "ekms_crypto_operations_total", "data-plane items", ["module", "operation", "result"],
+    "ekms_crypto_operations_total",
+    "data-plane items",
+    ["module", "operation", "result"],
     registry=REGISTRY,
 )
 KMS_CALLS = Counter(
     "ekms_kms_calls_total", "external KMS calls", ["operation", "outcome"], registry=REGISTRY
 )
 DB_QUERIES = Counter("ekms_db_queries_total", "database statements executed", registry=REGISTRY)
-CACHE = Counter("ekms_cache_total", "key chain cache lookups", ["cache", "result"], registry=REGISTRY)
+CACHE = Counter(
+    "ekms_cache_total", "key chain cache lookups", ["cache", "result"], registry=REGISTRY
+)
 EXTERNAL_KEY_STATE = Gauge(
-    "ekms_external_key_state", "1 for the external key's current state", ["state"], registry=REGISTRY
+    "ekms_external_key_state",
+    "1 for the external key's current state",
+    ["state"],
+    registry=REGISTRY,
 )
 LAST_SYNC = Gauge(
     "ekms_last_sync_timestamp_seconds", "unix time of the last status sync", registry=REGISTRY

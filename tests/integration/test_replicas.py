@@ -19,8 +19,8 @@ import pytest
 from app.application.configuration import ConfigInput, configure_ekms, update_ekms_config
 from app.application.crypto import Item
 from app.application.modules import KeyAction, ModuleInput, change_key_state, create_module
-from app.application.ports import AuditQuery
 from app.application.policies import PolicyInput, create_policy
+from app.application.ports import AuditQuery
 from app.application.targets import Target
 from app.bootstrap import Container, running
 from app.domain.errors import EkmsError, KeyUnavailable, Reason
@@ -45,7 +45,8 @@ async def replicas(
         data_dir=tmp_path,
         jwt_hs256_secret="y" * 40,
         scheduler_enabled=False,
-        reconcile_seconds=300,  # long: the propagation measured here is NOTIFY's, not the backstop's
+        # Long: the propagation measured here is NOTIFY's, not the reconcile backstop's.
+        reconcile_seconds=300,
     )
     async with AsyncExitStack() as stack:
         nodes = [await stack.enter_async_context(running(settings)) for _ in range(3)]

@@ -62,12 +62,16 @@ class World:
             ),
         )
 
-    async def encrypt(self, value: bytes, module: str = "global.payroll", context: bytes = b"") -> bytes:
+    async def encrypt(
+        self, value: bytes, module: str = "global.payroll", context: bytes = b""
+    ) -> bytes:
         result = await self.crypto.encrypt(APP, Item(Target(module=module), value, context))
         assert result.data is not None
         return result.data
 
-    async def decrypt(self, blob: bytes, module: str = "global.payroll", context: bytes = b"") -> bytes:
+    async def decrypt(
+        self, blob: bytes, module: str = "global.payroll", context: bytes = b""
+    ) -> bytes:
         result = await self.crypto.decrypt(APP, Item(Target(module=module), blob, context))
         assert result.data is not None
         return result.data

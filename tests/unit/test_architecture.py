@@ -8,9 +8,31 @@ from pathlib import Path
 import pytest
 
 APP = Path(__file__).parents[2] / "app"
-FRAMEWORKS = {"fastapi", "starlette", "grpc", "sqlalchemy", "aiobotocore", "botocore", "apscheduler", "asyncpg", "aiosqlite", "uvicorn", "httpx", "jwt"}
+FRAMEWORKS = {
+    "fastapi",
+    "starlette",
+    "grpc",
+    "sqlalchemy",
+    "aiobotocore",
+    "botocore",
+    "apscheduler",
+    "asyncpg",
+    "aiosqlite",
+    "uvicorn",
+    "httpx",
+    "jwt",
+}
 RULES = {
-    "domain": FRAMEWORKS | {"app.application", "app.infra", "app.api", "app.grpc", "app.bootstrap", "structlog", "pydantic"},
+    "domain": FRAMEWORKS
+    | {
+        "app.application",
+        "app.infra",
+        "app.api",
+        "app.grpc",
+        "app.bootstrap",
+        "structlog",
+        "pydantic",
+    },
     "application": FRAMEWORKS | {"app.infra", "app.api", "app.grpc", "app.bootstrap"},
 }
 

@@ -24,9 +24,17 @@ FIELD_VECTORS = VECTORS["field_vectors"]
 def _spec_encrypt(v: dict[str, object]) -> bytes:
     """The format as docs/ciphertext-format.md describes it, using only the raw primitives."""
     alg = {"AES-256-GCM": 1, "AES-256-SIV": 2}[str(v["algorithm"])]
-    header = bytes([1, alg]) + uuid.UUID(str(v["module_id"])).bytes + struct.pack(">I", v["key_version"])
+    header = (
+        bytes([1, alg]) + uuid.UUID(str(v["module_id"])).bytes + struct.pack(">I", v["key_version"])
+    )
     binding, context = str(v["binding"]).encode(), bytes.fromhex(str(v["context_hex"]))
-    aad = header + struct.pack(">H", len(binding)) + binding + struct.pack(">I", len(context)) + context
+    aad = (
+        header
+        + struct.pack(">H", len(binding))
+        + binding
+        + struct.pack(">I", len(context))
+        + context
+    )
     key, plaintext = bytes.fromhex(str(v["key_hex"])), bytes.fromhex(str(v["plaintext_hex"]))
     if alg == 1:
         nonce = bytes.fromhex(str(v["nonce_hex"]))
@@ -60,7 +68,9 @@ def test_known_answers(v: dict[str, object]) -> None:
     assert parsed.header.module_id == uuid.UUID(str(v["module_id"]))
     assert parsed.header.key_version == v["key_version"]
     assert parsed.header.algorithm.label == v["algorithm"]
-    plaintext = _data_key(v).decrypt(parsed, str(v["binding"]).encode(), bytes.fromhex(str(v["context_hex"])))
+    plaintext = _data_key(v).decrypt(
+        parsed, str(v["binding"]).encode(), bytes.fromhex(str(v["context_hex"]))
+    )
     assert plaintext.hex() == v["plaintext_hex"]
 
 

@@ -34,7 +34,10 @@ def test_decrypt_only_states(state: KeyState) -> None:
 
 @pytest.mark.parametrize(
     ("state", "reason"),
-    [(KeyState.SUSPENDED, Reason.KEY_VERSION_SUSPENDED), (KeyState.DESTROYED, Reason.KEY_VERSION_DESTROYED)],
+    [
+        (KeyState.SUSPENDED, Reason.KEY_VERSION_SUSPENDED),
+        (KeyState.DESTROYED, Reason.KEY_VERSION_DESTROYED),
+    ],
 )
 def test_unusable_states_refuse_both(state: KeyState, reason: Reason) -> None:
     k = key(state)

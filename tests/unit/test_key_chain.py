@@ -36,6 +36,7 @@ from app.domain.errors import (
     KeyUnavailable,
     NotFound,
     Reason,
+    ServiceUnavailable,
 )
 from app.domain.values import Algorithm, Caller, ExternalKeyStatus, KeyState, KmsProvider
 from tests.unit.conftest import ADMIN, APP, KEY_ID, World
@@ -72,7 +73,9 @@ async def test_critical_fields_are_immutable_once_active(world: World) -> None:
 
 
 async def test_mutable_fields_update_and_draft_config_activates_later(world: World) -> None:
-    await configure_ekms(world.ctx, ADMIN, ConfigInput(KmsProvider.AWS, "draft-key", activate=False))
+    await configure_ekms(
+        world.ctx, ADMIN, ConfigInput(KmsProvider.AWS, "draft-key", activate=False)
+    )
     assert not world.db.committed.config.active and not world.db.committed.instance_keys
     await update_ekms_config(world.ctx, ADMIN, {"key_id": KEY_ID}, activate=True)
     assert world.db.committed.config.active and world.db.committed.config.key_id == KEY_ID
@@ -119,11 +122,18 @@ async def test_empty_value_round_trips(ready: World) -> None:
 async def test_field_target_binds_the_field(ready: World) -> None:
     await create_field_config(ready.ctx, ADMIN, FieldConfigInput("employees", "salary", MODULE))
     await create_field_config(ready.ctx, ADMIN, FieldConfigInput("employees", "bonus", MODULE))
-    salary, bonus = Target.of(table="employees", column="salary"), Target.of(table="employees", column="bonus")
+    salary, bonus = (
+        Target.of(table="employees", column="salary"),
+        Target.of(table="employees", column="bonus"),
+    )
     blob = (await ready.crypto.encrypt(APP, Item(salary, b"100", b"emp-7"))).data
     assert blob is not None
     assert (await ready.crypto.decrypt(APP, Item(salary, blob, b"emp-7"))).data == b"100"
-    for wrong in (Item(bonus, blob, b"emp-7"), Item(salary, blob, b"emp-8"), Item(Target(module=MODULE), blob, b"emp-7")):
+    for wrong in (
+        Item(bonus, blob, b"emp-7"),
+        Item(salary, blob, b"emp-8"),
+        Item(Target(module=MODULE), blob, b"emp-7"),
+    ):
         with pytest.raises(DecryptionFailed):
             await ready.crypto.decrypt(APP, wrong)
 
@@ -200,7 +210,9 @@ async def test_map_denies_without_a_grant_and_is_audited(ready: World) -> None:
     assert denied and denied[0].actor == "stranger" and denied[0].details["decided_by"] == "default"
 
 
-async def test_old_versions_decrypt_after_rotation_and_new_data_uses_the_new_one(ready: World) -> None:
+async def test_old_versions_decrypt_after_rotation_and_new_data_uses_the_new_one(
+    ready: World,
+) -> None:
     v1 = await ready.encrypt(b"one")
     new_key = await rotate_module_key(ready.ctx, ADMIN, MODULE)
     assert new_key.version == 2
@@ -310,7 +322,9 @@ async def test_disabled_external_key_stops_the_chain_and_reenabling_serves(ready
         (ExternalKeyStatus.DELETED, Reason.EXTERNAL_KEY_DELETED),
     ],
 )
-async def test_other_unusable_states(ready: World, status: ExternalKeyStatus, reason: Reason) -> None:
+async def test_other_unusable_states(
+    ready: World, status: ExternalKeyStatus, reason: Reason
+) -> None:
     blob = await ready.encrypt(b"data")
     ready.kms.status = status
     await sync_external_key(ready.ctx)
@@ -365,7 +379,7 @@ async def test_audit_buffer_aggregates_and_never_loses_events(ready: World) -> N
     for _ in range(10):
         await ready.encrypt(b"x")
     ready.db.down = True
-    with pytest.raises(Exception):
+    with pytest.raises(ServiceUnavailable):
         await ready.ctx.audit.flush()
     ready.db.down = False
     await ready.ctx.audit.flush()

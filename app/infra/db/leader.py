@@ -42,7 +42,9 @@ class PgAdvisoryLeader:
             log.warning("leader_connect_failed", error=type(exc).__name__)
             return False
         try:
-            got = (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY})).scalar()
+            got = (
+                await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY})
+            ).scalar()
             await conn.commit()
         except Exception:
             await conn.close()

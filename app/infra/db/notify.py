@@ -34,6 +34,10 @@ def apply_change(chain: KeyChain, scope: str) -> None:
         chain.invalidate()
 
 
+def _setter(event: asyncio.Event) -> Any:
+    return lambda _conn: event.set()
+
+
 class PgChangeFeed:
     def __init__(
         self, engine: AsyncEngine, chain: KeyChain, *, reconcile_seconds: float = 30.0
@@ -51,7 +55,10 @@ class PgChangeFeed:
         payload = json.dumps({"scope": scope, "sender": self.sender})
         try:
             async with self._engine.begin() as conn:
-                await conn.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
+                await conn.execute(
+                    text("SELECT pg_notify(:channel, :payload)"),
+                    {"channel": CHANNEL, "payload": payload},
+                )
         except Exception as exc:  # the reconcile loop still converges the other replicas
             log.warning("change_notify_failed", scope=scope, error=type(exc).__name__)
 
@@ -72,7 +79,7 @@ class PgChangeFeed:
             lost = asyncio.Event()
             try:
                 self._conn = await asyncpg.connect(dsn, timeout=5)
-                self._conn.add_termination_listener(lambda _c: lost.set())
+                self._conn.add_termination_listener(_setter(lost))
                 await self._conn.add_listener(CHANNEL, self._on_notify)
                 # Anything may have changed while we were not listening.
                 self._chain.invalidate()
