@@ -555,7 +555,7 @@ def audit(
         if cursor is None:
             return
         if not all_pages:
-            errors.print(f"more: ekms audit --cursor {cursor}  (or --all)")
+            errors.print(f"more: ekms audit --cursor {cursor}  (or --all)", soft_wrap=True)
             return
 
 
