@@ -29,7 +29,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.bootstrap import Container
-from app.domain.errors import Forbidden, Reason, Unauthenticated
+from app.domain.errors import Forbidden, InvalidInput, Reason, Unauthenticated
 from app.domain.values import Caller
 
 
@@ -136,6 +136,13 @@ def _has_body(request: Request) -> bool:
     return "transfer-encoding" in request.headers
 
 
+def _refuse_nul(request: Request) -> None:
+    """Path and query values with NUL would reach SQL, which cannot store them: 422 here."""
+    for name, value in (*request.path_params.items(), *request.query_params.multi_items()):
+        if "\x00" in str(value):
+            raise InvalidInput(f"{name} must not contain NUL characters", field=name)
+
+
 class SecuredRoute(APIRoute):
     """Checks the route's ``Access`` rule and the body's media type before the body is read."""
 
@@ -147,6 +154,7 @@ class SecuredRoute(APIRoute):
         async def handler(request: Request) -> Response:
             for rule in rules:
                 await rule.check(request)
+            _refuse_nul(request)
             content_type = request.headers.get("content-type")
             if takes_body and _has_body(request) and not _is_json(content_type):
                 raise HTTPException(415, "send the request body as application/json")

@@ -27,6 +27,7 @@ from tests.e2e.rest_support import (
     auth,
     b64,
     rest,  # noqa: F401 - fixture
+    rest_pg,  # noqa: F401 - fixture
     settings_for,
 )
 
@@ -287,3 +288,24 @@ async def test_no_token_source_means_every_call_is_401(sqlite_url: str, tmp_path
     finally:
         await container.engine.dispose()
     assert_problem(response, 401, "UNAUTHENTICATED")
+
+
+@pytest.mark.postgres
+async def test_nul_characters_are_422_not_a_database_error(rest_pg: Rest) -> None:  # noqa: F811
+    await rest_pg.seed()
+    policy = {
+        "target_type": "role",
+        "target": "a\u0000b",
+        "operations": ["encrypt"],
+        "result": "track",
+    }
+    cases: list[tuple[str, str, tuple[str, ...], dict[str, Any] | None, str]] = [
+        ("GET", "/api/v1/audit?actor=a%00b", (AUDITOR,), None, "actor"),
+        ("GET", "/api/v1/modules/a%00b", (ADMIN,), None, "name"),
+        ("POST", f"{M}/policies", (ADMIN,), policy, "target"),
+        ("PATCH", M, (ADMIN,), {"description": "a\u0000b"}, "description"),
+    ]
+    for method, path, roles, body, field in cases:
+        response = await rest_pg.call(method, path, roles, json=body)
+        problem = assert_problem(response, 422, "INVALID_INPUT")
+        assert field in problem["detail"], problem
