@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import uuid
@@ -59,6 +60,8 @@ class Store:
     fields: dict[uuid.UUID, Any] = field(default_factory=dict)
     policies: dict[uuid.UUID, Any] = field(default_factory=dict)
     audit: list[AuditEvent] = field(default_factory=list)
+    status_history: list[Any] = field(default_factory=list)
+    alerts: list[Any] = field(default_factory=list)
 
 
 def _check_revision(stored: Any, entity: Any) -> None:
@@ -229,6 +232,31 @@ class InMemoryAuditRepository(_Repo):
         return out[: query.limit]
 
 
+class InMemoryKeyStatusRepository(_Repo):
+    async def record_change(self, change: Any) -> None:
+        self.s.status_history.append(change)
+
+    async def history(self, limit: int = 50) -> list[Any]:
+        return list(reversed(self.s.status_history))[:limit]
+
+    async def open_alert(self, alert: Any) -> bool:
+        if any(a.kind == alert.kind and a.closed_at is None for a in self.s.alerts):
+            return False
+        self.s.alerts.append(alert)
+        return True
+
+    async def close_alerts(self, kind: str, at: datetime) -> int:
+        closed = 0
+        for i, a in enumerate(self.s.alerts):
+            if a.kind == kind and a.closed_at is None:
+                self.s.alerts[i] = dataclasses.replace(a, closed_at=at)
+                closed += 1
+        return closed
+
+    async def open_alerts(self) -> list[Any]:
+        return [a for a in self.s.alerts if a.closed_at is None]
+
+
 class InMemoryDatabase:
     """A committed store plus a switch that makes it unreachable (for outage tests)."""
 
@@ -259,6 +287,7 @@ class InMemoryUnitOfWork:
         self.fields = InMemoryFieldConfigRepository(self._work)
         self.policies = InMemoryPolicyRepository(self._work)
         self.audit = InMemoryAuditRepository(self._work)
+        self.status = InMemoryKeyStatusRepository(self._work)
         return self
 
     async def __aexit__(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from app.application.context import AppContext
 from app.application.keychain import external_ref, kek_context
 from app.application.ports import ExternalKeyDescription, UnitOfWork
+from app.domain.alerts import Alert, KeyStatusChange
 from app.domain.audit import AuditResult
 from app.domain.ekms_config import DEFAULT_SYNC_INTERVAL, ExternalInstanceKey, ExternalKmsConfig
 from app.domain.errors import AlreadyExists, EkmsError, KeyUnavailable, NotFound, Reason
@@ -227,6 +229,7 @@ class EkmsStatus:
     ekek_rewrapped_at: datetime | None
     kek_fingerprint: str | None
     kek_created_at: datetime | None
+    open_alerts: tuple[Alert, ...] = ()
 
 
 async def get_status(ctx: AppContext) -> EkmsStatus:
@@ -258,4 +261,10 @@ async def get_status(ctx: AppContext) -> EkmsStatus:
         ekek_rewrapped_at=ekek.rewrapped_at if ekek else None,
         kek_fingerprint=ekek.fingerprint if ekek else None,
         kek_created_at=ekek.created_at if ekek else None,
+        open_alerts=snap.open_alerts,
     )
+
+
+async def status_history(ctx: AppContext, limit: int = 50) -> Sequence[KeyStatusChange]:
+    async with ctx.uow() as uow:
+        return await uow.status.history(limit)

@@ -17,6 +17,7 @@ from datetime import timedelta
 import structlog
 
 from app.application.ports import Clock, ExternalKeyRef, KmsConnector, UnitOfWorkFactory
+from app.domain.alerts import Alert
 from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
 from app.domain.errors import (
     DecryptionFailed,
@@ -94,6 +95,7 @@ class Snapshot:
     fields: dict[tuple[str, str], EncryptedFieldConfig]
     fail_closed_at: float | None  # monotonic deadline while the external key is UNAVAILABLE
     kek_error: EkmsError | None = None
+    open_alerts: tuple[Alert, ...] = ()
 
     def module_named(self, name: str) -> ModuleView:
         view = self.modules.get(name)
@@ -169,6 +171,7 @@ class KeyChain:
             keys = await uow.keys.list_all()
             policies = await uow.policies.list_all()
             fields = await uow.fields.list()
+            alerts = await uow.status.open_alerts()
         kek, kek_error = await self._kek_for(config, ekek)
         by_module_keys: dict[uuid.UUID, dict[int, ModuleKey]] = {}
         for key in keys:
@@ -197,6 +200,7 @@ class KeyChain:
             fields={(f.table, f.column): f for f in fields},
             fail_closed_at=fail_closed_at,
             kek_error=kek_error,
+            open_alerts=tuple(alerts),
         )
 
     async def _kek_for(

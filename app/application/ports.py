@@ -13,6 +13,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
 
+from app.domain.alerts import Alert, KeyStatusChange
 from app.domain.audit import AuditEvent
 from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
 from app.domain.module import CryptoModule, EncryptedFieldConfig, ModuleKey
@@ -208,6 +209,24 @@ class AuditRepository(Protocol):
         ...
 
 
+class KeyStatusRepository(Protocol):
+    """The external key's status history and the alerts about it."""
+
+    async def record_change(self, change: KeyStatusChange) -> None: ...
+
+    async def history(self, limit: int = 50) -> Sequence[KeyStatusChange]:
+        """Newest first."""
+        ...
+
+    async def open_alert(self, alert: Alert) -> bool:
+        """Open ``alert`` unless one of its kind is open already. Returns whether it opened."""
+        ...
+
+    async def close_alerts(self, kind: str, at: datetime) -> int: ...
+
+    async def open_alerts(self) -> Sequence[Alert]: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. ``async with uow:`` rolls back unless ``commit()`` was awaited."""
 
@@ -218,6 +237,7 @@ class UnitOfWork(Protocol):
     fields: FieldConfigRepository
     policies: PolicyRepository
     audit: AuditRepository
+    status: KeyStatusRepository
 
     async def __aenter__(self) -> Self: ...
 

@@ -14,6 +14,7 @@ from app.application.configuration import require_config
 from app.application.context import AppContext
 from app.application.kek import rewrap_ekek
 from app.application.keychain import external_ref
+from app.domain.alerts import KEY_UNUSABLE, Alert, KeyStatusChange
 from app.domain.audit import AuditResult
 from app.domain.errors import EkmsError
 from app.domain.values import SYSTEM, Caller, ExternalKeyStatus
@@ -42,8 +43,27 @@ async def sync_external_key(ctx: AppContext, caller: Caller = SYSTEM) -> SyncRep
     changed = config.record_status(
         description.status, now, reason=description.reason, deletion_date=description.deletion_date
     )
+    usable = description.status is ExternalKeyStatus.ENABLED
     async with ctx.uow() as uow:
         await uow.config.save(config)
+        if changed:
+            await uow.status.record_change(
+                KeyStatusChange(
+                    ctx.rng.uuid(), now, previous, description.status, description.reason
+                )
+            )
+        if usable:
+            await uow.status.close_alerts(KEY_UNUSABLE, now)
+        else:
+            why = f": {description.reason}" if description.reason else ""
+            await uow.status.open_alert(
+                Alert(
+                    ctx.rng.uuid(),
+                    KEY_UNUSABLE,
+                    f"the external key is {description.status.value}{why}",
+                    now,
+                )
+            )
         if changed:
             await uow.audit.append(
                 [

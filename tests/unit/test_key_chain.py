@@ -11,6 +11,7 @@ from app.application.configuration import (
     configure_ekms,
     get_status,
     probe_ekms_config,
+    status_history,
     update_ekms_config,
 )
 from app.application.crypto import Item
@@ -400,3 +401,21 @@ async def test_audit_back_pressure_blocks_instead_of_dropping(ready: World) -> N
     assert not waiter.done()
     await buffer.flush()
     await asyncio.wait_for(waiter, 1)
+
+
+async def test_status_changes_are_recorded_and_alerts_open_and_close(ready: World) -> None:
+    ready.kms.status = ExternalKeyStatus.DISABLED
+    await sync_external_key(ready.ctx)
+    await sync_external_key(ready.ctx)  # still disabled: no second change, no second alert
+    status = await get_status(ready.ctx)
+    assert [a.kind for a in status.open_alerts] == ["external_key_unusable"]
+    assert "disabled" in status.open_alerts[0].message
+    ready.kms.status = ExternalKeyStatus.ENABLED
+    await sync_external_key(ready.ctx)
+    assert (await get_status(ready.ctx)).open_alerts == ()
+    history = await status_history(ready.ctx)
+    assert [(h.previous, h.status) for h in history] == [
+        (ExternalKeyStatus.DISABLED, ExternalKeyStatus.ENABLED),
+        (ExternalKeyStatus.ENABLED, ExternalKeyStatus.DISABLED),
+    ]
+    assert len(ready.db.committed.alerts) == 1 and ready.db.committed.alerts[0].closed_at

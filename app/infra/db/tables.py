@@ -222,3 +222,32 @@ for _dialect, _statements in AUDIT_APPEND_ONLY.items():
         event.listen(audit_events, "after_create", _ddl(_statement, _dialect))
     for _statement in _statements.drop:
         event.listen(audit_events, "before_drop", _ddl(_statement, _dialect))
+
+
+external_key_status_history = Table(
+    "external_key_status_history",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("previous", String(ENUM), nullable=False),
+    Column("status", String(ENUM), nullable=False),
+    Column("reason", Text),
+    Index("ix_external_key_status_history_at", "at"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("kind", String(NAME), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime),
+    Index(
+        "uq_alerts_one_open_per_kind",
+        "kind",
+        unique=True,
+        postgresql_where=text("closed_at IS NULL"),
+        sqlite_where=text("closed_at IS NULL"),
+    ),
+)

@@ -12,6 +12,7 @@ from app.application.ports import (
     ConfigRepository,
     FieldConfigRepository,
     InstanceKeyRepository,
+    KeyStatusRepository,
     ModuleKeyRepository,
     ModuleRepository,
     PolicyRepository,
@@ -26,6 +27,7 @@ from app.infra.db.repositories import (
     SqlaModuleRepository,
     SqlaPolicyRepository,
 )
+from app.infra.db.status import SqlaKeyStatusRepository
 
 
 class SqlaUnitOfWork:
@@ -44,6 +46,7 @@ class SqlaUnitOfWork:
     fields: FieldConfigRepository
     policies: PolicyRepository
     audit: AuditRepository
+    status: KeyStatusRepository
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -67,6 +70,7 @@ class SqlaUnitOfWork:
         self.fields = SqlaFieldConfigRepository(conn)
         self.policies = SqlaPolicyRepository(conn)
         self.audit = SqlaAuditRepository(conn)
+        self.status = SqlaKeyStatusRepository(conn)
         return self
 
     async def __aexit__(
