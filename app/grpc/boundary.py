@@ -102,15 +102,19 @@ class BoundaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return run
 
 
-_CODE_NAMES: dict[int, str] = {code.value[0]: code.name for code in grpc.StatusCode}
+_CODES: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
 
 
 async def _abort(
     context: grpc.aio.ServicerContext, exc: Exception, method: str, outcome: _Outcome
 ) -> None:
     status = to_status(exc, method=method)
-    outcome.code = _CODE_NAMES.get(status.code, "UNKNOWN")
-    await context.abort_with_status(rpc_status.to_status(status))
+    code = _CODES.get(status.code, grpc.StatusCode.UNKNOWN)
+    outcome.code = code.name
+    if status.details:
+        await context.abort_with_status(rpc_status.to_status(status))
+    else:  # INTERNAL: no details trailer at all
+        await context.abort(code, status.message)
 
 
 def _code_name(context: grpc.aio.ServicerContext) -> str:

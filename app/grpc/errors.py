@@ -19,6 +19,7 @@ request field of an ``InvalidInput`` when known. The message is the error's call
 
 from __future__ import annotations
 
+import traceback
 import uuid
 
 import grpc
@@ -73,14 +74,22 @@ def to_status(exc: BaseException, *, method: str) -> status_pb2.Status:
     """The status a call or an item ends with for ``exc``.
 
     An unmapped exception is logged here, once, with a fresh correlation id that the INTERNAL
-    status's message repeats; the caller learns nothing else about it.
+    status's message repeats; the caller learns nothing else about it (the status has no
+    details, and the boundary sends it without a details trailer).
     """
     if isinstance(exc, EkmsError):
         code = code_for(exc)
         if code is not None:
             return status_for(exc, code)
     correlation_id = uuid.uuid4().hex
-    log.error("grpc_internal_error", method=method, correlation_id=correlation_id, exc_info=exc)
+    # The type and the stack, never the message or the locals: either may hold request data.
+    log.error(
+        "grpc_internal_error",
+        method=method,
+        correlation_id=correlation_id,
+        error=type(exc).__name__,
+        stack="".join(traceback.format_tb(exc.__traceback__)),
+    )
     return internal_status(correlation_id)
 
 

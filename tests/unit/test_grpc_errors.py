@@ -72,3 +72,5 @@ def test_anything_unmapped_is_internal_without_details_and_logged(exc: Exception
     [event] = [entry for entry in logs if entry["event"] == "grpc_internal_error"]
     assert event["method"] == "Decrypt"
     assert event["correlation_id"] in status.message
+    assert event["error"] == type(exc).__name__
+    assert "boom" not in str(event) and "base class" not in str(event)

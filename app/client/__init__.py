@@ -1,0 +1,42 @@
+"""A small Python client for the ekms gRPC data plane (``ekms.v1.Crypto``).
+
+    from app.client import EkmsClient, Target
+
+    with EkmsClient("ekms.internal:50051", token=lambda: fetch_token()) as ekms:
+        salary = Target.field("employees", "salary")
+        sealed = ekms.encrypt(salary, b"85000", context=b"employee-42")
+        assert ekms.decrypt(salary, sealed.ciphertext, context=b"employee-42").plaintext == b"85000"
+
+``AsyncEkmsClient`` has the same methods as coroutines (streams as async iterators). Every call
+has a default deadline; only UNAVAILABLE is retried (bounded, with exponential backoff and
+jitter), never a stream; any other failure raises ``EkmsRpcError`` with ``code`` and ``reason``.
+See docs/grpc-client.md.
+"""
+
+from app.client._aio import AsyncEkmsClient
+from app.client._errors import EkmsRpcError
+from app.client._sync import EkmsClient
+from app.client._types import (
+    Decrypted,
+    DecryptItem,
+    Encrypted,
+    EncryptItem,
+    ItemResult,
+    RetryPolicy,
+    Rewrapped,
+    Target,
+)
+
+__all__ = [
+    "AsyncEkmsClient",
+    "DecryptItem",
+    "Decrypted",
+    "EkmsClient",
+    "EkmsRpcError",
+    "EncryptItem",
+    "Encrypted",
+    "ItemResult",
+    "RetryPolicy",
+    "Rewrapped",
+    "Target",
+]
