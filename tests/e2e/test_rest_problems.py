@@ -174,6 +174,8 @@ async def test_validation_names_fields_and_never_echoes_input(rest: Rest) -> Non
         ("GET", "/api/v1/audit?since=2026-01-01T00:00:00", (AUDITOR,), None, {"since"}),
         ("GET", "/api/v1/audit?result=maybe", (AUDITOR,), None, {"result"}),
         ("GET", "/api/v1/audit?cursor=garbage", (AUDITOR,), None, {"cursor"}),
+        ("GET", "/api/v1/audit?since=0001-01-01T00:00:00%2B14:00", (AUDITOR,), None, {"since"}),
+        ("GET", "/api/v1/audit?until=9999-12-31T23:59:59-14:00", (AUDITOR,), None, {"until"}),
         (
             "GET",
             "/api/v1/audit?since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z",

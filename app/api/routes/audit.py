@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -17,6 +18,13 @@ from app.domain.errors import InvalidInput
 router = APIRouter(prefix="/api/v1/audit", route_class=SecuredRoute)
 
 MAX_PAGE = 500
+
+
+def _utc(value: datetime | None, field: str) -> datetime | None:
+    try:
+        return value.astimezone(UTC) if value is not None else None
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 has no UTC equivalent
+        raise InvalidInput(f"{field} is out of range", field=field) from None
 
 
 @router.get(
@@ -42,6 +50,7 @@ async def list_events(
         str | None, Query(max_length=512, description="`next_cursor` of the previous page")
     ] = None,
 ) -> AuditPage:
+    since, until = _utc(since, "since"), _utc(until, "until")
     if since is not None and until is not None and since >= until:
         raise InvalidInput("since must be earlier than until", field="until")
     query = AuditQuery(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,8 +30,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         when = datetime.fromisoformat(at)
         if when.tzinfo is None:
             raise ValueError
-        return when, uuid.UUID(event_id)
-    except (ValueError, binascii.Error, UnicodeError):
+        return when.astimezone(UTC), uuid.UUID(event_id)
+    except (ValueError, OverflowError, binascii.Error, UnicodeError):
         raise InvalidInput("cursor is not one this server returned", field="cursor") from None
 
 
