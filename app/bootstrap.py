@@ -38,6 +38,7 @@ from app.infra.kms.routing import RoutingKmsConnector
 from app.infra.scheduler import MaintenanceScheduler
 from app.infra.settings import Settings
 from app.infra.system import SystemClock, SystemRandom
+from app.infra.telemetry import InstrumentedKmsConnector, instrument
 from app.infra.tokens import JwtVerifier, TokenSettings
 
 log = structlog.get_logger(__name__)
@@ -129,7 +130,7 @@ def build_container(
     uow = SqlaUnitOfWorkFactory(engine)
     clock = clock or SystemClock()
     rng = SystemRandom()
-    kms = kms or build_kms(settings)
+    kms = InstrumentedKmsConnector(kms or build_kms(settings))
     chain = KeyChain(
         uow,
         kms,
@@ -146,6 +147,7 @@ def build_container(
     ctx = AppContext(uow, kms, clock, rng, chain, audit, changes)
     tokens = resolve_token_settings(settings)
     verifier = JwtVerifier(tokens, clock) if tokens else None
+    instrument(engine, chain, audit)
     scheduler = MaintenanceScheduler(
         ctx, make_leader(engine), tick_seconds=settings.scheduler_tick_seconds
     )

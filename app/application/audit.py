@@ -52,6 +52,7 @@ class AuditBuffer:
         self._flush_lock = asyncio.Lock()
         self.flushed_events = 0
         self.failed_flushes = 0
+        self.last_flush_seconds = 0.0
 
     @property
     def depth(self) -> int:
@@ -88,6 +89,7 @@ class AuditBuffer:
             batch, self._pending = self._pending, Counter()
             usage, self._usage = self._usage, Counter()
             now = self._clock.now()
+            started = self._clock.monotonic()
             events = [_event(self._rng.uuid(), now, key, n) for key, n in batch.items()]
             try:
                 async with self._uow_factory() as uow:
@@ -104,6 +106,7 @@ class AuditBuffer:
                 )
                 raise
             self.flushed_events += sum(batch.values())
+            self.last_flush_seconds = self._clock.monotonic() - started
             if len(self._pending) < self.capacity:
                 self._room.set()
             return len(events)

@@ -41,19 +41,6 @@ DB_QUERIES = Counter("ekms_db_queries_total", "database statements executed", re
 CACHE = Counter(
     "ekms_cache_total", "key chain cache lookups", ["cache", "result"], registry=REGISTRY
 )
-EXTERNAL_KEY_STATE = Gauge(
-    "ekms_external_key_state",
-    "1 for the external key's current state",
-    ["state"],
-    registry=REGISTRY,
-)
-LAST_SYNC = Gauge(
-    "ekms_last_sync_timestamp_seconds", "unix time of the last status sync", registry=REGISTRY
-)
-OPEN_ALERTS = Gauge("ekms_open_alerts", "open key chain alerts", registry=REGISTRY)
 AUDIT_BUFFER_DEPTH = Gauge(
     "ekms_audit_buffer_depth", "aggregated audit events waiting to be written", registry=REGISTRY
-)
-AUDIT_FLUSH_SECONDS = Histogram(
-    "ekms_audit_flush_seconds", "audit flush latency", buckets=_LATENCY_BUCKETS, registry=REGISTRY
 )

@@ -193,3 +193,29 @@ def _raw_dek(chain: Container, view: Any, key: Any) -> bytes:
     snap = chain.ctx.chain.cached
     assert snap is not None and snap.kek is not None and key.wrapped_dek is not None
     return snap.kek.unwrap(key.wrapped_dek, key.module_id, key.version)
+
+
+def _sample(name: str) -> float:
+    from app.infra.metrics import REGISTRY
+
+    return sum(
+        s.value
+        for metric in REGISTRY.collect()
+        for s in metric.samples
+        if s.name == name and s.value is not None
+    )
+
+
+async def test_hot_path_makes_no_kms_call_and_no_query_after_warm_up(chain: Container) -> None:
+    blob = await _enc(chain, b"warm")
+    assert await _dec(chain, blob) == b"warm"
+    kms_before = _sample("ekms_kms_calls_total")
+    db_before = _sample("ekms_db_queries_total")
+    assert kms_before > 0 and db_before > 0  # the counters do count (configure, module creation)
+    for i in range(200):
+        assert await _dec(chain, await _enc(chain, b"%d" % i, ctx=b"r"), ctx=b"r") == b"%d" % i
+    assert _sample("ekms_kms_calls_total") == kms_before
+    assert _sample("ekms_db_queries_total") == db_before
+    chain.ctx.chain.purge()  # a cold chain costs one KMS unwrap and one snapshot load
+    assert await _dec(chain, blob) == b"warm"
+    assert _sample("ekms_kms_calls_total") == kms_before + 1
