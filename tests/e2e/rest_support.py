@@ -171,3 +171,10 @@ async def serve(settings: Settings) -> AsyncIterator[LiveServer]:
 async def live_server(sqlite_url: str, tmp_path: Path) -> AsyncIterator[LiveServer]:
     async with serve(settings_for(sqlite_url, tmp_path)) as live:
         yield live
+
+
+@pytest.fixture
+async def rest_on_each_db(db_url: str, tmp_path: Path) -> AsyncIterator[Rest]:
+    """``rest`` on Postgres and on SQLite (parametrized through ``db_url``)."""
+    async with rest_app(settings_for(db_url, tmp_path)) as env:
+        yield env
