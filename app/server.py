@@ -51,7 +51,10 @@ async def _serve_container(container: Container, stop: asyncio.Event) -> None:
         )
     )
     grpc_server = build_grpc_server(container)
-    grpc_port = await grpc_server.start()
+    try:
+        grpc_port = await grpc_server.start()
+    except OSError as exc:
+        raise StartupError(f"{exc} ({type(exc).__name__}: check EKMS_GRPC_* settings)") from exc
     log.info(
         "grpc_listening",
         host=settings.grpc_host,

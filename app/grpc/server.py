@@ -89,7 +89,10 @@ class GrpcServer:
         """Set once a stop has begun: new calls are refused, calls in flight may finish."""
 
     async def start(self) -> int:
-        """Bind, start serving, return the bound port (useful with port 0)."""
+        """Bind, start serving, return the bound port (useful with port 0).
+
+        ``OSError`` when the address cannot be bound or a TLS file cannot be read.
+        """
         if self._server is not None:
             raise RuntimeError("the gRPC server is already started")
         limit = self.options.max_message_bytes
@@ -108,12 +111,15 @@ class GrpcServer:
             (CRYPTO_SERVICE_NAME, grpc_health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         address = self.options.address
-        if self.options.tls is not None:
-            port = server.add_secure_port(address, server_credentials(self.options.tls))
-        else:
-            port = server.add_insecure_port(address)
+        try:
+            if self.options.tls is not None:
+                port = server.add_secure_port(address, server_credentials(self.options.tls))
+            else:
+                port = server.add_insecure_port(address)
+        except RuntimeError as exc:  # grpc's way of saying the bind failed
+            raise OSError(f"the gRPC server could not listen on {address}") from exc
         if not port:
-            raise OSError(f"the gRPC server could not bind {address}")
+            raise OSError(f"the gRPC server could not listen on {address}")
         await self.health.refresh()  # the first Check must not see a default SERVING
         await server.start()
         self.health.start()

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from app.bootstrap import StartupError
 from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
 from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 from app.server import serve
@@ -50,3 +51,16 @@ async def test_serve_runs_grpc_beside_http_and_stops_on_request(
         stop.set()
         await asyncio.wait_for(serving, timeout=30)
     assert serving.exception() is None
+
+
+async def test_serve_refuses_to_start_when_the_grpc_port_is_taken(
+    pg_url: str, moto_server: str, aws_env: str, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings = e2e_settings(
+            pg_url, moto_server, aws_env, tmp_path, grpc_port=taken.getsockname()[1]
+        )
+        with pytest.raises(StartupError, match="could not listen"):
+            await serve(settings, stop=asyncio.Event())
