@@ -1,0 +1,157 @@
+"""The status sync against moto's KMS server: rotation rewrap under load, an unreachable KMS."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from app.application.configuration import ConfigInput, configure_ekms, get_status
+from app.application.crypto import Item
+from app.application.modules import ModuleInput, create_module
+from app.application.policies import PolicyInput, create_policy
+from app.application.sync import sync_external_key
+from app.application.targets import Target
+from app.bootstrap import Container, running
+from app.domain.errors import KeyUnavailable, Reason
+from app.domain.values import (
+    AccessResult,
+    Caller,
+    ExternalKeyStatus,
+    KmsProvider,
+    Operation,
+    TargetType,
+)
+from app.infra.settings import Settings
+
+ADMIN = Caller("admin", frozenset({"ekms.admin"}))
+APP = Caller("svc", frozenset({"svc"}))
+TARGET = Target(module="global.sync")
+
+
+@pytest.fixture
+def own_moto(aws_env: str) -> Iterator[tuple[ThreadedMotoServer, str, Any]]:
+    """A KMS server this test may stop and start again (moto's state outlives the server)."""
+    with socket.socket() as probe:  # a fixed port, so a restarted server is found again
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    admin = boto3.client(
+        "kms",
+        region_name=aws_env,
+        endpoint_url=url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",  # noqa: S106
+    )
+    yield server, url, admin
+    server.stop()
+
+
+async def _container(pg_url: str, url: str, region: str, key_id: str, tmp_path: Path) -> Any:
+    settings = Settings(
+        database_url=pg_url,
+        kms_provider="aws",
+        aws_endpoint_url=url,
+        aws_region=region,
+        data_dir=tmp_path,
+        jwt_hs256_secret="z" * 40,
+        scheduler_enabled=False,
+    )
+    return running(settings)
+
+
+@pytest.fixture
+async def node(
+    pg_url: str, aws_env: str, own_moto: tuple[ThreadedMotoServer, str, Any], tmp_path: Path
+) -> AsyncIterator[Container]:
+    _, url, admin = own_moto
+    key_id = admin.create_key()["KeyMetadata"]["KeyId"]
+    async with await _container(pg_url, url, aws_env, key_id, tmp_path) as container:
+        await configure_ekms(container.ctx, ADMIN, ConfigInput(KmsProvider.AWS, key_id))
+        await create_module(container.ctx, ADMIN, ModuleInput("global.sync"))
+        await create_policy(
+            container.ctx,
+            ADMIN,
+            "global.sync",
+            PolicyInput(TargetType.ROLE, "svc", frozenset(Operation), AccessResult.TRACK),
+        )
+        container.key_id = key_id  # type: ignore[attr-defined]
+        yield container
+
+
+async def test_decrypts_during_a_rotation_rewrap_all_succeed(
+    node: Container, own_moto: tuple[ThreadedMotoServer, str, Any]
+) -> None:
+    _, _, admin = own_moto
+    blobs = [(await node.crypto.encrypt(APP, Item(TARGET, b"v%d" % i))).data for i in range(20)]
+    stop = asyncio.Event()
+    done = 0
+
+    async def reader(worker: int) -> None:
+        nonlocal done
+        while not stop.is_set():
+            for i, blob in enumerate(blobs):
+                assert blob is not None
+                result = await node.crypto.decrypt(APP, Item(TARGET, blob))
+                assert result.data == b"v%d" % i
+                done += 1
+                await asyncio.sleep(0)  # as a server's calls would, interleave with I/O
+
+    readers = [asyncio.create_task(reader(w)) for w in range(8)]
+    await asyncio.sleep(0.05)
+    admin.rotate_key_on_demand(KeyId=node.key_id)  # type: ignore[attr-defined]
+    before = done
+    report = await sync_external_key(node.ctx)
+    after = done
+    await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.gather(*readers)  # any failed decrypt raises here
+    assert report.rewrapped
+    assert after > before, "the readers kept decrypting while the rewrap ran"
+    print(f"{after - before} decrypts ran during the rewrap, {done} in all, none failed")
+
+
+async def test_unreachable_kms_serves_within_grace_then_fails_closed_and_recovers(
+    node: Container, own_moto: tuple[ThreadedMotoServer, str, Any]
+) -> None:
+    server, _, _ = own_moto
+    blob = (await node.crypto.encrypt(APP, Item(TARGET, b"kept"))).data
+    assert blob is not None
+    server.stop()
+    report = await sync_external_key(node.ctx)
+    assert report.status is ExternalKeyStatus.UNAVAILABLE and report.reason
+    assert (await node.crypto.decrypt(APP, Item(TARGET, blob))).data == b"kept"  # within grace
+    assert (await node.readiness()).ready
+
+    node.ctx.chain.unavailable_grace = timedelta(0)  # the grace period has run out
+    node.ctx.chain.invalidate()
+    with pytest.raises(KeyUnavailable) as err:
+        await node.crypto.decrypt(APP, Item(TARGET, blob))
+    assert err.value.reason is Reason.EXTERNAL_KEY_UNAVAILABLE
+    assert not (await node.readiness()).ready
+
+    node.ctx.chain.unavailable_grace = timedelta(minutes=15)
+    node.ctx.chain.purge()  # a restart while the KMS is away cannot unwrap the KEK
+    assert not (await node.readiness()).ready
+    with pytest.raises(Exception) as cold:
+        await node.crypto.decrypt(APP, Item(TARGET, blob))
+    assert getattr(cold.value, "reason", None) in (
+        Reason.KMS_UNAVAILABLE,
+        Reason.EXTERNAL_KEY_UNAVAILABLE,
+    )
+
+    server.start()  # same port: the KMS is back
+    node.ctx.chain._kms_retry_at = 0.0  # noqa: SLF001 - skip the 2 s negative cache
+    await sync_external_key(node.ctx)
+    assert (await node.crypto.decrypt(APP, Item(TARGET, blob))).data == b"kept"
+    status = await get_status(node.ctx)
+    assert status.external_key_status is ExternalKeyStatus.ENABLED and status.open_alerts == ()
