@@ -177,12 +177,12 @@ def status(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt =
         )
         for key in keys[module["name"]]:
             node.add(f"v{key['version']}  {styled(key['state'])}  since {key['state_changed_at']}")
-    alerts = tree.add("alerts") if data["alerts"] else tree.add("[green]no open alerts[/green]")
-    for alert in data["alerts"]:
-        colour = {"critical": "bold red", "warning": "yellow"}.get(alert["severity"], "cyan")
-        alerts.add(
-            f"[{colour}]{alert['severity']}[/{colour}] {alert['reason']}: {alert['message']}"
-        )
+    if data["alerts"]:
+        alerts = tree.add("[bold red]open alerts[/bold red]")
+        for alert in data["alerts"]:
+            alerts.add(f"[red]{alert['kind']}[/red] since {alert['opened_at']}: {alert['message']}")
+    else:
+        tree.add("[green]no open alerts[/green]")
     console.print(tree)
 
 

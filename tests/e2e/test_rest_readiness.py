@@ -77,8 +77,8 @@ async def test_readiness_follows_the_external_key(
     assert (status_code, readiness["reason"]) == (503, "EXTERNAL_KEY_DISABLED")
     status = await env.ok("GET", "/api/v1/ekms/status", (AUDITOR,))
     assert status["serving"] is False
-    assert status["alerts"][0]["reason"] == "EXTERNAL_KEY_DISABLED"
-    assert status["alerts"][0]["severity"] == "critical"
+    assert [a["kind"] for a in status["alerts"]] == ["external_key_unusable"]
+    assert "disabled" in status["alerts"][0]["message"]
     refused = await env.call("POST", "/api/v1/crypto/encrypt", (APP_ROLE,), json=body)
     assert (refused.status_code, refused.json()["reason"]) == (409, "EXTERNAL_KEY_DISABLED")
     probe = await env.ok("POST", "/api/v1/ekms/config/test")
@@ -87,6 +87,7 @@ async def test_readiness_follows_the_external_key(
     kms_admin.enable_key(KeyId=kms_key)
     await env.ok("POST", "/api/v1/ekms/sync", (KEY_MANAGER,))
     assert (await _ready(env))[0] == 200
+    assert (await env.ok("GET", "/api/v1/ekms/status", (AUDITOR,)))["alerts"] == []
     opened = await env.ok(
         "POST",
         "/api/v1/crypto/decrypt",

@@ -18,6 +18,7 @@ from app.api.schemas.crypto import EncryptIn
 from app.api.security import DATA_PLANE, SecuredRoute, access_of
 from app.application.configuration import EkmsStatus
 from app.domain import errors as e
+from app.domain.alerts import KEY_UNUSABLE, Alert
 from app.domain.values import ExternalKeyStatus, KmsProvider
 
 
@@ -148,26 +149,11 @@ def _status(**overrides: object) -> EkmsStatus:
     return EkmsStatus(**values)  # type: ignore[arg-type]
 
 
-def test_status_alerts() -> None:
+def test_status_shows_the_open_alerts() -> None:
     assert StatusOut.of(_status()).alerts == []
-    assert [a.reason for a in StatusOut.of(_status(configured=False, active=False)).alerts] == [
-        "NOT_CONFIGURED"
-    ]
-    pending = StatusOut.of(
-        _status(
-            external_key_status=ExternalKeyStatus.PENDING_DELETION,
-            serving=False,
-            serving_reason="EXTERNAL_KEY_PENDING_DELETION",
-            deletion_date=datetime(2026, 2, 1, tzinfo=UTC),
-        )
-    ).alerts
-    assert [(a.severity, a.reason) for a in pending] == [
-        ("critical", "EXTERNAL_KEY_PENDING_DELETION"),
-        ("critical", "EXTERNAL_KEY_PENDING_DELETION"),
-    ]
-    assert "2026-02-01" in pending[1].message
-    grace = StatusOut.of(_status(external_key_status=ExternalKeyStatus.UNAVAILABLE)).alerts
-    assert [(a.severity, a.reason) for a in grace] == [("warning", "EXTERNAL_KEY_UNAVAILABLE")]
+    alert = Alert(uuid.uuid4(), KEY_UNUSABLE, "the external key is disabled", datetime.now(UTC))
+    out = StatusOut.of(_status(open_alerts=(alert,), serving=False)).alerts
+    assert [(a.id, a.kind, a.message) for a in out] == [(alert.id, alert.kind, alert.message)]
 
 
 def test_every_api_route_declares_exactly_one_access_rule() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,6 +11,7 @@ from app.api.schemas.common import InputModel
 from app.application.configuration import ConfigInput, EkmsStatus, ProbeResult
 from app.application.kek import KekRotationResult
 from app.application.sync import SyncReport
+from app.domain.alerts import Alert
 from app.domain.ekms_config import ExternalKmsConfig
 from app.domain.values import ExternalKeyStatus, KmsProvider
 
@@ -151,10 +151,18 @@ class InstanceKeyOut(BaseModel):
     rewrapped_at: datetime | None
 
 
-class Alert(BaseModel):
-    severity: Literal["critical", "warning", "info"]
-    reason: str
-    message: str
+class AlertOut(BaseModel):
+    """An open alert: opened by the status sync while the external key is unusable, closed
+    when it is usable again."""
+
+    id: uuid.UUID
+    kind: str = Field(examples=["external_key_unusable"])
+    message: str = Field(examples=["the external key is disabled"])
+    opened_at: datetime
+
+    @classmethod
+    def of(cls, alert: Alert) -> AlertOut:
+        return cls(id=alert.id, kind=alert.kind, message=alert.message, opened_at=alert.opened_at)
 
 
 class StatusOut(BaseModel):
@@ -164,7 +172,7 @@ class StatusOut(BaseModel):
     serving_reason: str | None = Field(description="why not, as a reason code")
     external_key: ExternalKeyOut
     instance_key: InstanceKeyOut
-    alerts: list[Alert] = Field(description="open alerts on the key chain, worst first")
+    alerts: list[AlertOut] = Field(description="open alerts on the key chain")
 
     @classmethod
     def of(cls, status: EkmsStatus) -> StatusOut:
@@ -189,41 +197,8 @@ class StatusOut(BaseModel):
                 rotation_marker=status.ekek_rotation_marker,
                 rewrapped_at=status.ekek_rewrapped_at,
             ),
-            alerts=_alerts(status),
+            alerts=[AlertOut.of(a) for a in status.open_alerts],
         )
-
-
-def _alerts(status: EkmsStatus) -> list[Alert]:
-    """Presentation only: the status fields that need an operator's attention, as a list."""
-    alerts: list[Alert] = []
-    if not status.configured or not status.active:
-        return [Alert(severity="info", reason="NOT_CONFIGURED", message="ekms is not configured")]
-    if not status.serving and status.serving_reason:
-        alerts.append(
-            Alert(
-                severity="critical",
-                reason=status.serving_reason,
-                message="the key chain cannot serve encrypt or decrypt calls",
-            )
-        )
-    if status.external_key_status is ExternalKeyStatus.PENDING_DELETION:
-        when = status.deletion_date.isoformat() if status.deletion_date else "a scheduled date"
-        alerts.append(
-            Alert(
-                severity="critical",
-                reason="EXTERNAL_KEY_PENDING_DELETION",
-                message=f"the external key will be deleted on {when}",
-            )
-        )
-    elif status.external_key_status is ExternalKeyStatus.UNAVAILABLE and status.serving:
-        alerts.append(
-            Alert(
-                severity="warning",
-                reason="EXTERNAL_KEY_UNAVAILABLE",
-                message="the external KMS is unreachable; serving within the grace period",
-            )
-        )
-    return alerts
 
 
 class SyncOut(BaseModel):
