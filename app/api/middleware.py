@@ -32,6 +32,7 @@ REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _DOC_PATHS = ("/docs", "/redoc", "/openapi.json")
+_PROBE_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
 
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
@@ -140,7 +141,9 @@ class RequestContextMiddleware:
             route = route_label(scope)
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
             HTTP_LATENCY.labels(method, route).observe(elapsed)
-            log.info(
+            # Probes and scrapes arrive every few seconds: keep them out of the INFO stream.
+            quiet = route in _PROBE_PATHS and status < 400
+            (log.debug if quiet else log.info)(
                 "http_request",
                 route=route,
                 status=status,
