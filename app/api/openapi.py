@@ -58,15 +58,17 @@ def _problem_content() -> dict[str, Any]:
     return {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
 
-def _common_codes(route: APIRoute, operation: dict[str, Any]) -> list[int]:
+def _common_codes(route: APIRoute, method: str, operation: dict[str, Any]) -> list[int]:
     codes = [500]
     if not route.path.startswith(API_PREFIX):
         return codes
     codes += [401, 403, 503]
     if operation.get("parameters") or "requestBody" in operation:
         codes.append(422)
+    if method in ("POST", "PUT", "PATCH"):
+        codes.append(413)  # the body limit holds whether or not the route reads a body
     if "requestBody" in operation:
-        codes += [400, 413, 415]
+        codes += [400, 415]
     return codes
 
 
@@ -96,7 +98,7 @@ def build_openapi(api: FastAPI, routes: list[APIRoute]) -> dict[str, Any]:
             if operation is None:
                 continue
             responses: dict[str, Any] = operation.setdefault("responses", {})
-            for code in _common_codes(route, operation):
+            for code in _common_codes(route, method, operation):
                 responses.setdefault(str(code), {"description": DESCRIPTIONS[code]})
             for status, response in responses.items():
                 if int(status) >= 400 and not (status == "503" and route.path == "/readyz"):
