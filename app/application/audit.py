@@ -22,7 +22,6 @@ import structlog
 
 from app.application.ports import Clock, RandomSource, UnitOfWorkFactory
 from app.domain.audit import AuditEvent, AuditResult
-from app.domain.errors import EkmsError
 
 log = structlog.get_logger(__name__)
 
@@ -98,7 +97,7 @@ class AuditBuffer:
                     if usage:
                         await uow.keys.add_usage(usage)
                     await uow.commit()
-            except (EkmsError, OSError) as exc:
+            except Exception as exc:  # whatever failed, the batch is kept and retried
                 self.failed_flushes += 1
                 self._merge_back(batch, usage)
                 log.warning(
@@ -123,7 +122,7 @@ class AuditBuffer:
             await asyncio.sleep(self.interval)
             try:
                 await self.flush()
-            except (EkmsError, OSError):
+            except Exception:  # noqa: S112 - logged in flush(); retried on the next tick
                 continue
 
 

@@ -698,3 +698,22 @@ async def test_verifier_closes_an_injected_client_only_when_it_owns_it(clock: Fa
         )
         await verifier.aclose()
         assert not client.is_closed
+
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"sub": "evil\x00name"},
+        {"sub": "line\nbreak"},
+        {"roles": ["a\x00b"]},
+        {"roles": "a\tb\x00"},
+    ],
+    ids=["nul-subject", "newline-subject", "nul-role", "nul-role-string"],
+)
+async def test_control_characters_in_names_are_refused(
+    make_verifier: MakeVerifier, overrides: dict[str, Any]
+) -> None:
+    """Names reach audit rows and logs: Postgres cannot store NUL, and logs must not be forged."""
+    verifier = make_verifier(hs256_secret=SECRET)
+    await refused(verifier, bearer(hs256(claims(**overrides))))

@@ -88,9 +88,19 @@ def _time_claim(claims: dict[str, Any], name: str) -> float | None:
     return float(value)
 
 
+def _printable(value: str) -> bool:
+    """No control characters: names end up in audit rows and log lines (Postgres refuses NUL)."""
+    return value.isprintable()
+
+
 def _subject(claims: dict[str, Any]) -> str:
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub.strip() or len(sub) > MAX_SUBJECT_CHARS:
+    if (
+        not isinstance(sub, str)
+        or not sub.strip()
+        or len(sub) > MAX_SUBJECT_CHARS
+        or not _printable(sub)
+    ):
         raise Unauthenticated("token has no valid subject")
     return sub
 
@@ -99,9 +109,11 @@ def _roles(claims: dict[str, Any], claim: str) -> frozenset[str]:
     value = claims.get(claim)
     if value is None:
         return frozenset()
-    if isinstance(value, str):
+    if isinstance(value, str) and _printable(value):
         return frozenset(value.split())
-    if isinstance(value, list) and all(isinstance(r, str) and r for r in value):
+    if isinstance(value, list) and all(
+        isinstance(r, str) and r and len(r) <= MAX_SUBJECT_CHARS and _printable(r) for r in value
+    ):
         return frozenset(value)
     raise Unauthenticated("token roles claim is malformed")
 
