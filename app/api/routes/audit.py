@@ -11,6 +11,7 @@ from pydantic import AwareDatetime
 from app.api.deps import Auditor, Ctx
 from app.api.schemas.audit import AuditEventOut, AuditPage, decode_cursor, encode_cursor
 from app.api.security import SecuredRoute
+from app.application.audit_log import list_audit_events
 from app.application.ports import AuditQuery
 from app.domain.audit import AuditResult
 from app.domain.errors import InvalidInput
@@ -61,12 +62,10 @@ async def list_events(
         module=module,
         result=result.value if result else None,
         after=decode_cursor(cursor) if cursor else None,
-        limit=limit + 1,  # one more tells whether there is a next page
+        limit=limit,
     )
-    async with ctx.uow() as uow:
-        events = await uow.audit.query(query)
-    page = list(events[:limit])
-    more = len(events) > limit
+    found = await list_audit_events(ctx, query)
+    page, more = list(found.events), found.more
     return AuditPage(
         items=[AuditEventOut.of(e) for e in page],
         next_cursor=encode_cursor(page[-1].at, page[-1].id) if more and page else None,
