@@ -45,19 +45,22 @@ class ConfigIn(InputModel):
     endpoint_url: str | None = Field(
         default=None, max_length=2048, pattern=r"^https?://\S+$", description="for an emulator"
     )
-    sync_interval_minutes: int = Field(default=30, ge=1, le=1440)
+    sync_interval_minutes: int | None = Field(
+        default=None, ge=1, le=1440, description="default: EKMS_SYNC_INTERVAL_MINUTES (30)"
+    )
     activate: bool = Field(
         default=True,
         description="generate the KEK and wrap it under the external key (it must be enabled)",
     )
 
-    def to_input(self) -> ConfigInput:
+    def to_input(self, default_sync_minutes: int) -> ConfigInput:
+        minutes = self.sync_interval_minutes or default_sync_minutes
         return ConfigInput(
             provider=self.provider,
             key_id=self.key_id,
             region=self.region,
             endpoint_url=self.endpoint_url,
-            sync_interval=timedelta(minutes=self.sync_interval_minutes),
+            sync_interval=timedelta(minutes=minutes),
             activate=self.activate,
         )
 
@@ -68,7 +71,7 @@ class ConfigIn(InputModel):
         for name in ("region", "endpoint_url"):
             if name in sent:
                 changes[name] = getattr(self, name)
-        if "sync_interval_minutes" in sent:
+        if "sync_interval_minutes" in sent and self.sync_interval_minutes is not None:
             changes["sync_interval"] = timedelta(minutes=self.sync_interval_minutes)
         return changes
 
