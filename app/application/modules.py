@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 from app.application.configuration import require_config
@@ -23,6 +24,8 @@ class ModuleInput:
     default_access: AccessResult = AccessResult.REJECT
     state: ModuleState = ModuleState.PUBLISHED
     description: str = ""
+    rotation_period: timedelta | None = None
+    destroy_deactivated_after: timedelta | None = None
 
 
 class KeyAction(StrEnum):
@@ -81,6 +84,8 @@ async def create_module(ctx: AppContext, caller: Caller, data: ModuleInput) -> C
         default_access=data.default_access,
         state=data.state,
         description=data.description,
+        rotation_period=data.rotation_period,
+        destroy_deactivated_after=data.destroy_deactivated_after,
     )
     kek = await _active_kek(ctx)
     first = _new_key(ctx, kek, module, 1)
@@ -113,11 +118,19 @@ async def update_module(
     description: str | None = None,
     default_access: AccessResult | None = None,
     state: ModuleState | None = None,
+    automation: dict[str, timedelta | None] | None = None,
 ) -> CryptoModule:
+    """Change a module's description, default access, state or lifecycle automation
+    (``automation`` maps ``rotation_period`` / ``destroy_deactivated_after`` to a period or
+    None for off; names left out keep their value)."""
     async with ctx.uow() as uow:
         module = await require_module(uow, name)
         module.update(
-            ctx.clock.now(), description=description, default_access=default_access, state=state
+            ctx.clock.now(),
+            description=description,
+            default_access=default_access,
+            state=state,
+            automation=automation,
         )
         await uow.modules.save(module)
         await uow.audit.append(
@@ -129,6 +142,8 @@ async def update_module(
                     details={
                         "default_access": module.default_access.value,
                         "state": module.state.value,
+                        "rotation_period_s": _seconds(module.rotation_period),
+                        "destroy_deactivated_after_s": _seconds(module.destroy_deactivated_after),
                     },
                 )
             ]
@@ -136,6 +151,10 @@ async def update_module(
         await uow.commit()
     await ctx.changes.publish("module")
     return module
+
+
+def _seconds(period: timedelta | None) -> int | None:
+    return None if period is None else int(period.total_seconds())
 
 
 async def list_modules(ctx: AppContext) -> Sequence[CryptoModule]:

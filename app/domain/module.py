@@ -50,7 +50,13 @@ class CryptoModule:
         description: str | None = None,
         default_access: AccessResult | None = None,
         state: ModuleState | None = None,
+        automation: dict[str, timedelta | None] | None = None,
     ) -> None:
+        for name, period in (automation or {}).items():
+            if name not in ("rotation_period", "destroy_deactivated_after"):
+                raise InvalidInput(f"{name} is not a lifecycle setting", field=name)
+            if period is not None and period < timedelta(hours=1):
+                raise InvalidInput(f"{name} must be at least one hour", field=name)
         if state is ModuleState.DRAFT and self.state is ModuleState.PUBLISHED:
             raise Conflict(
                 "a published module cannot go back to draft",
@@ -64,6 +70,8 @@ class CryptoModule:
             self.default_access = default_access
         if state is not None:
             self.state = state
+        for name, period in (automation or {}).items():
+            setattr(self, name, period)
         self.updated_at = now
 
 

@@ -72,6 +72,7 @@ async def patch(name: ModuleName, body: ModulePatch, ctx: Ctx, caller: Admin) ->
         description=body.description,
         default_access=body.default_access,
         state=body.state,
+        automation=body.automation(),
     )
     return ModuleOut.of(module)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,6 +46,15 @@ class ModuleIn(InputModel):
     )
     state: ModuleState = ModuleState.PUBLISHED
     description: str = Field(default="", max_length=1024)
+    rotation_period_days: int | None = Field(
+        default=None, ge=1, le=3650, description="rotate the active key after this many days"
+    )
+    destroy_deactivated_after_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=3650,
+        description="destroy deactivated versions this long after deactivation (off if unset)",
+    )
 
     def to_input(self) -> ModuleInput:
         return ModuleInput(
@@ -55,7 +64,17 @@ class ModuleIn(InputModel):
             default_access=self.default_access,
             state=self.state,
             description=self.description,
+            rotation_period=_days(self.rotation_period_days),
+            destroy_deactivated_after=_days(self.destroy_deactivated_after_days),
         )
+
+
+def _days(days: int | None) -> timedelta | None:
+    return None if days is None else timedelta(days=days)
+
+
+def _in_days(period: timedelta | None) -> int | None:
+    return None if period is None else period.days
 
 
 class ModulePatch(InputModel):
@@ -66,6 +85,20 @@ class ModulePatch(InputModel):
     description: str | None = Field(default=None, max_length=1024)
     default_access: AccessResult | None = None
     state: ModuleState | None = None
+    rotation_period_days: int | None = Field(default=None, ge=1, le=3650)
+    destroy_deactivated_after_days: int | None = Field(default=None, ge=1, le=3650)
+
+    def automation(self) -> dict[str, timedelta | None]:
+        """The lifecycle settings the caller sent (null turns one off)."""
+        sent = self.model_fields_set
+        return {
+            domain: _days(getattr(self, field))
+            for field, domain in (
+                ("rotation_period_days", "rotation_period"),
+                ("destroy_deactivated_after_days", "destroy_deactivated_after"),
+            )
+            if field in sent
+        }
 
 
 class ModuleOut(BaseModel):
@@ -76,6 +109,8 @@ class ModuleOut(BaseModel):
     default_access: AccessResult
     state: ModuleState
     description: str
+    rotation_period_days: int | None
+    destroy_deactivated_after_days: int | None
     created_at: datetime
     updated_at: datetime
 
@@ -89,6 +124,8 @@ class ModuleOut(BaseModel):
             default_access=module.default_access,
             state=module.state,
             description=module.description,
+            rotation_period_days=_in_days(module.rotation_period),
+            destroy_deactivated_after_days=_in_days(module.destroy_deactivated_after),
             created_at=module.created_at,
             updated_at=module.updated_at,
         )
