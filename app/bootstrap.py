@@ -147,10 +147,9 @@ def build_container(
     ctx = AppContext(uow, kms, clock, rng, chain, audit, changes)
     tokens = resolve_token_settings(settings)
     verifier = JwtVerifier(tokens, clock) if tokens else None
-    instrument(engine, chain, audit)
-    scheduler = MaintenanceScheduler(
-        ctx, make_leader(engine), tick_seconds=settings.scheduler_tick_seconds
-    )
+    leader = make_leader(engine)
+    instrument(engine, chain, audit, leader)
+    scheduler = MaintenanceScheduler(ctx, leader, tick_seconds=settings.scheduler_tick_seconds)
     return Container(settings, engine, ctx, CryptoService(ctx), verifier, changes, scheduler)
 
 

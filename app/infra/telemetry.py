@@ -96,6 +96,7 @@ class ChainCollector(Collector):
     def __init__(self) -> None:
         self.chain: KeyChain | None = None
         self.audit: AuditBuffer | None = None
+        self.leader: Any = None
 
     def collect(self) -> Iterator[Any]:
         chain = self.chain
@@ -121,15 +122,20 @@ class ChainCollector(Collector):
             "ekms_audit_last_flush_seconds", "duration of the last audit flush"
         )
         flush.add_metric([], self.audit.last_flush_seconds if self.audit else 0.0)
-        yield from (state, last_sync, alerts, loads, flush)
+        leader = GaugeMetricFamily(
+            "ekms_scheduler_leader", "1 while this replica holds the scheduler lock"
+        )
+        leader.add_metric([], 1.0 if self.leader is not None and self.leader.holding else 0.0)
+        yield from (state, last_sync, alerts, loads, flush, leader)
 
 
 COLLECTOR = ChainCollector()
 REGISTRY.register(COLLECTOR)
 
 
-def instrument(engine: AsyncEngine, chain: KeyChain, audit: AuditBuffer) -> None:
+def instrument(engine: AsyncEngine, chain: KeyChain, audit: AuditBuffer, leader: Any) -> None:
     count_statements(engine)
+    COLLECTOR.leader = leader
     COLLECTOR.chain = chain
     COLLECTOR.audit = audit
     AUDIT_BUFFER_DEPTH.set_function(lambda: audit.depth)
