@@ -122,7 +122,8 @@ class CryptoServicer:
         """A bidirectional stream of items for high-throughput callers. Each request carries its own
         target and a caller-chosen `id` that its result echoes. Every request gets exactly one
         result with its own status; a bad item never ends the stream. Close your side of the
-        stream when done; the server then finishes the call with OK.
+        stream when done; the server then finishes the call with OK. The token is checked once,
+        when the stream opens: reopen long-lived streams when you renew the token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
