@@ -62,7 +62,7 @@ class Container:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def schema_at_head(self) -> bool:
-        return await is_at_head(self.settings.effective_database_url)
+        return await is_at_head(self.engine)
 
     async def readiness(self) -> Readiness:
         return await check_readiness(self.ctx, self.schema_at_head)
