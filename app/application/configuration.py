@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from app.application.context import AppContext
-from app.application.keychain import external_ref, kek_context
+from app.application.kek_mint import mint_kek
+from app.application.keychain import external_ref
 from app.application.ports import ExternalKeyDescription, UnitOfWork
 from app.domain.alerts import Alert, KeyStatusChange
 from app.domain.audit import AuditResult
 from app.domain.ekms_config import DEFAULT_SYNC_INTERVAL, ExternalInstanceKey, ExternalKmsConfig
 from app.domain.errors import AlreadyExists, EkmsError, KeyUnavailable, NotFound, Reason
-from app.domain.keys import KEK_SIZE, KeyEncryptionKey, constant_time_equal
+from app.domain.keys import KeyEncryptionKey, constant_time_equal
 from app.domain.values import Caller, ExternalKeyStatus, KmsProvider
 
 
@@ -127,27 +128,10 @@ async def _new_kek(
 ) -> tuple[ExternalInstanceKey, KeyEncryptionKey]:
     """Generate a KEK and wrap it under the external key, which must be Enabled."""
     kms = ctx.kms.connect(external_ref(config))
-    description = await kms.describe()
-    _require_enabled(description)
-    rotation = await kms.rotation_state()
-    kek_id = ctx.rng.uuid()
-    raw = ctx.rng.token_bytes(KEK_SIZE)
-    context = kek_context(ctx.chain.instance_id, kek_id)
-    wrapped = await kms.wrap(raw, context)
-    kek = KeyEncryptionKey(kek_id, raw)
-    del raw
-    now = ctx.clock.now()
+    _require_enabled(await kms.describe())
+    ekek, kek = await mint_kek(ctx, kms)
     config.active = True
-    config.record_status(ExternalKeyStatus.ENABLED, now)
-    ekek = ExternalInstanceKey(
-        id=kek_id,
-        wrapped_kek=wrapped.ciphertext,
-        kms_key_arn=wrapped.key_arn,
-        rotation_marker=rotation.marker,
-        encryption_context=context,
-        fingerprint=kek.fingerprint,
-        created_at=now,
-    )
+    config.record_status(ExternalKeyStatus.ENABLED, ekek.created_at)
     return ekek, kek
 
 

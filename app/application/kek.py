@@ -7,10 +7,9 @@ from dataclasses import dataclass
 
 from app.application.configuration import require_config
 from app.application.context import AppContext
-from app.application.keychain import external_ref, kek_context
-from app.domain.ekms_config import ExternalInstanceKey
+from app.application.kek_mint import mint_kek
+from app.application.keychain import external_ref
 from app.domain.errors import KeyUnavailable, Reason
-from app.domain.keys import KEK_SIZE, KeyEncryptionKey
 from app.domain.values import Caller
 
 
@@ -32,14 +31,8 @@ async def rotate_kek(ctx: AppContext, caller: Caller) -> KekRotationResult:
     async with ctx.uow() as uow:
         config = await require_config(uow)
     kms = ctx.kms.connect(external_ref(config))
-    rotation = await kms.rotation_state()
-    new_id = ctx.rng.uuid()
-    raw = ctx.rng.token_bytes(KEK_SIZE)
-    context = kek_context(ctx.chain.instance_id, new_id)
-    wrapped = await kms.wrap(raw, context)
-    new_kek = KeyEncryptionKey(new_id, raw)
-    del raw
-    now = ctx.clock.now()
+    new_ekek, new_kek = await mint_kek(ctx, kms)
+    new_id = new_kek.id
     count = 0
     async with ctx.uow() as uow:
         current = await uow.instance_keys.get_active()
@@ -49,17 +42,7 @@ async def rotate_kek(ctx: AppContext, caller: Caller) -> KekRotationResult:
             )
         current.active = False
         await uow.instance_keys.save(current)
-        await uow.instance_keys.add(
-            ExternalInstanceKey(
-                id=new_id,
-                wrapped_kek=wrapped.ciphertext,
-                kms_key_arn=wrapped.key_arn,
-                rotation_marker=rotation.marker,
-                encryption_context=context,
-                fingerprint=new_kek.fingerprint,
-                created_at=now,
-            )
-        )
+        await uow.instance_keys.add(new_ekek)
         for key in await uow.keys.list_all():
             if key.wrapped_dek is None:
                 continue
