@@ -289,16 +289,9 @@ def test_arbitrary_headers_are_a_caller_or_unauthenticated(
         assert alg == "HS256"
 
 
-# --- known bug, pinned ----------------------------------------------------------------------
+# --- a bug this file found (an OverflowError escaped), fixed ----------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="BUG app/infra/tokens/_claims.py _time_claim: math.isfinite(int) raises "
-    "OverflowError for an integer exp/nbf/iat beyond float range (a signed token only); "
-    "remove this mark once it is refused as Unauthenticated",
-)
 @pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
 def test_an_integer_time_claim_beyond_float_range_is_refused(verify: Verify, claim: str) -> None:
     claims = {**good_claims(), claim: 10**400}

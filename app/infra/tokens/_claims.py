@@ -83,9 +83,15 @@ def _time_claim(claims: dict[str, Any], name: str) -> float | None:
     value = claims.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise Unauthenticated(f"token claim {name!r} is not a number")
-    return float(value)
+    try:
+        number = float(value)  # an int beyond float range overflows here
+    except OverflowError:
+        raise Unauthenticated(f"token claim {name!r} is out of range") from None
+    if not math.isfinite(number):
+        raise Unauthenticated(f"token claim {name!r} is not a number")
+    return number
 
 
 def _printable(value: str) -> bool:
