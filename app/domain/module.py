@@ -79,18 +79,19 @@ class CryptoModule:
 class ModuleKey:
     """One DEK version of a module. Holds the DEK only wrapped under the KEK ``kek_id``.
 
-    Lifecycle::
+    Lifecycle (``from -> to: by``)::
 
-        ACTIVE ──rotate──▶ DEACTIVATED ──destroy──▶ DESTROYED
-          │  ╲                 │    ▲
-          │   revoke           │    └──resume── SUSPENDED ◀──suspend── ACTIVE / DEACTIVATED
-          │    ╲               revoke
-          │     ▼              ▼
-          └──▶ REVOKED ──destroy──▶ DESTROYED
+        ACTIVE                 -> DEACTIVATED   rotation (a newer version became Active)
+        ACTIVE, DEACTIVATED    -> SUSPENDED     suspend
+        SUSPENDED              -> ACTIVE        resume, if it was Active and no other version is
+        SUSPENDED              -> DEACTIVATED   resume, otherwise
+        ACTIVE, DEACTIVATED,
+        SUSPENDED              -> REVOKED       revoke
+        DEACTIVATED, SUSPENDED,
+        REVOKED                -> DESTROYED     destroy (wrapped material erased; final)
 
-    ACTIVE encrypts and decrypts; DEACTIVATED and REVOKED decrypt only; SUSPENDED does nothing
-    until resumed (to the state it was suspended from, or DEACTIVATED if another version became
-    active meanwhile); DESTROYED has no key material left.
+    ACTIVE encrypts and decrypts; DEACTIVATED and REVOKED decrypt only; SUSPENDED and
+    DESTROYED do neither.
     """
 
     module_id: uuid.UUID
