@@ -6,6 +6,7 @@ effect on the next tick without a restart; the tick only decides how promptly.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from datetime import UTC, datetime
@@ -33,13 +34,29 @@ class MaintenanceScheduler:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self.ticks = 0
         self.last_report: TickReport | None = None
+        self._in_flight: set[asyncio.Task[Any]] = set()
+        self._closing = False
 
     async def tick(self) -> TickReport | None:
+        if self._closing:
+            return None
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        try:
+            return await self._tick()
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
+
+    async def _tick(self) -> TickReport | None:
         if not await self._leader.acquire():
             return None
         self.ticks += 1
         try:
             report = await run_due_jobs(self._ctx, self.replica)
+        except asyncio.CancelledError:
+            raise
         except Exception:  # a job must never kill the scheduler
             log.exception("scheduler_tick_failed")
             return None
@@ -60,7 +77,15 @@ class MaintenanceScheduler:
         )
         self._scheduler.start()
 
-    async def aclose(self) -> None:
+    async def aclose(self, grace_seconds: float = 10.0) -> None:
+        """Stop scheduling; let a tick in progress finish (cancel it past the grace period),
+        so no job is left holding a connection when the engine is disposed."""
+        self._closing = True
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+        if self._in_flight:
+            _, pending = await asyncio.wait(set(self._in_flight), timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         await self._leader.release()
