@@ -109,6 +109,7 @@ def grpc_options(settings: Settings) -> GrpcOptions:
         max_batch_items=settings.max_batch_items,
         tls=tls,
         shutdown_grace_seconds=GRPC_SHUTDOWN_GRACE_SECONDS,
+        bench_echo=settings.bench_echo,
     )
 
 
@@ -116,6 +117,8 @@ def build_grpc_server(container: Container, options: GrpcOptions | None = None) 
     """The gRPC server for a running container (not started). Tests use it too."""
     if container.verifier is None:
         log.warning("grpc_no_token_verifier", hint="every Crypto call will be UNAUTHENTICATED")
+    if container.settings.bench_echo:
+        log.warning("grpc_bench_echo_enabled", hint="EKMS_BENCH_ECHO is for bench/ only")
     return GrpcServer(
         crypto=container.crypto,
         verifier=container.verifier,

@@ -1,9 +1,11 @@
 """``GrpcServer``: the grpc.aio server of ``ekms serve``, on the process's one event loop.
 
 Serves ``ekms.v1.Crypto`` behind two interceptors (``boundary`` outermost, then ``auth``), the
-readiness-driven ``grpc.health.v1.Health`` service, and server reflection. Listens in plaintext,
-or with TLS when a certificate and key are given, or with mutual TLS when a client CA is given
-too (clients without a certificate signed by it are refused during the handshake).
+readiness-driven ``grpc.health.v1.Health`` service, and server reflection; for the benchmark
+only, ``ekms.bench.v1.Echo`` behind the same interceptors when ``bench_echo`` is set (never by
+default). Listens in plaintext, or with TLS when a certificate and key are given, or with
+mutual TLS when a client CA is given too (clients without a certificate signed by it are
+refused during the handshake).
 
 Limits: ``max_message_bytes`` for requests and responses (a larger message fails with
 RESOURCE_EXHAUSTED), ``max_batch_items`` per batch (INVALID_ARGUMENT).
@@ -51,6 +53,8 @@ class GrpcOptions:
     tls: TlsFiles | None = None
     health_interval_seconds: float = 1.0
     shutdown_grace_seconds: float = 10.0
+    bench_echo: bool = False
+    """Also serve ``ekms.bench.v1.Echo`` (bench/ only; see ``app.grpc.bench_echo``)."""
 
     @property
     def address(self) -> str:
@@ -106,6 +110,10 @@ class GrpcServer:
         crypto_pb2_grpc.add_CryptoServicer_to_server(  # type: ignore[no-untyped-call]
             CryptoServicer(self._crypto, max_batch_items=self.options.max_batch_items), server
         )
+        if self.options.bench_echo:
+            from app.grpc.bench_echo import add_echo_servicer
+
+            add_echo_servicer(server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health.servicer, server)
         reflection.enable_server_reflection(
             (CRYPTO_SERVICE_NAME, grpc_health.SERVICE_NAME, reflection.SERVICE_NAME), server

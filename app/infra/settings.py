@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     grpc_tls_cert_file: Path | None = None
     grpc_tls_key_file: Path | None = None
     grpc_tls_client_ca_file: Path | None = None
+    bench_echo: bool = Field(
+        default=False, description="also serve the bench-only ekms.bench.v1.Echo (bench/ only)"
+    )
 
     log_level: str = "INFO"
     log_json: bool = True

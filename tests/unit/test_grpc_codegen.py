@@ -36,3 +36,10 @@ def test_generated_imports_resolve_inside_the_package() -> None:
 
     assert crypto_pb2.DESCRIPTOR.package == "ekms.v1"
     assert crypto_pb2_grpc.CryptoStub is not None
+
+
+def test_bench_echo_code_is_generated_too() -> None:
+    from app.grpc.gen.ekms.bench.v1 import echo_pb2, echo_pb2_grpc
+
+    assert echo_pb2.DESCRIPTOR.package == "ekms.bench.v1"
+    assert echo_pb2_grpc.EchoStub is not None
