@@ -52,6 +52,8 @@ class AuditBuffer:
         self.flushed_events = 0
         self.failed_flushes = 0
         self.last_flush_seconds = 0.0
+        # Cumulative data-plane outcomes by (module or target, operation, outcome), for metrics.
+        self.totals: Counter[tuple[str, str, str]] = Counter()
 
     @property
     def depth(self) -> int:
@@ -70,6 +72,8 @@ class AuditBuffer:
         count: int = 1,
     ) -> None:
         self._pending[(actor, action, module, target, result, reason, decided_by)] += count
+        outcome = "success" if result is AuditResult.SUCCESS else (reason or result.value)
+        self.totals[(module or target or "unknown", action, outcome)] += count
         if len(self._pending) >= self.capacity:
             self._room.clear()
 

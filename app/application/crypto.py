@@ -58,6 +58,11 @@ class CryptoService:
         self._chain = ctx.chain
         self._audit = ctx.audit
         self._nonce = ctx.rng.token_bytes
+        self._ops: dict[Operation, _ItemOp] = {
+            Operation.ENCRYPT: self._encrypt_one,
+            Operation.DECRYPT: self._decrypt_one,
+            Operation.REWRAP: self._rewrap_one,
+        }
 
     # --- public use cases ----------------------------------------------------------------------
 
@@ -72,15 +77,15 @@ class CryptoService:
 
     async def encrypt_batch(self, caller: Caller, items: Sequence[Item]) -> list[ItemResult]:
         snap = await self._ready()
-        return [self._guard(self._encrypt_one, snap, caller, item) for item in items]
+        return [self._guard(Operation.ENCRYPT, snap, caller, item) for item in items]
 
     async def decrypt_batch(self, caller: Caller, items: Sequence[Item]) -> list[ItemResult]:
         snap = await self._ready()
-        return [self._guard(self._decrypt_one, snap, caller, item) for item in items]
+        return [self._guard(Operation.DECRYPT, snap, caller, item) for item in items]
 
     async def rewrap_batch(self, caller: Caller, items: Sequence[Item]) -> list[ItemResult]:
         snap = await self._ready()
-        return [self._guard(self._rewrap_one, snap, caller, item) for item in items]
+        return [self._guard(Operation.REWRAP, snap, caller, item) for item in items]
 
     # --- internals -------------------------------------------------------------------------------
 
@@ -88,11 +93,26 @@ class CryptoService:
         await self._audit.wait_for_capacity()
         return await self._chain.snapshot()
 
-    @staticmethod
-    def _guard(op: _ItemOp, snap: Snapshot, caller: Caller, item: Item) -> ItemResult:
+    def _guard(
+        self, operation: Operation, snap: Snapshot, caller: Caller, item: Item
+    ) -> ItemResult:
+        """Run one item; a failure becomes that item's result and is audited (aggregated)."""
+        op = self._ops[operation]
         try:
             return op(snap, caller, item)
+        except AccessDenied as exc:  # audited where it was decided, with the deciding policy
+            return ItemResult(error=exc)
         except EkmsError as exc:
+            # An unknown name is not echoed: callers must not be able to grow the audit keys.
+            known = not isinstance(exc, NotFound)
+            self._audit.record(
+                actor=caller.subject,
+                action=operation.value,
+                result=AuditResult.FAILURE,
+                module=item.target.module if known else None,
+                target=str(item.target) if known else None,
+                reason=exc.reason.value,
+            )
             return ItemResult(error=exc)
 
     def _resolve(self, snap: Snapshot, target: Target, *, for_encrypt: bool) -> ModuleView:

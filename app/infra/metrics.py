@@ -28,12 +28,6 @@ GRPC_LATENCY = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
-CRYPTO_OPS = Counter(
-    "ekms_crypto_operations_total",
-    "data-plane items",
-    ["module", "operation", "result"],
-    registry=REGISTRY,
-)
 KMS_CALLS = Counter(
     "ekms_kms_calls_total", "external KMS calls", ["operation", "outcome"], registry=REGISTRY
 )

@@ -126,7 +126,16 @@ class ChainCollector(Collector):
             "ekms_scheduler_leader", "1 while this replica holds the scheduler lock"
         )
         leader.add_metric([], 1.0 if self.leader is not None and self.leader.holding else 0.0)
-        yield from (state, last_sync, alerts, loads, flush, leader)
+        crypto = CounterMetricFamily(
+            "ekms_crypto_operations",
+            "data-plane items by module (or target), operation and outcome",
+            labels=["module", "operation", "result"],
+        )
+        for (module, operation, result), count in list(
+            self.audit.totals.items() if self.audit else ()
+        ):
+            crypto.add_metric([module, operation, result], float(count))
+        yield from (state, last_sync, alerts, loads, flush, leader, crypto)
 
 
 COLLECTOR = ChainCollector()

@@ -419,3 +419,23 @@ async def test_status_changes_are_recorded_and_alerts_open_and_close(ready: Worl
         (ExternalKeyStatus.ENABLED, ExternalKeyStatus.DISABLED),
     ]
     assert len(ready.db.committed.alerts) == 1 and ready.db.committed.alerts[0].closed_at
+
+
+async def test_failures_are_audited_and_counted_without_echoing_unknown_names(ready: World) -> None:
+    blob = await ready.encrypt(b"x", context=b"a")
+    with pytest.raises(DecryptionFailed):
+        await ready.decrypt(blob, context=b"b")
+    for i in range(3):
+        with pytest.raises(NotFound):
+            await ready.encrypt(b"x", module=f"global.nope{i}")
+    totals = ready.ctx.audit.totals
+    assert totals[(MODULE, "decrypt", "DECRYPTION_FAILED")] == 1
+    assert totals[("unknown", "encrypt", "MODULE_NOT_FOUND")] == 3
+    assert totals[(MODULE, "encrypt", "success")] == 1
+    await ready.ctx.audit.flush()
+    failures = [e for e in ready.db.committed.audit if e.result is AuditResult.FAILURE]
+    assert {(e.action, e.reason, e.count) for e in failures} == {
+        ("decrypt", "DECRYPTION_FAILED", 1),
+        ("encrypt", "MODULE_NOT_FOUND", 3),
+    }
+    assert all("nope" not in str(e.target) for e in failures)

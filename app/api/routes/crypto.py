@@ -12,10 +12,7 @@ from app.api.schemas.common import decode_b64
 from app.api.schemas.crypto import DecryptIn, DecryptOut, EncryptIn, EncryptOut
 from app.api.security import SecuredRoute
 from app.application.crypto import Item, ItemResult
-from app.application.targets import Target
 from app.domain import ciphertext as ct
-from app.domain.errors import EkmsError, NotFound
-from app.infra.metrics import CRYPTO_OPS
 
 router = APIRouter(prefix="/api/v1/crypto", route_class=SecuredRoute)
 
@@ -33,17 +30,6 @@ _RESPONSES = problems(
 )
 
 
-def _count(target: Target | None, operation: str, error: EkmsError | None) -> None:
-    # Labels stay bounded: names come from configuration, never from a failed lookup.
-    if target is None or isinstance(error, NotFound):
-        module = "unknown"
-    elif target.module is not None:
-        module = target.module
-    else:
-        module = f"field:{target.field}"
-    CRYPTO_OPS.labels(module, operation, "success" if error is None else error.reason.value).inc()
-
-
 def _data(result: ItemResult) -> bytes:
     if result.data is None:  # require_ok() guarantees data; never answer an empty success
         raise RuntimeError("the data plane returned no data and no error")
@@ -52,29 +38,15 @@ def _data(result: ItemResult) -> bytes:
 
 @router.post("/encrypt", tags=["crypto"], summary="Encrypt one value", responses=_RESPONSES)
 async def encrypt(body: EncryptIn, crypto: Crypto, caller: DataPlaneCaller) -> EncryptOut:
-    target: Target | None = None
-    try:
-        target = body.target()
-        item = Item(target, decode_b64(body.plaintext), decode_b64(body.context))
-        result = await crypto.encrypt(caller, item)
-    except EkmsError as exc:
-        _count(target, "encrypt", exc)
-        raise
-    _count(target, "encrypt", None)
+    item = Item(body.target(), decode_b64(body.plaintext), decode_b64(body.context))
+    result = await crypto.encrypt(caller, item)
     return EncryptOut(ciphertext=ct.to_text(_data(result)), key_version=result.key_version or 0)
 
 
 @router.post("/decrypt", tags=["crypto"], summary="Decrypt one value", responses=_RESPONSES)
 async def decrypt(body: DecryptIn, crypto: Crypto, caller: DataPlaneCaller) -> DecryptOut:
-    target: Target | None = None
-    try:
-        target = body.target()
-        item = Item(target, ct.from_text(body.ciphertext), decode_b64(body.context))
-        result = await crypto.decrypt(caller, item)
-    except EkmsError as exc:
-        _count(target, "decrypt", exc)
-        raise
-    _count(target, "decrypt", None)
+    item = Item(body.target(), ct.from_text(body.ciphertext), decode_b64(body.context))
+    result = await crypto.decrypt(caller, item)
     return DecryptOut(
         plaintext=base64.b64encode(_data(result)).decode("ascii"),
         key_version=result.key_version or 0,
