@@ -264,6 +264,7 @@ class InMemoryDatabase:
         self.committed = Store()
         self.down = False
         self.transactions = 0
+        self.attempts = 0
 
     def __call__(self) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self)
@@ -276,6 +277,7 @@ class InMemoryUnitOfWork:
         self._db = db
 
     async def __aenter__(self) -> Self:
+        self._db.attempts += 1
         if self._db.down:
             raise ServiceUnavailable("database down", reason=Reason.DATABASE_UNAVAILABLE)
         self._db.transactions += 1

@@ -42,6 +42,7 @@ _STATUS_REASON = {
 }
 _DECISION_CACHE_LIMIT = 4096
 _KMS_RETRY_SECONDS = 2.0
+_DB_RETRY_SECONDS = 2.0
 
 
 def kek_context(instance_id: str, kek_id: uuid.UUID) -> dict[str, str]:
@@ -120,6 +121,8 @@ class KeyChain:
         self.instance_id = instance_id
         self.unavailable_grace = unavailable_grace
         self._snapshot: Snapshot | None = None
+        self._fallback: Snapshot | None = None
+        self._reload_retry_at = 0.0
         self._keks: dict[uuid.UUID, KeyEncryptionKey] = {}
         self._generation = 0
         self._lock = asyncio.Lock()
@@ -130,14 +133,20 @@ class KeyChain:
     # --- cache control ----------------------------------------------------------------------
 
     def invalidate(self) -> None:
-        """Forget the snapshot (not the KEK); the next call reloads it."""
+        """Forget the snapshot (not the KEK); the next call reloads it.
+
+        The old snapshot is kept as a fallback: if the reload fails because the database is
+        unreachable, the data plane keeps serving what it had (see ``snapshot``)."""
         self._generation += 1
+        if self._snapshot is not None:
+            self._fallback = self._snapshot
         self._snapshot = None
 
     def purge(self) -> None:
-        """Forget everything unwrapped, the KEK included."""
+        """Forget everything unwrapped, the KEK included, and every fallback."""
         self._keks.clear()
         self.invalidate()
+        self._fallback = None
 
     def remember_kek(self, kek: KeyEncryptionKey) -> None:
         """Install a KEK this process just created, so it needs no KMS round trip."""
@@ -153,13 +162,25 @@ class KeyChain:
         snap = self._snapshot
         if snap is not None:
             return snap
+        fallback = self._fallback
+        if fallback is not None and self._clock.monotonic() < self._reload_retry_at:
+            return fallback  # the database was away a moment ago: do not queue on it again
         async with self._lock:
             if self._snapshot is not None:
                 return self._snapshot
             generation = self._generation
-            snap = await self._load()
+            try:
+                snap = await self._load()
+            except ServiceUnavailable as exc:
+                fallback = self._fallback
+                if fallback is None or exc.reason is not Reason.DATABASE_UNAVAILABLE:
+                    raise
+                self._reload_retry_at = self._clock.monotonic() + _DB_RETRY_SECONDS
+                log.warning("keychain_reload_failed_serving_cached", reason=exc.reason.value)
+                return fallback
             if generation == self._generation:
                 self._snapshot = snap
+                self._fallback = None
             return snap
 
     async def _load(self) -> Snapshot:

@@ -439,3 +439,23 @@ async def test_failures_are_audited_and_counted_without_echoing_unknown_names(re
         ("encrypt", "MODULE_NOT_FOUND", 3),
     }
     assert all("nope" not in str(e.target) for e in failures)
+
+
+async def test_database_outage_keeps_the_data_plane_on_the_cached_chain(ready: World) -> None:
+    blob = await ready.encrypt(b"cached")
+    ready.db.down = True
+    ready.ctx.chain.invalidate()  # e.g. the periodic reconcile fires during the outage
+    for _ in range(3):
+        assert await ready.decrypt(blob) == b"cached"
+    attempts = ready.db.attempts
+    ready.ctx.chain.invalidate()
+    assert await ready.decrypt(blob) == b"cached"  # within the retry pause: no new attempt
+    assert ready.db.attempts == attempts
+    ready.clock.advance(3)
+    assert await ready.decrypt(blob) == b"cached"  # after it: one attempt, still served
+    assert ready.db.attempts == attempts + 1
+    ready.ctx.chain.purge()  # an unusable external key: nothing cached may serve
+    with pytest.raises(ServiceUnavailable):
+        await ready.decrypt(blob)
+    ready.db.down = False
+    assert await ready.decrypt(blob) == b"cached"
