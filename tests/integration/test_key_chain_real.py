@@ -219,3 +219,24 @@ async def test_hot_path_makes_no_kms_call_and_no_query_after_warm_up(chain: Cont
     chain.ctx.chain.purge()  # a cold chain costs one KMS unwrap and one snapshot load
     assert await _dec(chain, blob) == b"warm"
     assert _sample("ekms_kms_calls_total") == kms_before + 1
+
+
+async def test_a_key_id_that_does_not_exist_reads_as_deleted(
+    moto_server: str, aws_env: str, tmp_path: Path, sqlite_url: str
+) -> None:
+    settings = Settings(
+        database_url=sqlite_url,
+        kms_provider="aws",
+        aws_endpoint_url=moto_server,
+        aws_region=aws_env,
+        data_dir=tmp_path,
+        jwt_hs256_secret="x" * 40,
+        scheduler_enabled=False,
+    )
+    async with running(settings) as container:
+        missing = "11111111-2222-3333-4444-555555555555"
+        with pytest.raises(KeyUnavailable) as err:
+            await configure_ekms(container.ctx, ADMIN, ConfigInput(KmsProvider.AWS, missing))
+        assert err.value.reason is Reason.EXTERNAL_KEY_DELETED
+        async with container.ctx.uow() as uow:
+            assert await uow.config.get() is None  # nothing was written
