@@ -311,6 +311,8 @@ def ekms_env(database_url: str, kms_url: str, region: str, data_dir: Path, **ext
         "EKMS_KMS_CONNECT_TIMEOUT_SECONDS": "1",
         "EKMS_KMS_READ_TIMEOUT_SECONDS": "3",
         "EKMS_LOG_LEVEL": "WARNING",
+        # Console lines: the JSON renderer drops exception tracebacks (see docs/reliability.md).
+        "EKMS_LOG_JSON": "false",
         **extra,
     }
 
@@ -322,6 +324,10 @@ def running_processes(*nodes: EkmsProcess) -> Iterator[tuple[EkmsProcess, ...]]:
         for node in nodes:
             node.start()
         yield nodes
+    except BaseException:
+        for node in nodes:  # what the processes said, next to the failure
+            print(f"--- last lines of {node.name} ({node.log}):\n{node.tail()}")
+        raise
     finally:
         for node in nodes:
             node.stop()
