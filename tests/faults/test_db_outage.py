@@ -60,8 +60,6 @@ def _audit_gauge(node: EkmsProcess) -> str:
     return " ".join(line for line in metrics.splitlines() if line.startswith("ekms_audit_buffer"))
 
 
-
-
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize(
     "reconcile_seconds",
