@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.e2e.conftest import e2e_options, ekms  # noqa: F401 - the in-process gRPC world
 from tests.faults.support import OwnKms
 
 FAULT_SECONDS = float(os.environ.get("EKMS_FAULT_SECONDS", "2"))
