@@ -4,10 +4,21 @@ Served entirely from the in-memory ``KeyChain`` snapshot: no KMS call and no que
 Each call checks, in order: the target resolves, the chain may serve (external key state),
 the module's access policies allow the operation, the key version's state allows it. Audit is
 aggregated in memory (``AuditBuffer``) and written in batches.
+
+Batches: every check above depends only on the snapshot, the caller, the target and (decrypt)
+the 22-byte ciphertext header, never on the value. So within one call, once an item has passed
+them all, the next items with the same target (and header) reuse what it found (a ``_Sealer``
+or an ``_Opener``: the data key, the binding, the audit key) and only do their own part: the
+size checks, the cipher, the count. Any item the shortcut cannot serve exactly (first of its
+kind, oversized, a ciphertext that does not verify) goes through the item-by-item path, which
+stays the one definition of the behaviour. The shortcut lives for one call only, and not at
+all while the chain is inside its unavailable-grace deadline (the one check that reads the
+clock).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -25,11 +36,15 @@ from app.domain.errors import (
     NotFound,
     Reason,
 )
+from app.domain.keys import DataKey
 from app.domain.module import ModuleKey
 from app.domain.policy import Decision
 from app.domain.values import Caller, ModuleState, Operation
 
 NONCE_SIZE = ct.GCM_NONCE_SIZE
+_HEADER_SIZE = ct.HEADER_SIZE
+# Shorter ciphertexts take the item-by-item path: no algorithm's minimal body is longer.
+_SHORTCUT_MIN_SIZE = ct.HEADER_SIZE + ct.GCM_NONCE_SIZE + ct.TAG_SIZE
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +92,15 @@ class CryptoService:
 
     async def encrypt_batch(self, caller: Caller, items: Sequence[Item]) -> list[ItemResult]:
         snap = await self._ready()
-        return [self._guard(Operation.ENCRYPT, snap, caller, item) for item in items]
+        if len(items) == 1 or snap.fail_closed_at is not None:
+            return [self._guard(Operation.ENCRYPT, snap, caller, item) for item in items]
+        return self._encrypt_many(snap, caller, items)
 
     async def decrypt_batch(self, caller: Caller, items: Sequence[Item]) -> list[ItemResult]:
         snap = await self._ready()
-        return [self._guard(Operation.DECRYPT, snap, caller, item) for item in items]
+        if len(items) == 1 or snap.fail_closed_at is not None:
+            return [self._guard(Operation.DECRYPT, snap, caller, item) for item in items]
+        return self._decrypt_many(snap, caller, items)
 
     async def rewrap_batch(self, caller: Caller, items: Sequence[Item]) -> list[ItemResult]:
         snap = await self._ready()
@@ -183,19 +202,26 @@ class CryptoService:
     ) -> tuple[ModuleView, Decision, bytes, int]:
         ct.check_context(item.context)
         parsed = ct.parse(item.data)
-        view = snap.modules_by_id.get(parsed.header.module_id)
-        declared = self._resolve(snap, item.target, for_encrypt=False)
-        if view is None or (item.target.module is not None and view is not declared):
+        view, decision, key, data_key = self._unlock(
+            snap, caller, item.target, parsed.header, operation
+        )
+        plaintext = data_key.decrypt(parsed, item.target.binding, item.context)
+        return view, decision, plaintext, key.version
+
+    def _unlock(
+        self, snap: Snapshot, caller: Caller, target: Target, header: ct.Header, op: Operation
+    ) -> tuple[ModuleView, Decision, ModuleKey, DataKey]:
+        """The checks of a decrypt that depend on the header, not on the value."""
+        view = snap.modules_by_id.get(header.module_id)
+        declared = self._resolve(snap, target, for_encrypt=False)
+        if view is None or (target.module is not None and view is not declared):
             raise DecryptionFailed()
-        decision = self._authorize(snap, view, caller, operation, item.target)
-        key = view.keys.get(parsed.header.key_version)
-        if key is None or parsed.header.algorithm is not view.module.algorithm:
+        decision = self._authorize(snap, view, caller, op, target)
+        key = view.keys.get(header.key_version)
+        if key is None or header.algorithm is not view.module.algorithm:
             raise DecryptionFailed()
         key.ensure_can_decrypt()
-        plaintext = self._chain.data_key(snap, view, key).decrypt(
-            parsed, item.target.binding, item.context
-        )
-        return view, decision, plaintext, key.version
+        return view, decision, key, self._chain.data_key(snap, view, key)
 
     def _encrypt_one(self, snap: Snapshot, caller: Caller, item: Item) -> ItemResult:
         view = self._resolve(snap, item.target, for_encrypt=True)
@@ -220,7 +246,9 @@ class CryptoService:
         self._track(caller, decision, view, item.target)
         return ItemResult(data=blob, key_version=new_version)
 
-    def _track(self, caller: Caller, decision: Decision, view: ModuleView, target: Target) -> None:
+    def _track(
+        self, caller: Caller, decision: Decision, view: ModuleView, target: Target, count: int = 1
+    ) -> None:
         self._audit.record(
             actor=caller.subject,
             action=decision.operation.value,
@@ -228,10 +256,123 @@ class CryptoService:
             module=view.module.name,
             target=str(target),
             decided_by=str(decision.decided_by) if decision.decided_by else "default",
+            count=count,
         )
+
+    # --- batches: the shortcut (see the module docstring) ----------------------------------------
+
+    def _encrypt_many(
+        self, snap: Snapshot, caller: Caller, items: Sequence[Item]
+    ) -> list[ItemResult]:
+        sealers: dict[Target, _Sealer] = {}
+        done: Counter[_Sealer] = Counter()
+        results: list[ItemResult] = []
+        append = results.append
+        try:
+            for item in items:
+                target = item.target
+                sealer = sealers.get(target)
+                if (
+                    sealer is None
+                    or len(item.data) > ct.MAX_PLAINTEXT
+                    or len(item.context) > ct.MAX_CONTEXT
+                ):
+                    result = self._guard(Operation.ENCRYPT, snap, caller, item)
+                    if result.error is None and target not in sealers:
+                        sealers[target] = self._sealer(snap, caller, target)
+                    append(result)
+                    continue
+                nonce = self._nonce(NONCE_SIZE) if sealer.randomized else b""
+                blob = sealer.data_key.encrypt(item.data, sealer.binding, item.context, nonce)
+                done[sealer] += 1
+                append(ItemResult(data=blob, key_version=sealer.data_key.version))
+        finally:
+            for sealer, count in done.items():
+                self._audit.count_usage(sealer.data_key.module_id, sealer.data_key.version, count)
+                self._track(caller, sealer.decision, sealer.view, sealer.target, count)
+        return results
+
+    def _sealer(self, snap: Snapshot, caller: Caller, target: Target) -> _Sealer:
+        view = self._resolve(snap, target, for_encrypt=True)
+        decision = self._authorize(snap, view, caller, Operation.ENCRYPT, target)
+        data_key = self._chain.data_key(snap, view, self._active_key(view))
+        return _Sealer(
+            target,
+            view,
+            decision,
+            data_key,
+            target.binding,
+            not view.module.algorithm.deterministic,
+        )
+
+    def _decrypt_many(
+        self, snap: Snapshot, caller: Caller, items: Sequence[Item]
+    ) -> list[ItemResult]:
+        openers: dict[tuple[Target, bytes], _Opener] = {}
+        done: Counter[_Opener] = Counter()
+        results: list[ItemResult] = []
+        append = results.append
+        try:
+            for item in items:
+                data, context = item.data, item.context
+                key = (item.target, data[:_HEADER_SIZE])
+                opener = openers.get(key)
+                if (
+                    opener is not None
+                    and len(data) >= _SHORTCUT_MIN_SIZE
+                    and len(context) <= ct.MAX_CONTEXT
+                ):
+                    sealed = ct.Ciphertext(opener.header, key[1], data[_HEADER_SIZE:])
+                    try:
+                        plaintext = opener.data_key.decrypt(sealed, opener.binding, context)
+                    except DecryptionFailed:
+                        pass  # the item-by-item path gives (and audits) the failure
+                    else:
+                        done[opener] += 1
+                        append(ItemResult(data=plaintext, key_version=opener.data_key.version))
+                        continue
+                result = self._guard(Operation.DECRYPT, snap, caller, item)
+                if result.error is None and key not in openers:
+                    openers[key] = self._opener(snap, caller, item)
+                append(result)
+        finally:
+            for opener, count in done.items():
+                self._track(caller, opener.decision, opener.view, opener.target, count)
+        return results
+
+    def _opener(self, snap: Snapshot, caller: Caller, item: Item) -> _Opener:
+        header = ct.parse(item.data).header
+        view, decision, _, data_key = self._unlock(
+            snap, caller, item.target, header, Operation.DECRYPT
+        )
+        return _Opener(item.target, view, decision, data_key, item.target.binding, header)
 
 
 _ItemOp = Callable[[Snapshot, Caller, "Item"], "ItemResult"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # hashed by identity: one per target in a call
+class _Sealer:
+    """What encrypting for one target needs, found by an item that passed every check."""
+
+    target: Target
+    view: ModuleView
+    decision: Decision
+    data_key: DataKey
+    binding: bytes
+    randomized: bool
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Opener:
+    """What decrypting under one header for one target needs, found likewise."""
+
+    target: Target
+    view: ModuleView
+    decision: Decision
+    data_key: DataKey
+    binding: bytes
+    header: ct.Header
 
 
 def require_ok(result: ItemResult) -> ItemResult:
