@@ -268,10 +268,13 @@ class CryptoService:
         done: Counter[_Sealer] = Counter()
         results: list[ItemResult] = []
         append = results.append
+        last_target: Target | None = None  # items of a batch mostly share one Target object
+        sealer: _Sealer | None = None
         try:
             for item in items:
                 target = item.target
-                sealer = sealers.get(target)
+                if target is not last_target:
+                    last_target, sealer = target, sealers.get(target)
                 if (
                     sealer is None
                     or len(item.data) > ct.MAX_PLAINTEXT
@@ -279,7 +282,7 @@ class CryptoService:
                 ):
                     result = self._guard(Operation.ENCRYPT, snap, caller, item)
                     if result.error is None and target not in sealers:
-                        sealers[target] = self._sealer(snap, caller, target)
+                        sealer = sealers[target] = self._sealer(snap, caller, target)
                     append(result)
                     continue
                 nonce = self._nonce(NONCE_SIZE) if sealer.randomized else b""
@@ -308,21 +311,26 @@ class CryptoService:
     def _decrypt_many(
         self, snap: Snapshot, caller: Caller, items: Sequence[Item]
     ) -> list[ItemResult]:
-        openers: dict[tuple[Target, bytes], _Opener] = {}
+        openers: dict[Target, dict[bytes, _Opener]] = {}  # by target, then by header
         done: Counter[_Opener] = Counter()
         results: list[ItemResult] = []
         append = results.append
+        last_target: Target | None = None  # items of a batch mostly share one Target object
+        by_header: dict[bytes, _Opener] = {}
         try:
             for item in items:
                 data, context = item.data, item.context
-                key = (item.target, data[:_HEADER_SIZE])
-                opener = openers.get(key)
+                if item.target is not last_target:
+                    last_target = item.target
+                    by_header = openers.setdefault(last_target, {})
+                header = data[:_HEADER_SIZE]
+                opener = by_header.get(header)
                 if (
                     opener is not None
                     and len(data) >= _SHORTCUT_MIN_SIZE
                     and len(context) <= ct.MAX_CONTEXT
                 ):
-                    sealed = ct.Ciphertext(opener.header, key[1], data[_HEADER_SIZE:])
+                    sealed = ct.Ciphertext(opener.header, header, data[_HEADER_SIZE:])
                     try:
                         plaintext = opener.data_key.decrypt(sealed, opener.binding, context)
                     except DecryptionFailed:
@@ -332,8 +340,8 @@ class CryptoService:
                         append(ItemResult(data=plaintext, key_version=opener.data_key.version))
                         continue
                 result = self._guard(Operation.DECRYPT, snap, caller, item)
-                if result.error is None and key not in openers:
-                    openers[key] = self._opener(snap, caller, item)
+                if result.error is None and header not in by_header:
+                    by_header[header] = self._opener(snap, caller, item)
                 append(result)
         finally:
             for opener, count in done.items():
