@@ -33,17 +33,36 @@ def _run(coro: object) -> None:
 
 
 @cli.command()
-def serve() -> None:
-    """Run the REST API, the gRPC server and the scheduler in one process."""
+def serve(
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="processes serving the same ports (SO_REUSEPORT; needs Postgres); "
+            "default EKMS_WORKERS (1)",
+        ),
+    ] = None,
+) -> None:
+    """Run the REST API, the gRPC server and the scheduler in one process (or N workers)."""
     from app.bootstrap import StartupError
     from app.server import serve as serve_async
+    from app.server import serve_workers
 
     settings = _settings()
+    count = workers or settings.workers
     try:
-        _run(serve_async(settings))
+        if count > 1:
+            code = serve_workers(settings, count, _run)
+        else:
+            _run(serve_async(settings))
+            code = 0
     except StartupError as exc:
         typer.echo(f"ekms: {exc}", err=True)
         raise typer.Exit(2) from None
+    if code:
+        raise typer.Exit(code)
 
 
 @cli.command()

@@ -1,9 +1,22 @@
-"""``ekms serve``: REST (uvicorn) and gRPC in one process, on one event loop."""
+"""``ekms serve``: REST (uvicorn) and gRPC in one process, on one event loop.
+
+``serve_workers`` (``ekms serve --workers N``) forks N such processes on the same two ports:
+each worker runs the whole server (REST, gRPC, scheduler, audit flusher, key chain) and the
+kernel spreads connections over them (``SO_REUSEPORT``: gRPC sets it by default on Linux, the
+HTTP socket is bound with it here). Workers share nothing but the database: the key chain
+stays coherent through the Postgres change feed, exactly as between replicas, and one worker
+at a time holds the scheduler lock. So ``--workers`` needs Postgres; with SQLite it refuses.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import structlog
 import uvicorn
@@ -25,7 +38,16 @@ class _Uvicorn(uvicorn.Server):
         return None
 
 
-async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
+async def serve(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    reuse_port: bool = False,
+    on_listening: Callable[[], None] | None = None,
+) -> None:
+    """Run until ``stop`` is set (or SIGINT/SIGTERM). ``reuse_port``: bind HTTP with
+    ``SO_REUSEPORT`` (a worker of ``serve_workers``); ``on_listening``: called once both
+    servers accept connections."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -34,11 +56,18 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None) -> Non
         except (NotImplementedError, RuntimeError):  # not the main thread
             break
     async with running(settings) as container:
-        await _serve_container(container, stop)
+        await _serve_container(container, stop, reuse_port=reuse_port, on_listening=on_listening)
 
 
-async def _serve_container(container: Container, stop: asyncio.Event) -> None:
+async def _serve_container(
+    container: Container,
+    stop: asyncio.Event,
+    *,
+    reuse_port: bool = False,
+    on_listening: Callable[[], None] | None = None,
+) -> None:
     settings = container.settings
+    sockets = [_reuse_port_socket(settings.http_host, settings.http_port)] if reuse_port else None
     http = _Uvicorn(
         uvicorn.Config(
             create_app(container),
@@ -62,7 +91,7 @@ async def _serve_container(container: Container, stop: asyncio.Event) -> None:
         tls=grpc_server.options.tls is not None,
         mutual_tls=bool(grpc_server.options.tls and grpc_server.options.tls.client_ca_file),
     )
-    http_task = asyncio.create_task(http.serve(), name="http")
+    http_task = asyncio.create_task(http.serve(sockets=sockets), name="http")
     try:
         # uvicorn only exposes a ``started`` flag, no event to wait on.
         while not http.started and not http_task.done():  # noqa: ASYNC110
@@ -71,6 +100,8 @@ async def _serve_container(container: Container, stop: asyncio.Event) -> None:
             http_task.result()
         ports = [s.getsockname()[1] for server in http.servers for s in server.sockets]
         log.info("http_listening", host=settings.http_host, ports=ports)
+        if on_listening is not None:
+            on_listening()
         await stop.wait()
         log.info("shutting_down")
     finally:
@@ -126,3 +157,161 @@ def build_grpc_server(container: Container, options: GrpcOptions | None = None) 
         options=options or grpc_options(container.settings),
         metrics=_PrometheusCallMetrics(),
     )
+
+
+# --- several worker processes on the same ports ------------------------------------------------
+
+
+def _reuse_port_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
+    """A TCP socket bound with SO_REUSEPORT (listening, unless it only reserves the port)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        if listen:
+            sock.listen(2048)
+            sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+Runner = Callable[[Coroutine[Any, Any, None]], None]
+"""Runs a coroutine to completion on a fresh event loop (``uvloop.run`` or ``asyncio.run``)."""
+
+WORKER_STOP_SECONDS = GRPC_SHUTDOWN_GRACE_SECONDS + 20.0
+
+
+def serve_workers(settings: Settings, workers: int, run: Runner) -> int:
+    """Fork ``workers`` processes, each a whole ``ekms serve`` on the same ports; supervise them.
+
+    The first worker starts alone (it migrates when asked to and creates first-start files);
+    the others follow once it listens. SIGTERM/SIGINT are passed on to every worker. If a
+    worker dies, the others are stopped and the exit code is 1 (the supervisor of the host,
+    systemd or Kubernetes, restarts the whole set). Returns the exit code.
+    """
+    if settings.effective_database_url.startswith("sqlite"):
+        raise StartupError(
+            "--workers needs Postgres (EKMS_DATABASE_URL): workers learn of each other's "
+            "changes through its change feed, and SQLite serves one process"
+        )
+    # Reserve both ports (bound, not listening: the kernel sends no connection here) so that
+    # port 0 resolves once and every worker binds the same port.
+    reserved = [
+        _reserve(settings.http_host, settings.http_port, "EKMS_HTTP_*"),
+        _reserve(settings.grpc_host, settings.grpc_port, "EKMS_GRPC_*"),
+    ]
+    ports = {"http_port": reserved[0].getsockname()[1], "grpc_port": reserved[1].getsockname()[1]}
+    worker_settings = settings.model_copy(update=ports)
+    children: set[int] = set()
+    state = {"stopping": False}
+
+    def forward(signum: int, _frame: object) -> None:
+        state["stopping"] = True
+        for pid in children:
+            _kill(pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        log.info("workers_starting", workers=workers, **ports)
+        first_ready = _fork_worker(worker_settings, run, children, previous)
+        if first_ready and not state["stopping"]:
+            for _ in range(workers - 1):
+                _fork_worker(worker_settings, run, children, previous, wait=False)
+        return _supervise(children, state)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sock in reserved:
+            sock.close()
+
+
+def _reserve(host: str, port: int, hint: str) -> socket.socket:
+    try:
+        return _reuse_port_socket(host, port, listen=False)
+    except OSError as exc:
+        raise StartupError(f"cannot bind {host}:{port} ({exc}): check {hint} settings") from exc
+
+
+def _fork_worker(
+    settings: Settings,
+    run: Runner,
+    children: set[int],
+    handlers: dict[signal.Signals, Any],
+    *,
+    wait: bool = True,
+) -> bool:
+    """Fork one worker; with ``wait``, return once it listens (False if it died first)."""
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker
+        os.close(ready_r)
+        code = 0
+        try:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            run(serve(settings, reuse_port=True, on_listening=lambda: _notify(ready_w)))
+        except StartupError as exc:
+            log.error("worker_startup_failed", error=str(exc))
+            code = 2
+        except BaseException:  # a worker never returns into the parent's code
+            log.exception("worker_failed")
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    children.add(pid)
+    log.info("worker_started", pid=pid)
+    try:
+        return os.read(ready_r, 1) == b"1" if wait else True
+    finally:
+        os.close(ready_r)
+
+
+def _notify(fd: int) -> None:
+    try:
+        os.write(fd, b"1")
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _kill(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _supervise(children: set[int], state: dict[str, bool]) -> int:
+    exit_code = 0
+    stop_deadline: float | None = None
+    while children:
+        if state["stopping"] and stop_deadline is None:
+            stop_deadline = time.monotonic() + WORKER_STOP_SECONDS
+        if stop_deadline is not None and time.monotonic() > stop_deadline:
+            for pid in children:
+                log.warning("worker_killed", pid=pid, reason="did not stop in time")
+                _kill(pid, signal.SIGKILL)
+            stop_deadline = time.monotonic() + 5.0
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:
+            time.sleep(0.2)
+            continue
+        children.discard(pid)
+        code = os.waitstatus_to_exitcode(status)
+        if not state["stopping"]:
+            log.error("worker_exited", pid=pid, code=code, hint="stopping the other workers")
+            state["stopping"] = True
+            exit_code = code if code > 0 else 1
+            for other in children:
+                _kill(other, signal.SIGTERM)
+        else:
+            log.info("worker_stopped", pid=pid, code=code)
+    log.info("workers_stopped", exit_code=exit_code)
+    return exit_code
