@@ -562,3 +562,30 @@ def percentile(values: list[float], q: float) -> float:
         return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class ApiWorld:
+    """A realistic configured instance for API-wide tests: two modules (GCM and SIV) with
+    policies, two field configurations, a rotated key, and a few encrypted values."""
+
+    MODULES = ("global.payroll", "global.lookup")
+
+    def __init__(self, node: EkmsProcess) -> None:
+        self.node = node
+        self.values: list[Sealed] = []
+
+    def build(self, key_id: str) -> ApiWorld:
+        node = self.node
+        configure(node, key_id)
+        create_module(node, self.MODULES[0])
+        create_module(node, self.MODULES[1], "AES-256-SIV")
+        for table, column, module in (
+            ("employees", "iban", self.MODULES[0]),
+            ("employees", "email", self.MODULES[1]),
+        ):
+            body = {"table": table, "column": column, "module": module}
+            ok(node.call("POST", "/api/v1/field-configs", ADMIN_TOKEN, json=body))
+        ok(node.call("POST", f"/api/v1/modules/{self.MODULES[0]}/keys/rotate", ADMIN_TOKEN))
+        for i, module in enumerate(self.MODULES * 3):
+            self.values.append(seal(node, module, b"value %d" % i, b"record-%d" % i))
+        return self
