@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
+
+from app.domain.errors import InvalidInput
 
 Behavior = Callable[..., Any]
 """``(request or request iterator, context)`` -> a response awaitable or an async iterator."""
@@ -17,26 +19,64 @@ def replace_behavior(
     wrap_stream_response: Callable[[Behavior], Behavior],
 ) -> grpc.RpcMethodHandler:
     """``handler`` with its behaviour wrapped: unary-response behaviours (coroutines) by the
-    first function, stream-response behaviours (async generators) by the second."""
-    codecs = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
+    first function, stream-response behaviours (async generators) by the second.
+
+    Requests are parsed inside the behaviour rather than by grpc (which answers UNKNOWN for a
+    request that does not parse): bytes that are no message become ``InvalidInput``, which
+    the boundary maps to INVALID_ARGUMENT like any other bad input."""
+    parse = handler.request_deserializer
+    codecs = {"request_deserializer": None, "response_serializer": handler.response_serializer}
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
-            wrap_unary_response(handler.unary_unary), **codecs
+            wrap_unary_response(_parsing_one(handler.unary_unary, parse)), **codecs
         )
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(
-            wrap_stream_response(handler.unary_stream), **codecs
+            wrap_stream_response(_parsing_one(handler.unary_stream, parse)), **codecs
         )
     if handler.stream_unary is not None:
         return grpc.stream_unary_rpc_method_handler(
-            wrap_unary_response(handler.stream_unary), **codecs
+            wrap_unary_response(_parsing_each(handler.stream_unary, parse)), **codecs
         )
     return grpc.stream_stream_rpc_method_handler(
-        wrap_stream_response(handler.stream_stream), **codecs
+        wrap_stream_response(_parsing_each(handler.stream_stream, parse)), **codecs
     )
+
+
+Parse = Callable[[bytes], Any] | None
+
+
+def _decode(parse: Parse, raw: Any) -> Any:
+    if parse is None:
+        return raw
+    try:
+        return parse(raw)
+    except Exception:  # DecodeError and friends: the message says nothing about the bytes
+        raise InvalidInput("the request is not a valid message of this method") from None
+
+
+def _parsing_one(behavior: Behavior, parse: Parse) -> Behavior:
+    if parse is None:
+        return behavior
+
+    def run(raw: Any, context: Any) -> Any:
+        return behavior(_decode(parse, raw), context)
+
+    return run
+
+
+def _parsing_each(behavior: Behavior, parse: Parse) -> Behavior:
+    if parse is None:
+        return behavior
+
+    async def messages(raw_iterator: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for raw in raw_iterator:
+            yield _decode(parse, raw)
+
+    def run(raw_iterator: Any, context: Any) -> Any:
+        return behavior(messages(raw_iterator), context)
+
+    return run
 
 
 def method_name(full_method: str) -> str:

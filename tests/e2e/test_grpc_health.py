@@ -83,11 +83,14 @@ async def test_a_database_outage_is_unavailable(ekms: Ekms, postgres_admin_url: 
     finally:
         await admin.close()
     ekms.container.ctx.chain.invalidate()
-
+    # A warm chain keeps serving what it has cached; health says the replica is not ready.
+    await ekms.stub.Encrypt(request, metadata=md)
+    assert await _health(ekms) == NOT_SERVING
+    # A cold chain (nothing cached) cannot load: a transient, retryable UNAVAILABLE.
+    ekms.container.ctx.chain.purge()
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await ekms.stub.Encrypt(request, metadata=md)
     assert error_info(err.value) == (grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE")
-    assert await _health(ekms) == NOT_SERVING
 
 
 def _encrypt_calls() -> float:

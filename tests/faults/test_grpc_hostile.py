@@ -101,14 +101,6 @@ async def test_bytes_that_are_no_message_are_refused_without_internal(
     print("undecodable requests:", sorted(seen))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="grpc-python answers UNKNOWN ('Unexpected DecodeError...') when a request does not "
-    "parse: the request deserializer raises before any ekms code runs. Fix pointer: wrap "
-    "request_deserializer in app/grpc/_handlers.py replace_behavior (or the servicer "
-    "registration in app/grpc/server.py) so a DecodeError becomes InvalidInput -> "
-    "INVALID_ARGUMENT; remove this mark then",
-)
 async def test_bytes_that_are_no_message_are_invalid_argument(ekms: Ekms) -> None:
     code, _ = await _code(_raw(ekms, "Encrypt")(b"\xff\xff", metadata=ekms.auth("s", "billing")))
     assert code is INVALID
