@@ -1,0 +1,243 @@
+"""Ratios, targets, a text table and the chart of one bench run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _case(results: dict[str, Any], name: str, workers: int = 1) -> dict[str, Any] | None:
+    for case in results["cases"]:
+        if case["case"] == name and case["workers"] == workers:
+            return case
+    return None
+
+
+def _inproc(results: dict[str, Any], name: str) -> dict[str, Any] | None:
+    return next((r for r in results["inproc"] if r["case"] == name), None)
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _batch_name(results: dict[str, Any], op: str) -> str:
+    return f"grpc.{op}_batch.{results['plan']['batch_items']}x64"
+
+
+def ratios(results: dict[str, Any]) -> dict[str, Any]:
+    """Every comparison the issue asks for, as ratios within this run.
+
+    - ``unary_vs_echo``: ops/s of a unary Crypto call / ops/s of Echo, same clients, same
+      concurrency; ``..._cpu`` the same from server CPU per call (echo µs / call µs), which
+      does not depend on whether the clients or the server saturated first.
+    - ``decrypt_batch_vs_aes_gcm_per_core``: DecryptBatch fields per server CPU-second / raw
+      AES-GCM decrypts per CPU-second (64 B).
+    - ``per_field_vs_aws_sdk``: AWS Encryption SDK CPU µs per value / ekms server CPU µs per
+      field (> 1: ekms is faster per field); ``..._incl_client`` adds the load generator's CPU
+      per field to ekms' side.
+    - ``workers_2_vs_1``: ops/s with ``EKMS_WORKERS=2`` / with 1.
+    """
+    out: dict[str, Any] = {}
+    echo = _case(results, "grpc.echo.64")
+    unary: dict[str, Any] = {}
+    for name in ("encrypt.64", "decrypt.64", "encrypt.1024", "decrypt.1024"):
+        case = _case(results, f"grpc.{name}")
+        if echo and case:
+            unary[name] = _div(case["ops_per_s"], echo["ops_per_s"])
+            unary[f"{name}_cpu"] = _div(echo["server_cpu_us_per_op"], case["server_cpu_us_per_op"])
+    out["unary_vs_echo"] = unary
+    echo_stream = _case(results, "grpc.echo_stream.64")
+    streams: dict[str, Any] = {}
+    for op in ("encrypt", "decrypt"):
+        case = _case(results, f"grpc.{op}_stream.64")
+        if echo_stream and case:
+            streams[op] = _div(case["fields_per_s"], echo_stream["fields_per_s"])
+            streams[f"{op}_cpu"] = _div(
+                echo_stream["server_cpu_us_per_field"], case["server_cpu_us_per_field"]
+            )
+    out["stream_vs_echo_stream"] = streams
+    batch = _case(results, _batch_name(results, "decrypt"))
+    aes = _inproc(results, "aes_gcm.decrypt.64")
+    if batch and aes:
+        out["decrypt_batch_vs_aes_gcm_per_core"] = _div(
+            aes["cpu_us_per_op"], batch["server_cpu_us_per_field"]
+        )
+    vs_sdk: dict[str, Any] = {}
+    for op in ("encrypt", "decrypt"):
+        sdk = _inproc(results, f"aws_sdk.{op}.64")
+        for kind, name in (("batch", _batch_name(results, op)), ("stream", f"grpc.{op}_stream.64")):
+            case = _case(results, name)
+            if not (sdk and case and case["fields"]):
+                continue
+            vs_sdk[f"{op}_{kind}"] = _div(sdk["cpu_us_per_op"], case["server_cpu_us_per_field"])
+            client_us = case["client_cpu_cores"] * case["window_s"] / case["fields"] * 1e6
+            vs_sdk[f"{op}_{kind}_incl_client"] = _div(
+                sdk["cpu_us_per_op"], (case["server_cpu_us_per_field"] or 0) + client_us
+            )
+            vs_sdk[f"{op}_{kind}_throughput"] = _div(case["fields_per_s"], sdk["ops_per_s"])
+    out["per_field_vs_aws_sdk"] = vs_sdk
+    scaling: dict[str, Any] = {}
+    for name in ("grpc.echo.64", "grpc.encrypt.64", "grpc.decrypt.64"):
+        one, two = _case(results, name, 1), _case(results, name, 2)
+        if one and two:
+            scaling[name] = _div(two["ops_per_s"], one["ops_per_s"])
+            scaling[f"{name}_server_cores"] = [one["server_cores"], two["server_cores"]]
+    out["workers_2_vs_1"] = scaling
+    half: dict[str, Any] = {}
+    for name in ("grpc.encrypt.64", "grpc.decrypt.64"):
+        case = _case(results, f"{name}@50%")
+        if case:
+            half[name] = {
+                "p50_ms": case["p50_ms"],
+                "p99_ms": case["p99_ms"],
+                "rate": case["rate_target"],
+            }
+    out["half_load"] = half
+    return out
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    r = results["ratios"]
+    rows: list[dict[str, Any]] = []
+
+    def add(name: str, goal: str, value: Any, met: bool | None) -> None:
+        rows.append({"target": name, "goal": goal, "value": value, "met": met})
+
+    unary = r.get("unary_vs_echo", {})
+    for name in ("encrypt.64", "decrypt.64", "encrypt.1024", "decrypt.1024"):
+        value = unary.get(name)
+        add(
+            f"unary {name} vs echo (throughput)",
+            ">= 0.90",
+            value,
+            None if value is None else value >= 0.90,
+        )
+    value = r.get("decrypt_batch_vs_aes_gcm_per_core")
+    add(
+        "DecryptBatch vs raw AES-GCM per core",
+        ">= 0.40",
+        value,
+        None if value is None else value >= 0.40,
+    )
+    warm = [c for c in results["cases"] if c["workers"] == 1 and c["kms_calls"] is not None]
+    kms = sum(c["kms_calls"] for c in warm)
+    add("KMS calls after warm-up (all cases)", "0", kms, kms == 0)
+    idle = results.get("idle", {}).get("db_queries_per_s")
+    worst = max((c["db_queries_per_1k_fields"] or 0 for c in warm), default=None)
+    add(
+        "DB queries per 1k ops after warm-up (worst case; background only, see db_queries_per_s)",
+        "0 per op",
+        {"worst_per_1k": worst, "idle_per_s": idle},
+        None,
+    )
+    for name, value in r.get("half_load", {}).items():
+        add(f"p99 {name} at 50% of max", "<= 5 ms", value["p99_ms"], value["p99_ms"] <= 5.0)
+    for name in ("grpc.encrypt.64", "grpc.decrypt.64"):
+        value = r.get("workers_2_vs_1", {}).get(name)
+        add(
+            f"--workers 2 vs 1: {name}",
+            "> 1 (scales with cores)",
+            value,
+            None if value is None else value > 1.0,
+        )
+    for name, value in r.get("per_field_vs_aws_sdk", {}).items():
+        if name.endswith(("_incl_client", "_throughput")):
+            continue
+        add(
+            f"{name} faster per field than the AWS Encryption SDK",
+            "> 1",
+            value,
+            None if value is None else value > 1.0,
+        )
+    return rows
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def text(results: dict[str, Any]) -> str:
+    lines = [
+        f"{'case':34s} {'w':>1s} {'ops/s':>9s} {'fields/s':>10s} {'p50 ms':>7s} {'p99 ms':>7s} "
+        f"{'srv µs/fld':>10s} {'srv cores':>9s} {'cli cores':>9s} {'kms/1k':>6s} {'db/1k':>6s} "
+        f"{'err':>4s} {'other':>5s}"
+    ]
+    for c in results["cases"]:
+        lines.append(
+            f"{c['case']:34s} {c['workers']:>1d} {c['ops_per_s']:9.0f} {c['fields_per_s']:10.0f} "
+            f"{c['p50_ms']:7.2f} {c['p99_ms']:7.2f} {_fmt(c['server_cpu_us_per_field']):>10s} "
+            f"{c['server_cores']:9.2f} {c['client_cpu_cores']:9.2f} "
+            f"{_fmt(c['kms_calls_per_1k_fields']):>6s} {_fmt(c['db_queries_per_1k_fields']):>6s} "
+            f"{c['errors']:4d} {c.get('other_cores', 0):5.2f}"
+        )
+    lines.append("")
+    for r in results["inproc"]:
+        lines.append(
+            f"{r['case']:34s}   {r['ops_per_s']:9.0f} {'':10s} {r['p50_ms']:7.3f} "
+            f"{r['p99_ms']:7.3f} {r['cpu_us_per_op']:10.2f}"
+        )
+    lines.append("")
+    for t in results["targets"]:
+        mark = {True: "met", False: "NOT met", None: "see notes"}[t["met"]]
+        lines.append(f"{t['target']:70s} {t['goal']:>24s} {_fmt(t['value']):>12s}  {mark}")
+    return "\n".join(lines)
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    main = [c for c in results["cases"] if c["workers"] == 1 and c["group"] != "half_load"]
+    fig, axes = plt.subplots(2, 2, figsize=(15, 10))
+    names = [c["case"] for c in main]
+    ax = axes[0][0]
+    ax.barh(names, [c["fields_per_s"] for c in main], color="tab:blue")
+    inproc = results["inproc"]
+    ax.barh(
+        [r["case"] + " (in-proc)" for r in inproc],
+        [r["ops_per_s"] for r in inproc],
+        color="tab:gray",
+    )
+    ax.set_xscale("log")
+    ax.set_title("throughput: fields/s (ops/s for unary); in-process ceilings in grey")
+    ax.invert_yaxis()
+    ax = axes[0][1]
+    ax.barh(names, [c["server_cpu_us_per_field"] or 0 for c in main], color="tab:orange")
+    ax.barh(
+        [r["case"] + " (in-proc)" for r in inproc],
+        [r["cpu_us_per_op"] for r in inproc],
+        color="tab:gray",
+    )
+    ax.set_xscale("log")
+    ax.set_title("server CPU µs per field (in-process: CPU µs per value)")
+    ax.invert_yaxis()
+    ax = axes[1][0]
+    lat = [c for c in results["cases"] if c["workers"] == 1]
+    y = range(len(lat))
+    ax.barh([c["case"] for c in lat], [c["p99_ms"] for c in lat], color="tab:red", label="p99")
+    ax.barh([c["case"] for c in lat], [c["p50_ms"] for c in lat], color="tab:green", label="p50")
+    ax.set_xscale("log")
+    ax.set_title("latency per call (ms); streams: per item")
+    ax.legend()
+    ax.invert_yaxis()
+    del y
+    ax = axes[1][1]
+    rows = [t for t in results["targets"] if isinstance(t["value"], int | float)]
+    labels = [t["target"][:48] for t in rows]
+    colors = ["tab:green" if t["met"] else "tab:red" for t in rows]
+    ax.barh(labels, [t["value"] for t in rows], color=colors)
+    ax.set_xscale("log")
+    ax.set_title("targets (green: met)")
+    ax.invert_yaxis()
+    m = results["machine"]
+    fig.suptitle(
+        f"ekms bench {m['git_commit']} — {m['nproc']} × {m['cpu_model']}, Python {m['python']}"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
