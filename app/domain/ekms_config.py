@@ -13,8 +13,9 @@ DEFAULT_SYNC_INTERVAL = timedelta(minutes=30)
 MIN_SYNC_INTERVAL = timedelta(minutes=1)
 MAX_SYNC_INTERVAL = timedelta(days=1)
 
-# Changing any of these once the configuration is active would orphan the wrapped KEK.
-CRITICAL_FIELDS = frozenset({"provider", "key_id", "region"})
+# Changing any of these once the configuration is active would orphan the wrapped KEK, or send
+# signed KMS requests (and the status the chain trusts) to another endpoint.
+CRITICAL_FIELDS = frozenset({"provider", "key_id", "region", "endpoint_url"})
 
 
 @dataclass(slots=True)

@@ -487,21 +487,10 @@ def test_a_realistic_session_leaks_no_key_material_or_token(
     assert servers == {None}, servers
 
 
-LOCALS_BUG = (
-    "BUG app/infra/logging.py: with EKMS_LOG_JSON=false, structlog's ConsoleRenderer formats "
-    "logged exceptions with rich and show_locals=True, so an unhandled error "
-    "(app/api/middleware.py log.exception) prints the local variables of every frame: key "
-    "bytes, plaintexts, tokens (cut at 80 characters). Fix: ConsoleRenderer("
-    "exception_formatter=structlog.dev.plain_traceback) or RichTracebackFormatter("
-    "show_locals=False). (In JSON form the traceback is dropped altogether: an operator sees "
-    "'exc_info': true and nothing else; format_exc_info would keep it, without locals.)"
-)
-
-
 @pytest.mark.parametrize(
     "json_form",
     [
-        pytest.param(False, id="console", marks=pytest.mark.xfail(strict=True, reason=LOCALS_BUG)),
+        pytest.param(False, id="console"),
         pytest.param(True, id="json"),
     ],
 )

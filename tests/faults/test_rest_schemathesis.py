@@ -121,14 +121,6 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     assert errors == [], "an unhandled exception reached the log"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG app/domain/ekms_config.py: endpoint_url is not in CRITICAL_FIELDS, so "
-    "PUT /api/v1/ekms/config repoints an active instance to any KMS endpoint (200); afterwards "
-    "kek/rotate, sync and config/test answer 503 KMS_UNAVAILABLE (unreachable URL) or an "
-    "undocumented 422 (a URL botocore refuses, e.g. 'http://['), and signed KMS requests go to "
-    "that host. Refuse it once active (409 IMMUTABLE_FIELD) or probe the new endpoint first",
-)
 async def test_endpoint_url_cannot_be_repointed_once_active(
     pg_url: str, moto_server: str, aws_env: str, kms_key: str, tmp_path: Path
 ) -> None:
