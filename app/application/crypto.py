@@ -5,22 +5,24 @@ Each call checks, in order: the target resolves, the chain may serve (external k
 the module's access policies allow the operation, the key version's state allows it. Audit is
 aggregated in memory (``AuditBuffer``) and written in batches.
 
-Batches: every check above depends only on the snapshot, the caller, the target and (decrypt)
-the 22-byte ciphertext header, never on the value. So within one call, once an item has passed
-them all, the next items with the same target (and header) reuse what it found (a ``_Sealer``
-or an ``_Opener``: the data key, the binding, the audit key) and only do their own part: the
-size checks, the cipher, the count. Any item the shortcut cannot serve exactly (first of its
-kind, oversized, a ciphertext that does not verify) goes through the item-by-item path, which
-stays the one definition of the behaviour. The shortcut lives for one call only, and not at
-all while the chain is inside its unavailable-grace deadline (the one check that reads the
-clock).
+The shortcut: every check above depends only on the snapshot, the caller, the target and
+(decrypt) the 22-byte ciphertext header, never on the value. So once an item has passed them
+all, later items of the same caller with the same target (and header) reuse what it found (a
+``_Sealer`` or an ``_Opener``: the data key, the binding, the audit key) and only do their own
+part: the size checks, the cipher, the count. Any item the shortcut cannot serve exactly
+(first of its kind, oversized, a ciphertext that does not verify) goes through the
+item-by-item path, which stays the one definition of the behaviour. What the shortcut found
+is kept per caller (``_Memo``) for as long as the chain serves the same snapshot: the first
+call that gets another snapshot (any change anywhere, a purge included) drops it all, so it
+never serves from an old one. It is not used at all while the chain is inside its
+unavailable-grace deadline (the one check that reads the clock).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.application.context import AppContext
 from app.application.keychain import ModuleView, Snapshot
@@ -45,6 +47,7 @@ NONCE_SIZE = ct.GCM_NONCE_SIZE
 _HEADER_SIZE = ct.HEADER_SIZE
 # Shorter ciphertexts take the item-by-item path: no algorithm's minimal body is longer.
 _SHORTCUT_MIN_SIZE = ct.HEADER_SIZE + ct.GCM_NONCE_SIZE + ct.TAG_SIZE
+_MEMO_CALLERS = 4096  # distinct callers remembered per snapshot; then it starts over
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,8 @@ class CryptoService:
         self._chain = ctx.chain
         self._audit = ctx.audit
         self._nonce = ctx.rng.token_bytes
+        self._memo_snap: Snapshot | None = None
+        self._memos: dict[Caller, _Memo] = {}
         self._ops: dict[Operation, _ItemOp] = {
             Operation.ENCRYPT: self._encrypt_one,
             Operation.DECRYPT: self._decrypt_one,
@@ -92,15 +97,15 @@ class CryptoService:
 
     async def encrypt_batch(self, caller: Caller, items: Sequence[Item]) -> list[ItemResult]:
         snap = await self._ready()
-        if len(items) == 1 or snap.fail_closed_at is not None:
+        if snap.fail_closed_at is not None:
             return [self._guard(Operation.ENCRYPT, snap, caller, item) for item in items]
-        return self._encrypt_many(snap, caller, items)
+        return self._encrypt_many(snap, caller, items, self._memo(snap, caller).sealers)
 
     async def decrypt_batch(self, caller: Caller, items: Sequence[Item]) -> list[ItemResult]:
         snap = await self._ready()
-        if len(items) == 1 or snap.fail_closed_at is not None:
+        if snap.fail_closed_at is not None:
             return [self._guard(Operation.DECRYPT, snap, caller, item) for item in items]
-        return self._decrypt_many(snap, caller, items)
+        return self._decrypt_many(snap, caller, items, self._memo(snap, caller).openers)
 
     async def rewrap_batch(self, caller: Caller, items: Sequence[Item]) -> list[ItemResult]:
         snap = await self._ready()
@@ -111,6 +116,16 @@ class CryptoService:
     async def _ready(self) -> Snapshot:
         await self._audit.wait_for_capacity()
         return await self._chain.snapshot()
+
+    def _memo(self, snap: Snapshot, caller: Caller) -> _Memo:
+        if snap is not self._memo_snap:  # the chain moved on: forget everything
+            self._memo_snap, self._memos = snap, {}
+        memo = self._memos.get(caller)
+        if memo is None:
+            if len(self._memos) >= _MEMO_CALLERS:
+                self._memos.clear()
+            memo = self._memos[caller] = _Memo()
+        return memo
 
     def _guard(
         self, operation: Operation, snap: Snapshot, caller: Caller, item: Item
@@ -246,25 +261,29 @@ class CryptoService:
         self._track(caller, decision, view, item.target)
         return ItemResult(data=blob, key_version=new_version)
 
-    def _track(
-        self, caller: Caller, decision: Decision, view: ModuleView, target: Target, count: int = 1
-    ) -> None:
+    def _track(self, caller: Caller, decision: Decision, view: ModuleView, target: Target) -> None:
+        self._record(_success(caller, decision, view, target), 1)
+
+    def _record(self, success: _Success, count: int) -> None:
         self._audit.record(
-            actor=caller.subject,
-            action=decision.operation.value,
+            actor=success.actor,
+            action=success.action,
             result=AuditResult.SUCCESS,
-            module=view.module.name,
-            target=str(target),
-            decided_by=str(decision.decided_by) if decision.decided_by else "default",
+            module=success.module,
+            target=success.target,
+            decided_by=success.decided_by,
             count=count,
         )
 
     # --- batches: the shortcut (see the module docstring) ----------------------------------------
 
     def _encrypt_many(
-        self, snap: Snapshot, caller: Caller, items: Sequence[Item]
+        self,
+        snap: Snapshot,
+        caller: Caller,
+        items: Sequence[Item],
+        sealers: dict[Target, _Sealer],
     ) -> list[ItemResult]:
-        sealers: dict[Target, _Sealer] = {}
         done: Counter[_Sealer] = Counter()
         results: list[ItemResult] = []
         append = results.append
@@ -292,7 +311,7 @@ class CryptoService:
         finally:
             for sealer, count in done.items():
                 self._audit.count_usage(sealer.data_key.module_id, sealer.data_key.version, count)
-                self._track(caller, sealer.decision, sealer.view, sealer.target, count)
+                self._record(sealer.success, count)
         return results
 
     def _sealer(self, snap: Snapshot, caller: Caller, target: Target) -> _Sealer:
@@ -300,18 +319,19 @@ class CryptoService:
         decision = self._authorize(snap, view, caller, Operation.ENCRYPT, target)
         data_key = self._chain.data_key(snap, view, self._active_key(view))
         return _Sealer(
-            target,
-            view,
-            decision,
             data_key,
             target.binding,
             not view.module.algorithm.deterministic,
+            _success(caller, decision, view, target),
         )
 
     def _decrypt_many(
-        self, snap: Snapshot, caller: Caller, items: Sequence[Item]
+        self,
+        snap: Snapshot,
+        caller: Caller,
+        items: Sequence[Item],
+        openers: dict[Target, dict[bytes, _Opener]],  # by target, then by header
     ) -> list[ItemResult]:
-        openers: dict[Target, dict[bytes, _Opener]] = {}  # by target, then by header
         done: Counter[_Opener] = Counter()
         results: list[ItemResult] = []
         append = results.append
@@ -345,7 +365,7 @@ class CryptoService:
                 append(result)
         finally:
             for opener, count in done.items():
-                self._track(caller, opener.decision, opener.view, opener.target, count)
+                self._record(opener.success, count)
         return results
 
     def _opener(self, snap: Snapshot, caller: Caller, item: Item) -> _Opener:
@@ -353,34 +373,58 @@ class CryptoService:
         view, decision, _, data_key = self._unlock(
             snap, caller, item.target, header, Operation.DECRYPT
         )
-        return _Opener(item.target, view, decision, data_key, item.target.binding, header)
+        success = _success(caller, decision, view, item.target)
+        return _Opener(data_key, item.target.binding, header, success)
 
 
 _ItemOp = Callable[[Snapshot, Caller, "Item"], "ItemResult"]
 
 
-@dataclass(frozen=True, slots=True, eq=False)  # hashed by identity: one per target in a call
+@dataclass(slots=True)
+class _Memo:
+    """What the shortcut found for one caller in one snapshot. Only successes are kept, so
+    its size is bounded by the configuration (targets, key versions), not by the callers."""
+
+    sealers: dict[Target, _Sealer] = field(default_factory=dict)
+    openers: dict[Target, dict[bytes, _Opener]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # hashed by identity: one per target and caller
 class _Sealer:
     """What encrypting for one target needs, found by an item that passed every check."""
 
-    target: Target
-    view: ModuleView
-    decision: Decision
     data_key: DataKey
     binding: bytes
     randomized: bool
+    success: _Success
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class _Opener:
     """What decrypting under one header for one target needs, found likewise."""
 
-    target: Target
-    view: ModuleView
-    decision: Decision
     data_key: DataKey
     binding: bytes
     header: ct.Header
+    success: _Success
+
+
+@dataclass(frozen=True, slots=True)
+class _Success:
+    """How a success is audited (the aggregation key of ``AuditBuffer.record``)."""
+
+    actor: str
+    action: str
+    module: str
+    target: str
+    decided_by: str
+
+
+def _success(caller: Caller, decision: Decision, view: ModuleView, target: Target) -> _Success:
+    decided_by = str(decision.decided_by) if decision.decided_by else "default"
+    return _Success(
+        caller.subject, decision.operation.value, view.module.name, str(target), decided_by
+    )
 
 
 def require_ok(result: ItemResult) -> ItemResult:

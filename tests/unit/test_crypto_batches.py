@@ -1,5 +1,6 @@
-"""Batches take a shortcut after their first good item (see ``app.application.crypto``): every
-result and every audit event must be exactly what the same items give one by one."""
+"""The data plane takes a shortcut after a caller's first good item for a target (see
+``app.application.crypto``): every result and every audit event must be exactly what the same
+items give one by one on the item-by-item path, and a change to the key chain must end it."""
 
 from __future__ import annotations
 
@@ -7,11 +8,20 @@ from collections import Counter
 
 import pytest
 
-from app.application.crypto import Item, ItemResult
+from app.application.crypto import CryptoService, Item, ItemResult
 from app.application.field_configs import FieldConfigInput, create_field_config
-from app.application.modules import ModuleInput, create_module, rotate_module_key
+from app.application.modules import (
+    KeyAction,
+    ModuleInput,
+    change_key_state,
+    create_module,
+    rotate_module_key,
+)
+from app.application.policies import delete_policy, list_policies
+from app.application.sync import sync_external_key
 from app.application.targets import Target
-from app.domain.values import Algorithm
+from app.domain.errors import AccessDenied, KeyUnavailable, Reason
+from app.domain.values import Algorithm, Caller, ExternalKeyStatus
 from tests.unit.conftest import ADMIN, APP, World
 
 MODULE = "global.payroll"
@@ -55,8 +65,13 @@ def _shape(result: ItemResult) -> tuple[object, ...]:
 
 
 async def _one_by_one(ready: World, items: list[Item], decrypt: bool) -> list[ItemResult]:
-    op = ready.crypto.decrypt_batch if decrypt else ready.crypto.encrypt_batch
-    return [(await op(APP, [item]))[0] for item in items]
+    """Each item alone through a fresh service: nothing remembered, the item-by-item path."""
+    results = []
+    for item in items:
+        crypto = CryptoService(ready.ctx)
+        op = crypto.decrypt_batch if decrypt else crypto.encrypt_batch
+        results.append((await op(APP, [item]))[0])
+    return results
 
 
 async def test_a_mixed_decrypt_batch_matches_item_by_item(ready: World) -> None:
@@ -175,3 +190,41 @@ async def test_only_the_first_item_of_a_kind_goes_item_by_item(
     assert len(slow) == 1 and all(r.error is None for r in sealed)
     opened = await crypto.decrypt_batch(APP, [Item(SALARY, r.data or b"", b"r") for r in sealed])
     assert len(slow) == 2 and [r.data for r in opened] == [b"%d" % i for i in range(50)]
+
+
+async def test_what_a_caller_was_allowed_ends_with_the_change_that_forbids_it(
+    ready: World,
+) -> None:
+    await _world(ready)
+    crypto = ready.crypto
+    sealed = await crypto.encrypt(APP, Item(SALARY, b"100", b"r"))
+    assert (await crypto.decrypt(APP, Item(SALARY, sealed.data or b"", b"r"))).data == b"100"
+    stranger = Caller("stranger", frozenset({"other"}))  # never rides on APP's shortcut
+    with pytest.raises(AccessDenied):
+        await crypto.decrypt(stranger, Item(SALARY, sealed.data or b"", b"r"))
+
+    await change_key_state(ready.ctx, ADMIN, MODULE, 1, KeyAction.SUSPEND)
+    with pytest.raises(KeyUnavailable):
+        await crypto.decrypt(APP, Item(SALARY, sealed.data or b"", b"r"))
+    await change_key_state(ready.ctx, ADMIN, MODULE, 1, KeyAction.RESUME)
+    assert (await crypto.decrypt(APP, Item(SALARY, sealed.data or b"", b"r"))).data == b"100"
+
+    for policy in await list_policies(ready.ctx, MODULE):
+        await delete_policy(ready.ctx, ADMIN, policy.id)
+    with pytest.raises(AccessDenied):
+        await crypto.encrypt(APP, Item(SALARY, b"200", b"r"))
+    with pytest.raises(AccessDenied):
+        await crypto.decrypt(APP, Item(SALARY, sealed.data or b"", b"r"))
+
+
+async def test_a_disabled_external_key_stops_the_shortcut_too(ready: World) -> None:
+    await _world(ready)
+    sealed = await ready.encrypt(b"x")
+    assert await ready.decrypt(sealed) == b"x"
+    ready.kms.status = ExternalKeyStatus.DISABLED
+    await sync_external_key(ready.ctx)
+    with pytest.raises(KeyUnavailable) as err:
+        await ready.decrypt(sealed)
+    assert err.value.reason is Reason.EXTERNAL_KEY_DISABLED
+    with pytest.raises(KeyUnavailable):
+        await ready.encrypt(b"y")
