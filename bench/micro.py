@@ -11,6 +11,8 @@ with the bench's module, Track policy and field configuration. Each figure is th
 - ``servicer.*``: the gRPC servicer called directly with the request bytes parsed and the
   response serialized (the interceptors and grpc.aio itself are not included);
 - ``service.*``: ``CryptoService`` called directly;
+- ``rest.*``: the FastAPI app through ``httpx.ASGITransport`` (middleware, auth, validation,
+  routing; no uvicorn, no socket);
 - ``aes_gcm.decrypt.64``: the cipher alone, for scale.
 """
 
@@ -30,6 +32,7 @@ from bench.inproc import AAD
 from bench.run import DEFAULT_OUT
 
 SECONDS = 0.6
+_SECRET = "micro-bench-secret-0123456789abcdef0123"  # noqa: S105 - bench only
 REPEATS = 3
 ITEMS = 1000
 
@@ -106,7 +109,7 @@ async def measure() -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
             data_dir=Path(tmp),
-            jwt_hs256_secret="micro-bench-secret-0123456789abcdef0123",  # type: ignore[arg-type]  # noqa: S106
+            jwt_hs256_secret=_SECRET,  # type: ignore[arg-type]
             scheduler_enabled=False,
             log_level="WARNING",
         )
@@ -224,6 +227,7 @@ async def measure() -> dict[str, float]:
             await case("service.encrypt_batch.64", svc_encrypt)
             await case("service.decrypt_batch.64", svc_decrypt)
             await case("service.encrypt.64 (single)", svc_encrypt_one)
+            await _rest(case, container, sealed)
             await container.ctx.audit.flush()
 
     aead = AESGCM(AESGCM.generate_key(bit_length=256))
@@ -236,6 +240,37 @@ async def measure() -> dict[str, float]:
 
     await case("aes_gcm.decrypt.64", aes)
     return results
+
+
+async def _rest(
+    case: Callable[[str, Callable[[], Awaitable[int]]], Awaitable[None]],
+    container: Any,
+    sealed: list[tuple[bytes, bytes]],
+) -> None:
+    import httpx
+
+    from app.api.app import create_app
+    from app.infra.system import SystemClock
+    from app.infra.tokens import mint_dev_token
+
+    token = mint_dev_token(_SECRET, sub="bench-app", roles=[cases.APP_ROLE], clock=SystemClock())
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    transport = httpx.ASGITransport(app=create_app(container))
+    async with httpx.AsyncClient(transport=transport, base_url="http://micro") as http:
+        for name, workload in (
+            ("rest.encrypt.64", cases.rest_encrypt(64)),
+            ("rest.decrypt.64", cases.rest_decrypt(sealed)),
+        ):
+            body = workload.requests[0]
+
+            async def run(path: str = workload.method, body: bytes = body) -> int:
+                for _ in range(20):
+                    response = await http.post(path, content=body, headers=headers)
+                    if response.status_code != 200:
+                        raise RuntimeError(response.text)
+                return 20
+
+            await case(name, run)
 
 
 def main() -> None:

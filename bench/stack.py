@@ -151,9 +151,12 @@ AWS_ENV = {
 @contextmanager
 def moto_kms() -> Iterator[tuple[str, str]]:
     """moto's KMS server on a free port of 127.0.0.1 (in this process) and a fresh key id."""
+    import logging
+
     import boto3
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per KMS request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
