@@ -201,6 +201,9 @@ async def _run_grpc(rec: _Recorder) -> None:
     options = [
         ("grpc.max_receive_message_length", 64 << 20),
         ("grpc.max_send_message_length", 64 << 20),
+        # One TCP connection per channel: grpc would otherwise share one connection between
+        # the channels of a process, and with --workers every call would reach one worker.
+        ("grpc.use_local_subchannel_pool", 1),
     ]
     channels = [
         grpc.aio.insecure_channel(spec.target, options=options) for _ in range(spec.channels)

@@ -38,7 +38,8 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     - ``per_field_vs_aws_sdk``: AWS Encryption SDK CPU µs per value / ekms server CPU µs per
       field (> 1: ekms is faster per field); ``..._incl_client`` adds the load generator's CPU
       per field to ekms' side.
-    - ``workers_2_vs_1``: ops/s with ``EKMS_WORKERS=2`` / with 1.
+    - ``workers_2_vs_1``: ops/s with ``--workers 2`` / with 1; ``..._per_core`` the same per
+      server CPU-second; ``..._worker_cpu_split`` the CPU seconds of each worker (balance).
     """
     out: dict[str, Any] = {}
     echo = _case(results, "grpc.echo.64")
@@ -87,6 +88,13 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         if one and two:
             scaling[name] = _div(two["ops_per_s"], one["ops_per_s"])
             scaling[f"{name}_server_cores"] = [one["server_cores"], two["server_cores"]]
+            # Work per server CPU-second with 2 workers / with 1: ~1 means the workers add no
+            # overhead, so throughput grows with the cores the host can give them.
+            scaling[f"{name}_per_core"] = _div(
+                one["server_cpu_us_per_op"], two["server_cpu_us_per_op"]
+            )
+            split = [c for c in two["server_cpu_split"][1:] if c is not None]
+            scaling[f"{name}_worker_cpu_split"] = split
     out["workers_2_vs_1"] = scaling
     half: dict[str, Any] = {}
     for name in ("grpc.encrypt.64", "grpc.decrypt.64"):
