@@ -15,7 +15,7 @@ import pytest
 from tests.e2e.conftest import e2e_options, ekms  # noqa: F401 - the in-process gRPC world
 from tests.faults.support import OwnKms
 
-FAULT_SECONDS = float(os.environ.get("EKMS_FAULT_SECONDS", "2"))
+FAULT_SECONDS = float(os.environ.get("EKMS_FAULT_SECONDS", "1.5"))
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from tests.faults.support import (
 )
 
 EXAMPLES = int(os.environ.get("EKMS_SCHEMATHESIS_EXAMPLES", "6"))
-SECONDS = int(os.environ.get("EKMS_SCHEMATHESIS_SECONDS", "20"))
+SECONDS = int(os.environ.get("EKMS_SCHEMATHESIS_SECONDS", "16"))
 SEED = int(os.environ.get("EKMS_SCHEMATHESIS_SEED", str(random.SystemRandom().randrange(1 << 30))))
 CHECKS = ",".join(
     (
@@ -101,7 +101,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
             node,
             tmp_path,
             "anonymous",
-            max(SECONDS // 2, 5),
+            max(SECONDS // 3, 5),
             "--phases",
             "examples,coverage,fuzzing",
         )
