@@ -75,7 +75,7 @@ class Case:
     group: str  # echo | unary | batch | stream | rest | half_load
     workload: cases.Workload
     concurrency: int  # per client process
-    channels: int = 4
+    channels: int = 8  # connections per client process: spread over --workers by the kernel
     window: int = 256
     rate: float | None = None  # open loop, whole run (split over the clients)
 
