@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import os
 import random
 import select
@@ -415,7 +416,8 @@ class LoadReport:
 
     def summary(self) -> str:
         parts = ", ".join(f"{k}: {v}" for k, v in sorted(self.outcomes.items()))
-        return f"{self.calls} calls ({parts}), {self.wrong} wrong plaintexts"
+        p99 = percentile(self.latencies, 0.99) * 1000
+        return f"{self.calls} calls ({parts}), {self.wrong} wrong plaintexts, p99 {p99:.1f} ms"
 
 
 class DecryptLoad:
@@ -520,8 +522,6 @@ def check_chain(database_url: str, kms_admin: Any) -> ChainCheck:
     - the active KEK unwraps every version that still has key material, and every such version
       names the active KEK; destroyed versions have none.
     """
-    import json
-
     ekeks = query(database_url, "SELECT * FROM external_instance_keys WHERE active")
     assert len(ekeks) == 1, f"{len(ekeks)} active KEKs"
     row = ekeks[0]
