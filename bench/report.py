@@ -1,4 +1,7 @@
-"""Ratios, targets, a text table and the chart of one bench run."""
+"""Ratios, targets, a text table and the chart of one bench run.
+
+uv run python -m bench.report bench/results/results.json   # re-render a run's report
+"""
 
 from __future__ import annotations
 
@@ -149,10 +152,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     for name in ("grpc.encrypt.64", "grpc.decrypt.64"):
         value = r.get("workers_2_vs_1", {}).get(name)
         add(
-            f"--workers 2 vs 1: {name}",
-            "> 1 (scales with cores)",
+            f"--workers 2 vs 1: {name} (throughput)",
+            ">= 1.5 (scales with cores)",
             value,
-            None if value is None else value > 1.0,
+            None if value is None else value >= 1.5,
         )
     for name, value in r.get("per_field_vs_aws_sdk", {}).items():
         if name.endswith(("_incl_client", "_throughput")):
@@ -254,3 +257,22 @@ def chart(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def main() -> None:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description="re-render the report of a bench run")
+    parser.add_argument("results", type=Path, help="a results.json written by bench.run")
+    path = parser.parse_args().results
+    results = json.loads(path.read_text())
+    results["ratios"] = ratios(results)
+    results["targets"] = targets(results)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    chart(results, path.with_suffix(".png"))
+    print(text(results))
+
+
+if __name__ == "__main__":
+    main()
