@@ -14,7 +14,9 @@ part: the size checks, the cipher, the count. Any item the shortcut cannot serve
 item-by-item path, which stays the one definition of the behaviour. What the shortcut found
 is kept per caller (``_Memo``) for as long as the chain serves the same snapshot: the first
 call that gets another snapshot (any change anywhere, a purge included) drops it all, so it
-never serves from an old one. It is not used at all while the chain is inside its
+never serves from an old one. Until that call it keeps the old snapshot (and its unwrapped data
+keys) referenced, as a call in flight would: after a purge they stay in memory, unused, until
+the next data-plane call. It is not used at all while the chain is inside its
 unavailable-grace deadline (the one check that reads the clock).
 """
 
