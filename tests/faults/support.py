@@ -423,7 +423,8 @@ class LoadReport:
 class DecryptLoad:
     """``workers`` threads decrypting known values on one process as fast as they can, each
     outcome counted as its status (and reason for errors). ``phase(name)`` starts a new report,
-    so a test can tell the outcomes before, during and after a fault apart."""
+    so a test can tell the outcomes before, during and after a fault apart; a call counts in
+    the phase it was sent in."""
 
     def __init__(self, node: EkmsProcess, values: list[Sealed], workers: int = 2) -> None:
         self.node = node
@@ -466,6 +467,8 @@ class DecryptLoad:
                     "ciphertext": value.ciphertext,
                     "context": b64(value.context),
                 }
+                with self._lock:  # the phase the call was sent in, not the one it ended in
+                    report = self._current
                 started = time.perf_counter()
                 try:
                     response = client.post("/api/v1/crypto/decrypt", json=body)
@@ -481,7 +484,6 @@ class DecryptLoad:
                         good = base64.b64decode(response.json()["plaintext"]) == value.plaintext
                 elapsed = time.perf_counter() - started
                 with self._lock:
-                    report = self._current
                     report.calls += 1
                     report.outcomes[outcome] += 1
                     report.wrong += 0 if good else 1
