@@ -53,8 +53,8 @@ class ExternalKmsConfig:
                 continue
             if name in CRITICAL_FIELDS and self.active:
                 raise Conflict(
-                    f"{name} cannot change once the configuration is active; "
-                    "it would orphan the wrapped key encryption key",
+                    f"{name} cannot change once the configuration is active: the wrapped key "
+                    "encryption key is bound to the external key it names",
                     reason=Reason.IMMUTABLE_FIELD,
                 )
             changed.append(name)

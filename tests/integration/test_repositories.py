@@ -201,7 +201,7 @@ async def test_config_round_trip_and_save(uow_factory: SqlaUnitOfWorkFactory) ->
     assert loaded.sync_interval == timedelta(minutes=45)
 
     loaded.record_status(ExternalKeyStatus.ENABLED, at(60))
-    loaded.update({"sync_interval": timedelta(hours=2), "endpoint_url": None}, at(60))
+    loaded.update({"sync_interval": timedelta(hours=2)}, at(60))
     async with uow_factory() as uow:
         await uow.config.save(loaded)
         await uow.commit()
