@@ -12,11 +12,12 @@ from app.application.crypto import CryptoService
 from app.domain.values import Caller
 
 
-def _ctx(request: Request) -> AppContext:
+# async on purpose: FastAPI runs a plain ``def`` dependency in its thread pool, a hop per request.
+async def _ctx(request: Request) -> AppContext:
     return container_of(request).ctx
 
 
-def _crypto(request: Request) -> CryptoService:
+async def _crypto(request: Request) -> CryptoService:
     return container_of(request).crypto
 
 

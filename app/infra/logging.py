@@ -56,5 +56,6 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiobotocore", "botocore", "urllib3", "asyncio"):
+    # alembic: the readiness probe checks the schema revision every second.
+    for noisy in ("aiobotocore", "botocore", "urllib3", "asyncio", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
