@@ -14,7 +14,11 @@
    every replica reload its key chain). Latency is measured from each call's scheduled instant,
    so queueing is counted (no coordinated omission).
 4. Nothing may fail: every call must answer 2xx, and every decrypt must give back the value
-   that was sealed. The server's RSS (``/proc/<pid>/status`` VmRSS) is sampled every second.
+   that was sealed (admin writes come from one administrator: they never race each other).
+   Reported: latency from the scheduled instant and service time (sent to answered), overall
+   and per kind, late dispatches, and a 10 s timeline (calls, p99 of both, the generator's CPU,
+   the host's load average) to tell a slow server from a starved generator on a shared host.
+   The server's RSS (``/proc/<pid>/status`` VmRSS) is sampled every second.
    A JSON summary goes to ``--output`` (default ``bench/results/soak-<UTC time>.json``); the
    exit status is 1 if anything failed.
 """
@@ -49,19 +53,62 @@ MIX = (("decrypt", 0.90), ("encrypt", 0.09), ("admin-read", 0.005), ("admin-writ
 
 @dataclass
 class Tally:
+    """Outcomes of the calls. ``latencies``: from each call's scheduled instant (closed loop:
+    from when it was sent); ``service``: from when it was sent to its answer."""
+
     calls: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
     samples: list[str] = field(default_factory=list)
     latencies: dict[str, list[float]] = field(default_factory=dict)
+    service: list[float] = field(default_factory=list)
     late: int = 0
 
-    def record(self, kind: str, seconds: float, failure: str | None) -> None:
+    def record(self, kind: str, seconds: float, service: float, failure: str | None) -> None:
         self.calls[kind] += 1
         self.latencies.setdefault(kind, []).append(seconds)
+        self.service.append(service)
         if failure is not None:
             self.failures[kind] += 1
             if len(self.samples) < 20:
                 self.samples.append(f"{kind}: {failure}")
+
+
+class Timeline:
+    """Per-window figures, to see when a stall happened and whether the server or the
+    generator was behind."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.rows: list[dict[str, Any]] = []
+        self._reset(0.0)
+
+    def _reset(self, at: float) -> None:
+        self._at, self._lat, self._svc, self._late, self._failed = at, [], [], 0, 0
+
+    def add(self, latency: float, service: float, failed: bool) -> None:
+        self._lat.append(latency)
+        self._svc.append(service)
+        self._failed += failed
+
+    def late(self) -> None:
+        self._late += 1
+
+    def tick(self, now: float, process_cpu: float, *, final: bool = False) -> None:
+        if now - self._at < self.window and not (final and self._lat):
+            return
+        self.rows.append(
+            {
+                "t_s": round(now, 1),
+                "calls": len(self._lat),
+                "failed": self._failed,
+                "late_dispatches": self._late,
+                "p99_ms": _percentiles(self._lat).get("p99_ms"),
+                "service_p99_ms": _percentiles(self._svc).get("p99_ms"),
+                "generator_cpu_s": round(process_cpu, 1),
+                "load_avg_1m": os.getloadavg()[0],
+            }
+        )
+        self._reset(now)
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -85,6 +132,7 @@ class Mix:
         self.app = {"Authorization": f"Bearer {plan['app_token']}"}
         self.admin = {"Authorization": f"Bearer {plan['admin_token']}"}
         self.writes = 0
+        self.one_admin = asyncio.Lock()  # one administrator: writes never race each other
 
     def pick(self) -> str:
         r, total = self.rng.random(), 0.0
@@ -125,12 +173,13 @@ class Mix:
         return None if r.status_code == 200 else f"{r.status_code} {r.text[:200]}"
 
     async def admin_write(self) -> str | None:
-        self.writes += 1
-        r = await self.client.patch(
-            f"/api/v1/modules/{self.plan['module']}",
-            json={"description": f"soak write {self.writes}"},
-            headers=self.admin,
-        )
+        async with self.one_admin:
+            self.writes += 1
+            r = await self.client.patch(
+                f"/api/v1/modules/{self.plan['module']}",
+                json={"description": f"soak write {self.writes}"},
+                headers=self.admin,
+            )
         return None if r.status_code == 200 else f"{r.status_code} {r.text[:200]}"
 
 
@@ -148,7 +197,8 @@ async def closed_loop(plan: dict[str, Any], seconds: float, concurrency: int) ->
                 started = time.perf_counter()
                 failure = await mix.run(kind)
                 if now >= warm_until:
-                    tally.record(kind, time.perf_counter() - started, failure)
+                    took = time.perf_counter() - started
+                    tally.record(kind, took, took, failure)
 
         await asyncio.gather(*(worker(n) for n in range(concurrency)))
     completed = sum(tally.calls.values())
@@ -166,6 +216,7 @@ async def closed_loop(plan: dict[str, Any], seconds: float, concurrency: int) ->
 
 async def open_loop(plan: dict[str, Any], seconds: float, rate: float) -> dict[str, Any]:
     tally = Tally()
+    timeline = Timeline(window=10.0)
     limit = 256
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     progress_every = 60.0
@@ -174,14 +225,18 @@ async def open_loop(plan: dict[str, Any], seconds: float, rate: float) -> dict[s
         in_flight = asyncio.Semaphore(limit)
         tasks: set[asyncio.Task[None]] = set()
         start = time.perf_counter()
+        cpu_start = time.process_time()
         next_progress = start + progress_every
 
         async def one(kind: str, scheduled: float) -> None:
+            sent = time.perf_counter()
             try:
                 failure = await mix.run(kind)
             finally:
                 in_flight.release()
-            tally.record(kind, time.perf_counter() - scheduled, failure)
+            done = time.perf_counter()
+            tally.record(kind, done - scheduled, done - sent, failure)
+            timeline.add(done - scheduled, done - sent, failure is not None)
 
         i = 0
         while True:
@@ -193,22 +248,26 @@ async def open_loop(plan: dict[str, Any], seconds: float, rate: float) -> dict[s
                 await asyncio.sleep(delay)
             elif delay < -0.05:
                 tally.late += 1
+                timeline.late()
             await in_flight.acquire()
             task = asyncio.create_task(one(mix.pick(), scheduled))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             i += 1
-            if time.perf_counter() >= next_progress:
+            now = time.perf_counter()
+            timeline.tick(now - start, time.process_time() - cpu_start)
+            if now >= next_progress:
                 next_progress += progress_every
-                done = sum(tally.calls.values())
                 print(
-                    f"soak: {scheduled - start:.0f} s, {done} calls, "
-                    f"{sum(tally.failures.values())} failed",
+                    f"soak: {scheduled - start:.0f} s, {sum(tally.calls.values())} calls, "
+                    f"{sum(tally.failures.values())} failed, last 10 s: "
+                    f"{timeline.rows[-1] if timeline.rows else {}}",
                     file=sys.stderr,
                     flush=True,
                 )
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - start
+        timeline.tick(elapsed, time.process_time() - cpu_start, final=True)
     every = [x for v in tally.latencies.values() for x in v]
     return {
         "mode": "steady",
@@ -220,7 +279,10 @@ async def open_loop(plan: dict[str, Any], seconds: float, rate: float) -> dict[s
         "failure_samples": tally.samples,
         "late_dispatches": tally.late,
         "latency": _percentiles(every),
+        "service_latency": _percentiles(tally.service),
         "latency_by_kind": {k: _percentiles(v) for k, v in sorted(tally.latencies.items())},
+        "generator_cpu_seconds": round(time.process_time() - cpu_start, 1),
+        "timeline": timeline.rows,
     }
 
 
@@ -380,12 +442,13 @@ def orchestrate(args: argparse.Namespace) -> int:
         "ok": failures == 0 and alive,
     }
     output.write_text(json.dumps(summary, indent=2))
-    lat = steady["latency"]
+    lat, svc = steady["latency"], steady["service_latency"]
     print(
         f"soak: {sum(steady['calls'].values())} calls in {steady['seconds']} s at "
         f"{steady['achieved_rate']} ops/s (target {steady['target_rate']}), "
-        f"{failures} failed; p50 {lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} ms, "
-        f"max {lat.get('max_ms')} ms; RSS {summary['server']['rss_kib_start']} -> "
+        f"{failures} failed; from schedule p50 {lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} "
+        f"ms, max {lat.get('max_ms')} ms; service time p99 {svc.get('p99_ms')} ms; "
+        f"{steady['late_dispatches']} late dispatches; RSS {summary['server']['rss_kib_start']} -> "
         f"{summary['server']['rss_kib_end']} KiB (max {summary['server']['rss_kib_max']}); "
         f"summary {output}",
         flush=True,
