@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -45,7 +46,46 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-MIX = (("decrypt", 0.90), ("encrypt", 0.09), ("admin-read", 0.005), ("admin-write", 0.005))
+ENCRYPT_SHARE = 0.09
+
+
+def mix_for(admin_share: float) -> list[tuple[str, float]]:
+    """90/9/1 by default: decrypts take what encrypts (9%) and admin calls leave."""
+    half = admin_share / 2
+    decrypt = 1.0 - ENCRYPT_SHARE - admin_share
+    return [
+        ("decrypt", decrypt),
+        ("encrypt", ENCRYPT_SHARE),
+        ("admin-read", half),
+        ("admin-write", half),
+    ]
+
+
+_LE = re.compile(r'^ekms_http_request_seconds_bucket\{.*le="([^"]+)".*\} (\S+)$')
+
+
+def server_buckets(url: str) -> dict[float, float]:
+    """The server's own REST latency histogram (all routes), cumulative count per bound."""
+    totals: dict[float, float] = {}
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        match = _LE.match(line)
+        if match:
+            bound = float(match[1])
+            totals[bound] = totals.get(bound, 0.0) + float(match[2])
+    return totals
+
+
+def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> str:
+    """The histogram bound under which a fraction ``q`` of the requests between two scrapes
+    finished, e.g. "<= 10 ms" (Prometheus buckets: an upper bound, not an exact figure)."""
+    bounds = sorted(after)
+    total = after.get(float("inf"), 0.0) - before.get(float("inf"), 0.0)
+    if total <= 0:
+        return "n/a"
+    for bound in bounds:
+        if after[bound] - before.get(bound, 0.0) >= q * total:
+            return "> 2.5 s" if bound == float("inf") else f"<= {bound * 1000:g} ms"
+    return "n/a"
 
 
 # --- the load process ----------------------------------------------------------------------------
@@ -136,11 +176,11 @@ class Mix:
 
     def pick(self) -> str:
         r, total = self.rng.random(), 0.0
-        for kind, share in MIX:
+        for kind, share in self.plan["mix"]:
             total += share
             if r < total:
                 return kind
-        return MIX[0][0]
+        return "decrypt"
 
     async def run(self, kind: str) -> str | None:
         """Do one call of ``kind``; None if it succeeded, else what went wrong."""
@@ -217,8 +257,11 @@ async def closed_loop(plan: dict[str, Any], seconds: float, concurrency: int) ->
 async def open_loop(plan: dict[str, Any], seconds: float, rate: float) -> dict[str, Any]:
     tally = Tally()
     timeline = Timeline(window=10.0)
-    limit = 256
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    # In flight never exceeds the pool: a call waits in our dispatcher (counted as late), never
+    # in httpx's pool queue, whose bookkeeping grows with its length and would starve the
+    # generator itself once a backlog forms.
+    limit = 64
+    limits = httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
     progress_every = 60.0
     async with httpx.AsyncClient(base_url=plan["url"], limits=limits, timeout=30) as client:
         mix = Mix(plan, client, seed=12345)
@@ -306,22 +349,49 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-class RssSampler:
-    """VmRSS of one process every ``interval`` seconds, in a thread."""
+class ServerSampler:
+    """In a thread: the server's VmRSS every ``interval`` seconds, and every ``window`` seconds
+    its own REST latency histogram (the time inside the app, as the server measures it)."""
 
-    def __init__(self, pid: int, interval: float = 1.0) -> None:
-        self.pid, self.interval = pid, interval
+    def __init__(self, pid: int, url: str, interval: float = 1.0, window: float = 10.0) -> None:
+        self.pid, self.url, self.interval, self.window = pid, url, interval, window
         self.samples: list[tuple[float, int]] = []
+        self.server_windows: list[dict[str, Any]] = []
+        self.first: dict[float, float] = {}
+        self.last: dict[float, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _scrape(self, at: float) -> None:
+        try:
+            buckets = server_buckets(self.url)
+        except httpx.HTTPError:
+            return
+        if self.last:
+            count = buckets.get(float("inf"), 0.0) - self.last.get(float("inf"), 0.0)
+            self.server_windows.append(
+                {
+                    "t_s": at,
+                    "requests": int(count),
+                    "p99": bucket_quantile(self.last, buckets, 0.99),
+                }
+            )
+        else:
+            self.first = buckets
+        self.last = buckets
+
     def _run(self) -> None:
         started = time.monotonic()
+        next_scrape = started
         while not self._stop.is_set():
-            self.samples.append((round(time.monotonic() - started, 1), rss_kib(self.pid)))
+            now = time.monotonic()
+            self.samples.append((round(now - started, 1), rss_kib(self.pid)))
+            if now >= next_scrape:
+                self._scrape(round(now - started, 1))
+                next_scrape += self.window
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> ServerSampler:
         self._thread.start()
         return self
 
@@ -329,6 +399,10 @@ class RssSampler:
         self._stop.set()
         self._thread.join(timeout=10)
         self.samples.append((self.samples[-1][0] if self.samples else 0.0, rss_kib(self.pid)))
+        self._scrape(self.samples[-1][0])
+
+    def server_p99(self) -> str:
+        return bucket_quantile(self.first, self.last, 0.99)
 
 
 def run_load(workdir: Path, plan: Path, mode: str, seconds: float, **options: float) -> dict:
@@ -399,6 +473,7 @@ def orchestrate(args: argparse.Namespace) -> int:
                 "app_token": app_token,
                 "admin_token": admin_token,
                 "module": stack.MODULE,
+                "mix": mix_for(args.admin_share),
                 "values": seal_values(server.url, app_token, field_target, 200)
                 + seal_values(server.url, app_token, {"module": stack.MODULE}, 56),
             }
@@ -416,7 +491,7 @@ def orchestrate(args: argparse.Namespace) -> int:
                 flush=True,
             )
             cpu_before = server.cpu()
-            with RssSampler(pid) as rss:
+            with ServerSampler(pid, server.url) as rss:
                 steady = run_load(workdir, plan_file, "steady", seconds, rate=rate)
             cpu_steady = server.cpu() - cpu_before
             alive = server.process.poll() is None
@@ -437,6 +512,8 @@ def orchestrate(args: argparse.Namespace) -> int:
             "rss_kib_max": max(v for _, v in rss.samples),
             "rss_samples": rss.samples[:: max(1, len(rss.samples) // 120)],
             "cpu_seconds_steady": round(cpu_steady, 1),
+            "rest_latency_p99": rss.server_p99(),
+            "rest_latency_windows": rss.server_windows,
         },
         "failures": failures,
         "ok": failures == 0 and alive,
@@ -448,6 +525,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         f"{steady['achieved_rate']} ops/s (target {steady['target_rate']}), "
         f"{failures} failed; from schedule p50 {lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} "
         f"ms, max {lat.get('max_ms')} ms; service time p99 {svc.get('p99_ms')} ms; "
+        f"in the server p99 {summary['server']['rest_latency_p99']}; "
         f"{steady['late_dispatches']} late dispatches; RSS {summary['server']['rss_kib_start']} -> "
         f"{summary['server']['rss_kib_end']} KiB (max {summary['server']['rss_kib_max']}); "
         f"summary {output}",
@@ -466,6 +544,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--capacity-seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16, help="calls in flight (capacity)")
     parser.add_argument("--load-fraction", type=float, default=0.5, help="of the capacity")
+    parser.add_argument(
+        "--admin-share", type=float, default=0.01, help="admin calls, half reads half writes"
+    )
     # The load process (run by the orchestrator).
     parser.add_argument("--load", choices=["capacity", "steady"], help=argparse.SUPPRESS)
     parser.add_argument("--plan", help=argparse.SUPPRESS)
