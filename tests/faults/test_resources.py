@@ -7,24 +7,12 @@ from __future__ import annotations
 import gc
 import tracemalloc
 
-import pytest
-
 from tests.e2e.rest_support import Rest
 from tests.e2e.rest_support import rest_pg as rest_pg  # noqa: F401 - fixture
 
 CHECKS = 1000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG app/infra/db/migrate.py _current/is_at_head: every readiness check (the gRPC "
-    "health refresher runs one a second, plus each /readyz) builds a new Alembic "
-    "MigrationContext, whose alembic_version Table is new each time, so its SELECT is a new "
-    "entry in the engine's compiled-statement cache: ~16 KB per check until the cache is full "
-    "(~8.8 MB, ~550 entries after ~1,500 checks), and every entry pushes one of the app's own "
-    "statements out (recompiled on next use). Fix: a module-level select on a module-level "
-    "alembic_version Table (or text()), or check the schema once at start and cache it",
-)
 async def test_readiness_checks_do_not_fill_the_statement_cache(rest_pg: Rest) -> None:  # noqa: F811
     container = rest_pg.container
     cache = container.engine.sync_engine._compiled_cache

@@ -21,6 +21,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import Column, MetaData, String, Table, inspect, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -70,8 +71,20 @@ async def is_at_head(url: Database) -> bool:
     return await current_revision(url) == head_revision()
 
 
+# One Table and one statement for the life of the process: Alembic's MigrationContext builds a
+# new Table per call, and the readiness probe (once a second) then filled the engine's
+# compiled-statement cache with copies of the same SELECT, evicting the app's statements.
+_ALEMBIC_VERSION = Table("alembic_version", MetaData(), Column("version_num", String(32)))
+_SELECT_VERSION = select(_ALEMBIC_VERSION.c.version_num)
+
+
 def _current(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    versions = connection.execute(_SELECT_VERSION).scalars().all()
+    if len(versions) > 1:  # branches: let Alembic say which (never the case here: linear)
+        return MigrationContext.configure(connection).get_current_revision()
+    return versions[0] if versions else None
 
 
 async def _run_command(url: Database, action: Callable[[Config], None]) -> None:
