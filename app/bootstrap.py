@@ -87,6 +87,8 @@ def resolve_token_settings(settings: Settings) -> TokenSettings | None:
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         roles_claim=settings.jwt_roles_claim,
+        leeway_seconds=settings.jwt_leeway_seconds,
+        max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
     )
 
 

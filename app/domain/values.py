@@ -85,14 +85,15 @@ class TargetType(StrEnum):
     SUBJECT = "subject"
 
 
+# Matched with ``fullmatch`` only: ``re.match`` with ``$`` accepts a trailing "\n".
 _NAME_PART = r"[a-z0-9][a-z0-9_-]{0,62}"
-_MODULE_NAME = re.compile(rf"^{_NAME_PART}(\.{_NAME_PART}){{1,3}}$")
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+_MODULE_NAME = re.compile(rf"{_NAME_PART}(\.{_NAME_PART}){{1,3}}")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
 
 
 def validate_module_name(name: str) -> str:
     """A scoped, lower-case dotted name such as ``global.payroll``."""
-    if not isinstance(name, str) or not _MODULE_NAME.match(name):
+    if not isinstance(name, str) or not _MODULE_NAME.fullmatch(name):
         raise InvalidInput(
             "module name must be scoped and lower-case, like 'global.payroll' "
             "(2-4 dot-separated parts of [a-z0-9_-], each at most 63 characters)",
@@ -110,7 +111,7 @@ class FieldRef:
 
     def __post_init__(self) -> None:
         for part, value in (("table", self.table), ("column", self.column)):
-            if not isinstance(value, str) or not _IDENTIFIER.match(value):
+            if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
                 raise InvalidInput(
                     f"{part} must be an SQL identifier of at most 63 characters", field=part
                 )
@@ -131,4 +132,7 @@ class Caller:
         return (self.subject, self.roles)
 
 
-SYSTEM = Caller(subject="system:ekms", roles=frozenset({"ekms.system"}))
+RESERVED_SUBJECT_PREFIX = "system:"
+"""Subjects ekms uses for its own actors; the token verifier refuses tokens that claim one."""
+
+SYSTEM = Caller(subject=f"{RESERVED_SUBJECT_PREFIX}ekms", roles=frozenset({"ekms.system"}))

@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_roles_claim: str = "roles"
+    jwt_leeway_seconds: int = Field(
+        default=30, ge=0, le=300, description="clock skew tolerated on exp, nbf and iat"
+    )
+    jwt_max_lifetime_seconds: int = Field(
+        default=86_400,
+        ge=1,
+        description="longest token accepted: exp - iat (or exp - now without iat)",
+    )
 
     grpc_max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_batch_items: int = Field(default=10_000, ge=1)

@@ -239,13 +239,16 @@ def claim_sets(draw: st.DrawFn) -> dict[str, Any]:
     """Plausible claims with any of them dropped or replaced by arbitrary JSON."""
     claims = good_claims()
     plausible: dict[str, st.SearchStrategy[Any]] = {
-        "sub": st.text(max_size=300),
+        "sub": st.one_of(st.text(max_size=300), st.sampled_from(["system:ekms", "SYSTEM:x"])),
         "roles": st.one_of(st.lists(st.text(max_size=40), max_size=4), st.text(max_size=40)),
         "iss": st.sampled_from([ISSUER, "https://evil.test", ""]),
         "aud": st.one_of(st.sampled_from([AUDIENCE, "other"]), st.lists(st.text(max_size=8))),
         "iat": st.integers(min_value=NOW - 10**6, max_value=NOW + 10**6),
         "nbf": st.integers(min_value=NOW - 10**6, max_value=NOW + 10**6),
-        "exp": st.integers(min_value=NOW - 10**6, max_value=NOW + 10**6),
+        "exp": st.one_of(
+            st.integers(min_value=NOW - 10**6, max_value=NOW + 10**6),
+            st.sampled_from([1e308, 253402300799, 2**53]),  # no maximum lifetime (issue 10)
+        ),
     }
     for name, values in plausible.items():
         choice = draw(st.sampled_from(["keep", "drop", "plausible", "any"]), label=name)
@@ -268,6 +271,11 @@ def test_signed_arbitrary_claims_are_a_caller_or_unauthenticated(
         assert claims["sub"] == caller.subject
         assert claims.get("iss") == ISSUER
         assert NOW < claims["exp"] + 30
+        # bounded lifetime, and never one of ekms's own actors (issue 10)
+        issued = claims.get("iat")
+        start = issued if issued is not None else NOW + 30  # without iat: from now, with leeway
+        assert claims["exp"] - start <= 86_400
+        assert not caller.subject.lstrip().casefold().startswith("system:")
 
 
 @PROFILE

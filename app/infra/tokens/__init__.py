@@ -11,8 +11,16 @@ Modules: ``_settings`` (configuration, clock), ``_parse`` (Authorization value, 
 ``_verifier`` (``JwtVerifier``), ``_mint`` (``mint_dev_token``).
 """
 
+from app.infra.tokens._claims import VerifiedToken
 from app.infra.tokens._mint import mint_dev_token
 from app.infra.tokens._settings import Clock, TokenSettings
 from app.infra.tokens._verifier import JwtVerifier, VerifierStats
 
-__all__ = ["Clock", "JwtVerifier", "TokenSettings", "VerifierStats", "mint_dev_token"]
+__all__ = [
+    "Clock",
+    "JwtVerifier",
+    "TokenSettings",
+    "VerifiedToken",
+    "VerifierStats",
+    "mint_dev_token",
+]

@@ -5,16 +5,22 @@ Times are checked here against the injected clock (never PyJWT's wall clock), wi
 
 - ``exp`` is required; the token is accepted while ``now < exp + leeway``;
 - ``nbf`` and ``iat``, when present, must not be later than ``now + leeway``;
-- all three must be finite JSON numbers (``Infinity`` and ``NaN`` are refused).
+- all three must be finite JSON numbers (``Infinity`` and ``NaN`` are refused);
+- the lifetime is bounded by ``max_lifetime_seconds``: ``exp - iat`` must not exceed it, and a
+  token without ``iat`` must not expire later than ``now + max + leeway`` (so ``exp: 1e308`` or a
+  year-9999 expiry is refused, not trusted for ever).
 
 ``iss`` must equal the configured issuer when one is set. ``aud`` must name the configured
 audience (a string or a list holding it); with no audience configured, a token that carries
 ``aud`` is refused (RFC 7519 §4.1.3: we cannot identify ourselves with its audience).
 
-``sub`` must be a non-blank string of at most 255 characters. The roles claim may be absent (no
-roles), a list of non-empty strings, or a space-separated string (OAuth ``scope`` style);
-anything else refuses the token, because a malformed roles claim means a misconfigured issuer
-and failing loudly beats silently running with fewer roles.
+``sub`` must be a non-blank string of at most 255 characters, without control characters, and
+must not start with the reserved ``system:`` prefix (any case): that namespace names ekms's own
+actors in the audit trail (``system:ekms``), and a token must not impersonate them.
+
+The roles claim may be absent (no roles), a list of non-empty strings, or a space-separated
+string (OAuth ``scope`` style); anything else refuses the token, because a malformed roles claim
+means a misconfigured issuer and failing loudly beats silently running with fewer roles.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.domain.errors import Reason, Unauthenticated
-from app.domain.values import Caller
+from app.domain.values import RESERVED_SUBJECT_PREFIX, Caller
 from app.infra.tokens._settings import TokenSettings
 
 MAX_SUBJECT_CHARS = 255
@@ -53,13 +59,15 @@ def check_claims(payload: bytes, settings: TokenSettings, now: float) -> Verifie
     exp = _time_claim(claims, "exp")
     if exp is None:
         raise Unauthenticated("token has no expiry")
-    starts = [t for t in (_time_claim(claims, "nbf"), _time_claim(claims, "iat")) if t is not None]
+    iat = _time_claim(claims, "iat")
+    starts = [t for t in (_time_claim(claims, "nbf"), iat) if t is not None]
     token = VerifiedToken(
         caller=Caller(subject=_subject(claims), roles=_roles(claims, settings.roles_claim)),
         not_before=max(starts, default=-math.inf) - leeway,
         not_after=exp + leeway,
     )
     token.check_window(now)
+    _check_lifetime(exp, iat, settings, now)
     _check_issuer(claims, settings.issuer)
     _check_audience(claims, settings.audience)
     return token
@@ -94,6 +102,16 @@ def _time_claim(claims: dict[str, Any], name: str) -> float | None:
     return number
 
 
+def _check_lifetime(exp: float, iat: float | None, settings: TokenSettings, now: float) -> None:
+    limit = settings.max_lifetime_seconds
+    if iat is not None:
+        too_long = exp - iat > limit
+    else:  # nothing says when it was issued: count its life from now (skew allowed)
+        too_long = exp - now > limit + settings.leeway_seconds
+    if too_long:
+        raise Unauthenticated(f"token lifetime exceeds the maximum of {limit} seconds")
+
+
 def _printable(value: str) -> bool:
     """No control characters: names end up in audit rows and log lines (Postgres refuses NUL)."""
     return value.isprintable()
@@ -108,6 +126,10 @@ def _subject(claims: dict[str, Any]) -> str:
         or not _printable(sub)
     ):
         raise Unauthenticated("token has no valid subject")
+    if sub.lstrip().casefold().startswith(RESERVED_SUBJECT_PREFIX):
+        raise Unauthenticated(
+            f"token subject uses the reserved {RESERVED_SUBJECT_PREFIX!r} prefix of ekms's actors"
+        )
     return sub
 
 

@@ -32,6 +32,10 @@ class TokenSettings:
 
     ``jwks_min_refresh_seconds`` bounds how often a token with an unknown ``kid`` (or a failing
     endpoint) may make us fetch the JWKS again.
+
+    ``leeway_seconds`` tolerates clock skew on every time claim. ``max_lifetime_seconds`` bounds
+    how long any token may live (``exp - iat``, or ``exp - now`` without ``iat``), so a token with
+    an ``exp`` in year 9999 cannot become a credential for ever.
     """
 
     hs256_secret: str | None = field(default=None, repr=False)
@@ -41,6 +45,7 @@ class TokenSettings:
     audience: str | None = None
     roles_claim: str = "roles"
     leeway_seconds: int = 30
+    max_lifetime_seconds: int = 86_400
     cache_size: int = 10_000
     jwks_refresh_seconds: int = 300
     jwks_min_refresh_seconds: int = 15
@@ -54,6 +59,8 @@ class TokenSettings:
             raise ValueError("roles_claim must not be empty")
         if self.leeway_seconds < 0 or self.cache_size < 0:
             raise ValueError("leeway_seconds and cache_size must not be negative")
+        if self.max_lifetime_seconds <= 0:
+            raise ValueError("max_lifetime_seconds must be positive")
         if self.jwks_refresh_seconds <= 0 or self.jwks_min_refresh_seconds < 0:
             raise ValueError("jwks_refresh_seconds must be positive")
 

@@ -11,7 +11,7 @@ from jwt.exceptions import InvalidSignatureError, PyJWTError
 from app.domain.errors import Reason, Unauthenticated
 from app.domain.values import Caller
 from app.infra.tokens._cache import VerifiedTokenCache, token_digest
-from app.infra.tokens._claims import check_claims
+from app.infra.tokens._claims import VerifiedToken, check_claims
 from app.infra.tokens._jwks import JwksKeySource
 from app.infra.tokens._keys import (
     ASYMMETRIC_ALGORITHMS,
@@ -99,6 +99,11 @@ class JwtVerifier:
 
     async def verify(self, authorization: str | None) -> Caller:
         """The caller named by a valid token; ``Unauthenticated`` otherwise."""
+        return (await self.verify_token(authorization)).caller
+
+    async def verify_token(self, authorization: str | None) -> VerifiedToken:
+        """Like ``verify``, with the token's validity window, for callers that hold on to it
+        (a gRPC stream re-checks it with ``check_still_valid`` on every message)."""
         token = bearer_token(authorization)
         digest = token_digest(token)
         cached = self._cache.get(digest)
@@ -110,14 +115,22 @@ class JwtVerifier:
                     self._cache.drop(digest)
                 raise
             self._cache_hits += 1
-            return cached.caller
+            return cached
 
         header = unverified_header(token)
         key = await self._key_for(header)
         payload = self._check_signature(token, key)
         verified = check_claims(payload, self._settings, self._now())
         self._cache.put(digest, verified)
-        return verified.caller
+        return verified
+
+    def check_still_valid(self, token: VerifiedToken) -> None:
+        """Refuse a token verified earlier once the clock leaves its window (leeway included).
+
+        The same rule as ``verify`` applies, at the cost of one clock read and two comparisons:
+        the signature and claims were checked when the token was first verified.
+        """
+        token.check_window(self._now())
 
     async def aclose(self) -> None:
         """Close the JWKS HTTP client if this verifier created it."""
