@@ -1,20 +1,26 @@
 """Authentication: a server interceptor turns the ``authorization`` metadata into a ``Caller``.
 
 The token is checked by the shared verifier (``JwtVerifier``), which caches verified tokens, so
-a repeat caller costs one SHA-256, not a signature check. The ``Caller`` is put in a contextvar:
-grpc.aio runs the interceptors and the handler of one call in the same ``contextvars.Context``,
-a fresh one per call, so the servicer reads it with ``current_caller()`` and no call can see
-another's. Authorisation is not decided here: the module's access policies decide it inside
-``CryptoService``.
+a repeat caller costs one SHA-256, not a signature check. The ``Grant`` (the ``Caller`` and its
+verified token) is put in a contextvar: grpc.aio runs the interceptors and the handler of one
+call in the same ``contextvars.Context``, a fresh one per call, so the servicer reads it with
+``current_caller()`` / ``current_grant()`` and no call can see another's. Authorisation is not
+decided here: the module's access policies decide it inside ``CryptoService``.
 
 Health and reflection are exempt; every other method, including any added later, needs a token
 (fail closed). A refused token ends the call with UNAUTHENTICATED (mapped by the boundary).
+
+A stream may outlive its token, so the contextvar holds a ``Grant`` (the caller and the verified
+token): stream handlers call ``grant.check()`` on every message, which compares the token's
+cached expiry (leeway included) with the verifier's clock and raises ``Unauthenticated``
+(``TOKEN_EXPIRED``) once it is past, ending the stream with UNAUTHENTICATED.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
@@ -22,6 +28,7 @@ import grpc
 from app.domain.errors import Unauthenticated
 from app.domain.values import Caller
 from app.grpc._handlers import Behavior, replace_behavior
+from app.infra.tokens import VerifiedToken
 
 AUTHORIZATION = "authorization"
 
@@ -31,25 +38,49 @@ EXEMPT_PREFIXES = (
     "/grpc.reflection.v1.ServerReflection/",
 )
 
-_CALLER: ContextVar[Caller | None] = ContextVar("ekms_grpc_caller", default=None)
-
 
 class TokenVerifier(Protocol):
-    """Bearer token in, ``Caller`` out; raises ``Unauthenticated``. ``JwtVerifier`` is one."""
+    """Bearer token in, verified token out; raises ``Unauthenticated``. ``JwtVerifier`` is one."""
 
-    async def verify(self, authorization: str | None) -> Caller: ...
+    async def verify_token(self, authorization: str | None) -> VerifiedToken: ...
+
+    def check_still_valid(self, token: VerifiedToken) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What the current call was authenticated as, and the means to re-check it."""
+
+    token: VerifiedToken
+    verifier: TokenVerifier
+
+    @property
+    def caller(self) -> Caller:
+        return self.token.caller
+
+    def check(self) -> None:
+        """``Unauthenticated`` once the token has expired (no signature check: cheap)."""
+        self.verifier.check_still_valid(self.token)
+
+
+_GRANT: ContextVar[Grant | None] = ContextVar("ekms_grpc_grant", default=None)
 
 
 def is_exempt(method: str) -> bool:
     return method.startswith(EXEMPT_PREFIXES)
 
 
+def current_grant() -> Grant:
+    """The authentication of the current call."""
+    grant = _GRANT.get()
+    if grant is None:  # only reachable if a method were served without the interceptor
+        raise Unauthenticated("missing bearer token")
+    return grant
+
+
 def current_caller() -> Caller:
     """The authenticated caller of the current call."""
-    caller = _CALLER.get()
-    if caller is None:  # only reachable if a method were served without the interceptor
-        raise Unauthenticated("missing bearer token")
-    return caller
+    return current_grant().caller
 
 
 def authorization_value(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
@@ -75,10 +106,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         try:
             if self._verifier is None:
                 raise Unauthenticated("no token verifier is configured on this server")
-            caller = await self._verifier.verify(authorization_value(details.invocation_metadata))
+            metadata = details.invocation_metadata
+            token = await self._verifier.verify_token(authorization_value(metadata))
         except Unauthenticated as exc:
             return _refusing(handler, exc)
-        _CALLER.set(caller)
+        _GRANT.set(Grant(token, self._verifier))
         return handler
 
 

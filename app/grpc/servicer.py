@@ -17,7 +17,7 @@ from typing import Any
 from app.application.crypto import CryptoService, Item, ItemResult
 from app.domain.errors import EkmsError, InvalidInput
 from app.domain.values import Caller
-from app.grpc.auth import current_caller
+from app.grpc.auth import Grant, current_caller, current_grant
 from app.grpc.convert import TargetCache, item_status
 from app.grpc.errors import OK_STATUS
 from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
@@ -120,35 +120,38 @@ class CryptoServicer(pb_grpc.CryptoServicer):
     async def EncryptStream(
         self, request_iterator: AsyncIterator[pb.EncryptItem], context: Any
     ) -> AsyncIterator[pb.EncryptResult]:
-        caller, targets = current_caller(), TargetCache()
+        grant, targets = current_grant(), TargetCache()
         async for message in request_iterator:
             result = await self._stream_item(
-                self._crypto.encrypt_batch, caller, targets, message, message.plaintext
+                self._crypto.encrypt_batch, grant, targets, message, message.plaintext
             )
             yield _encrypt_result(message.id, result, "EncryptStream")
 
     async def DecryptStream(
         self, request_iterator: AsyncIterator[pb.DecryptItem], context: Any
     ) -> AsyncIterator[pb.DecryptResult]:
-        caller, targets = current_caller(), TargetCache()
+        grant, targets = current_grant(), TargetCache()
         async for message in request_iterator:
             result = await self._stream_item(
-                self._crypto.decrypt_batch, caller, targets, message, message.ciphertext
+                self._crypto.decrypt_batch, grant, targets, message, message.ciphertext
             )
             yield _decrypt_result(message.id, result, "DecryptStream")
 
     @staticmethod
     async def _stream_item(
         op: _BatchOp,
-        caller: Caller,
+        grant: Grant,
         targets: TargetCache,
         message: pb.EncryptItem | pb.DecryptItem,
         data: bytes,
     ) -> ItemResult:
-        # Any domain error, a transient one included, is this item's result: the stream goes on.
+        # A stream can outlive its token: an expired one ends the stream (UNAUTHENTICATED).
+        grant.check()
+        # Any other domain error, a transient one included, is this item's result: the stream
+        # goes on.
         try:
             item = Item(targets.resolve(_target_of(message)), data, message.context)
-            return (await op(caller, (item,)))[0]
+            return (await op(grant.caller, (item,)))[0]
         except EkmsError as exc:
             return ItemResult(error=exc)
 

@@ -6,6 +6,7 @@ interceptors (no database needed), which also shows an unmapped error becoming I
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -29,6 +30,7 @@ from app.grpc.auth import AuthInterceptor
 from app.grpc.boundary import BoundaryInterceptor
 from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
 from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
+from app.infra.tokens import VerifiedToken
 from tests.e2e.conftest import BILLING, Ekms, mint
 
 SALARY = Target.for_field("employees", "salary")
@@ -165,10 +167,15 @@ class ScriptedCrypto(pb_grpc.CryptoServicer):
 
 
 class AcceptGood:
-    async def verify(self, authorization: str | None) -> Caller:
+    """The ``TokenVerifier`` port: "Bearer good" is a token that never expires."""
+
+    async def verify_token(self, authorization: str | None) -> VerifiedToken:
         if authorization != "Bearer good":
             raise Unauthenticated("token signature is invalid")
-        return Caller("tester")
+        return VerifiedToken(Caller("tester"), not_before=-math.inf, not_after=math.inf)
+
+    def check_still_valid(self, token: VerifiedToken) -> None:
+        token.check_window(0.0)
 
 
 class RecordingMetrics:
