@@ -39,6 +39,7 @@ from app.domain.errors import (
     Reason,
     ServiceUnavailable,
     Unauthenticated,
+    escape_controls,
 )
 
 log = structlog.get_logger(__name__)
@@ -119,13 +120,14 @@ async def _on_ekms_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _field_error(error: dict[str, Any]) -> FieldError:
-    loc = [str(part) for part in error.get("loc", ())]
+    # a JSON key is caller input: quote it back with its control characters escaped
+    loc = [escape_controls(str(part)) for part in error.get("loc", ())]
     location = loc[0] if loc else "body"
     field = ".".join(loc[1:]) or location
     return FieldError(
         field=field,
         location=location,
-        message=str(error.get("msg", "invalid value")),
+        message=escape_controls(str(error.get("msg", "invalid value"))),
         type=str(error.get("type", "invalid")),
     )
 

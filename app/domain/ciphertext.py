@@ -10,7 +10,10 @@ Binary layout, all integers big-endian::
     22      ...   body. GCM: 12-byte nonce || ciphertext || 16-byte tag
                         SIV: 16-byte synthetic IV || ciphertext
 
-Text form: ``ekms:v1:`` followed by the binary form in unpadded base64url.
+Text form: ``ekms:v1:`` followed by the binary form in unpadded base64url. The text form is
+canonical: ``from_text`` accepts only the one text ``to_text`` produces for those bytes, so the
+unused low bits of the last character must be zero (else two texts would open to one value, and
+equality search or a UNIQUE index on stored AES-SIV text could be bypassed).
 
 Associated data (authenticated, not stored)::
 
@@ -111,14 +114,19 @@ def to_text(blob: bytes) -> str:
 
 
 def from_text(text: str) -> bytes:
-    """Decode the text form. A wrong prefix or bad base64 is DecryptionFailed."""
+    """Decode the text form. A wrong prefix, bad base64 or any text other than the canonical
+    ``to_text`` of its bytes (padding, stray characters, non-zero unused bits) is
+    DecryptionFailed."""
     if not isinstance(text, str) or not text.startswith(TEXT_PREFIX):
         raise DecryptionFailed()
     payload = text[len(TEXT_PREFIX) :]
     try:
         raw = payload.encode("ascii")
-        if b"=" in raw or b"+" in raw or b"/" in raw:
-            raise DecryptionFailed()
-        return base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
+        blob = base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
     except (UnicodeEncodeError, binascii.Error, ValueError):
         raise DecryptionFailed() from None
+    # Re-encoding is the whole canonical check: it refuses what the lenient decoder skipped
+    # ("=", "+", "/", whitespace) as well as set low bits in the last character.
+    if base64.urlsafe_b64encode(blob).rstrip(b"=") != raw:
+        raise DecryptionFailed()
+    return blob

@@ -23,7 +23,8 @@
                                                                     503 / UNAVAILABLE
 
 Every error carries a stable machine-readable ``reason`` (``Reason``) and a message that is safe
-to show a caller: messages never contain key material, tokens or plaintext.
+to show a caller: messages never contain key material, tokens or plaintext, nor raw control
+characters (a caller's name quoted in a message has them escaped, ``\\n``, ``\\x00``).
 """
 
 from __future__ import annotations
@@ -65,12 +66,22 @@ class Reason(StrEnum):
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
 
 
+def escape_controls(text: str) -> str:
+    """``text`` with every non-printable character escaped as ``repr`` would (``\\n``,
+    ``\\x1b``, ``\\u2028``), so a caller's input quoted back cannot forge log lines or
+    terminal output."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class EkmsError(Exception):
     """Base of every deliberate ekms error. ``str(err)`` is safe to show a caller."""
 
     default_reason: Reason = Reason.INVALID_INPUT
 
     def __init__(self, message: str, *, reason: Reason | None = None) -> None:
+        message = escape_controls(message)
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason

@@ -177,8 +177,9 @@ def test_bit_flips_anywhere_are_refused(
 def test_text_form_damage_never_yields_another_plaintext(
     case: tuple[DataKey, bytes, bytes, bytes, bytes], data: st.DataObject
 ) -> None:
-    """Truncate or change one character of the text form: refused, or (the base64 alphabet's
-    unused low bits of the last character) it decodes to the very same ciphertext."""
+    """Truncate or change one character of the text form: refused, or it is the canonical text
+    of other bytes (a truncation) that do not open. The unused low bits of the last character
+    are no longer a way to get the same ciphertext under another text (issue 10)."""
     key, blob, binding, context, plaintext = case
     text = ct.to_text(blob)
     position = data.draw(st.integers(min_value=0, max_value=len(text) - 1), label="at")
@@ -191,10 +192,44 @@ def test_text_form_damage_never_yields_another_plaintext(
         decoded = ct.from_text(damaged)
     except DecryptionFailed:
         return
+    assert ct.to_text(decoded) == damaged
     if decoded == blob:
+        assert damaged == text
         assert open_blob(key, decoded, binding, context) == plaintext
     else:
         assert refused(open_blob, key, decoded, binding, context)
+
+
+URLSAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+@PROFILE
+@given(st.binary(min_size=1, max_size=120), st.integers(min_value=1, max_value=15))
+def test_the_text_form_is_canonical(blob: bytes, low_bits: int) -> None:
+    """Only ``to_text(blob)`` decodes to ``blob``: setting any of the last character's unused
+    low bits (which a lenient base64 decoder ignores) is refused."""
+    text = ct.to_text(blob)
+    unused = {1: 4, 2: 2, 0: 0}[len(blob) % 3]
+    if unused == 0 or low_bits >= 1 << unused:
+        return
+    index = URLSAFE.index(text[-1])
+    assert index & ((1 << unused) - 1) == 0  # the encoder leaves them zero
+    variant = text[:-1] + URLSAFE[index | low_bits]
+    assert variant != text
+    assert refused(ct.from_text, variant)
+
+
+@PROFILE
+@given(
+    st.one_of(st.text(max_size=120), st.binary(max_size=90).map(ct.to_text)), st.text(max_size=3)
+)
+def test_whatever_text_decodes_is_the_canonical_text_of_its_bytes(base: str, suffix: str) -> None:
+    text = base + suffix
+    try:
+        blob = ct.from_text(text)
+    except DecryptionFailed:
+        return
+    assert ct.to_text(blob) == text
 
 
 @PROFILE

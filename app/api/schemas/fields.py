@@ -11,6 +11,9 @@ from app.api.schemas.common import InputModel
 from app.application.field_configs import FieldConfigInput
 from app.domain.module import EncryptedFieldConfig
 
+# pydantic-core runs patterns on Rust's regex engine, whose "$" is the end of the text only (not
+# before a final "\n" as in Python's re): a name ending in "\n" is a 422, pinned by
+# tests/e2e/test_rest_token_and_input_limits.py. The domain checks the same names with fullmatch.
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$"
 
 

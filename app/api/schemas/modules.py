@@ -13,6 +13,9 @@ from app.application.modules import ModuleInput
 from app.domain.module import CryptoModule, ModuleKey
 from app.domain.values import AccessResult, Algorithm, KeyState, ModuleState
 
+# pydantic-core runs patterns on Rust's regex engine, whose "$" is the end of the text only (not
+# before a final "\n" as in Python's re): a name ending in "\n" is a 422, pinned by
+# tests/e2e/test_rest_token_and_input_limits.py. The domain checks the same names with fullmatch.
 MODULE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}(\.[a-z0-9][a-z0-9_-]{0,62}){1,3}$"
 AlgorithmLabel = Literal["AES-256-GCM", "AES-256-SIV"]
 
