@@ -13,6 +13,7 @@ included: a scrape reaches one worker, as a REST call does.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import ssl
@@ -39,6 +40,20 @@ class QuietUvicorn(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:  # uvicorn >= 0.29
         yield
+
+
+async def wait_started(servers: list[QuietUvicorn], tasks: list[asyncio.Task[None]]) -> None:
+    """Return once every server accepts connections; raise what a server task died of."""
+    # uvicorn only exposes a ``started`` flag, no event to wait on.
+    while not all(s.started for s in servers) and not any(t.done() for t in tasks):  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    for task in tasks:
+        if task.done():
+            task.result()
+
+
+def listening_ports(server: uvicorn.Server) -> list[int]:
+    return [sock.getsockname()[1] for srv in server.servers for sock in srv.sockets]
 
 
 def http_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
@@ -91,7 +106,7 @@ def metrics_config(settings: Settings) -> uvicorn.Config | None:
 
 
 def listen_socket(
-    host: str, port: int, hint: str, reuse_port: bool = False, *, listen: bool = True
+    host: str, port: int, hint: str, *, reuse_port: bool = False, listen: bool = True
 ) -> socket.socket:
     """A TCP socket bound to ``host:port`` (with ``SO_REUSEPORT`` if asked), listening unless
     it only reserves the port; ``StartupError`` naming the settings if it cannot bind."""

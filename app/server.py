@@ -23,14 +23,20 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
-import uvicorn
 
 from app.api.app import create_app
 from app.bootstrap import Container, StartupError, refuse_public_bind_with_dev_secret, running
 from app.grpc.server import GrpcOptions, GrpcServer, TlsFiles
 from app.infra.metrics import GRPC_LATENCY, GRPC_REQUESTS
 from app.infra.settings import Settings
-from app.listeners import QuietUvicorn, http_config, listen_socket, metrics_config
+from app.listeners import (
+    QuietUvicorn,
+    http_config,
+    listen_socket,
+    listening_ports,
+    metrics_config,
+    wait_started,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -86,9 +92,11 @@ async def _serve_container(
     bound: list[socket.socket] = []
     try:  # the metrics port bound here: a taken port is a StartupError, not a dead task
         if reuse_port:
-            bound.append(listen_socket(settings.http_host, settings.http_port, "EKMS_HTTP_*", True))
+            http_at = (settings.http_host, settings.http_port, "EKMS_HTTP_*")
+            bound.append(listen_socket(*http_at, reuse_port=True))
         if config is not None:
-            bound.append(listen_socket(config.host, config.port, "EKMS_METRICS_*", reuse_port))
+            metrics_at = (config.host, config.port, "EKMS_METRICS_*")
+            bound.append(listen_socket(*metrics_at, reuse_port=reuse_port))
     except StartupError:
         for sock in bound:
             sock.close()
@@ -101,16 +109,18 @@ async def _serve_container(
         tasks.append(asyncio.create_task(metrics.serve(sockets=metrics_sockets), name="metrics"))
     servers = [http] if metrics is None else [http, metrics]
     try:
-        await _started(servers, tasks)
+        await wait_started(servers, tasks)
         log.info(
             "http_listening",
             host=settings.http_host,
-            ports=_ports(http),
+            ports=listening_ports(http),
             tls=settings.http_tls_cert_file is not None,
             mutual_tls=settings.http_tls_client_ca_file is not None,
         )
         if metrics is not None:
-            log.info("metrics_listening", host=settings.metrics_host, ports=_ports(metrics))
+            log.info(
+                "metrics_listening", host=settings.metrics_host, ports=listening_ports(metrics)
+            )
         if on_listening is not None:
             on_listening()
         await stop.wait()
@@ -120,19 +130,6 @@ async def _serve_container(
         for server in servers:
             server.should_exit = True
         await asyncio.gather(grpc_server.stop(), *tasks, return_exceptions=True)
-
-
-async def _started(servers: list[QuietUvicorn], tasks: list[asyncio.Task[None]]) -> None:
-    # uvicorn only exposes a ``started`` flag, no event to wait on.
-    while not all(s.started for s in servers) and not any(t.done() for t in tasks):  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
-    for task in tasks:
-        if task.done():
-            task.result()
-
-
-def _ports(server: uvicorn.Server) -> list[int]:
-    return [s.getsockname()[1] for srv in server.servers for s in srv.sockets]
 
 
 # --- gRPC wiring -------------------------------------------------------------------------------
