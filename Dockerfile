@@ -1,5 +1,12 @@
 # syntax=docker/dockerfile:1
 # Build: the locked environment into /app/.venv. Run: a slim image, non-root, `ekms serve`.
+#
+# The image binds REST and gRPC on 0.0.0.0 (a container is reached through its interfaces), so
+# `ekms serve` refuses to start with the auto-generated dev JWT secret: give it a real token
+# source (EKMS_JWT_JWKS_URL or EKMS_JWT_PUBLIC_KEY_FILE, or EKMS_JWT_HS256_SECRET for a test).
+# REST TLS (EKMS_HTTP_TLS_*) and gRPC TLS (EKMS_GRPC_TLS_*) are opt-in: without them both ports
+# speak plaintext, which is only right behind a TLS-terminating mesh or on a trusted network.
+# Metrics stay on 127.0.0.1:9464 unless EKMS_METRICS_HOST says otherwise (deploy/ sets it).
 FROM python:3.11-slim AS build
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
 RUN pip install --no-cache-dir uv
@@ -16,14 +23,17 @@ RUN groupadd --system --gid 10001 ekms \
  && useradd --system --uid 10001 --gid ekms --home-dir /app --shell /usr/sbin/nologin ekms
 WORKDIR /app
 COPY --from=build --chown=root:root /app /app
-RUN mkdir -p /var/lib/ekms && chown ekms:ekms /var/lib/ekms
+# The data directory (SQLite, local root key, dev secret) is private to the ekms user.
+RUN install -d -m 0700 -o ekms -g ekms /var/lib/ekms
 ENV PATH="/app/.venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
     EKMS_DATA_DIR=/var/lib/ekms \
     EKMS_HTTP_HOST=0.0.0.0 \
     EKMS_GRPC_HOST=0.0.0.0
 USER 10001:10001
-EXPOSE 8080 50051
-HEALTHCHECK --interval=30s --timeout=3s CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/livez', timeout=2).status == 200 else 1)"]
+# REST, gRPC, metrics (the last one only reachable once EKMS_METRICS_HOST is not loopback).
+EXPOSE 8080 50051 9464
+# GET /livez on EKMS_HTTP_PORT, over https when EKMS_HTTP_TLS_CERT_FILE is set (app/healthcheck.py).
+HEALTHCHECK --interval=30s --timeout=3s CMD ["python", "-m", "app.healthcheck"]
 ENTRYPOINT ["ekms"]
 CMD ["serve"]

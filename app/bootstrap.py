@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -32,6 +33,7 @@ from app.infra.db.leader import make_leader
 from app.infra.db.migrate import is_at_head, upgrade_to_head
 from app.infra.db.notify import LocalReconcilingFeed, PgChangeFeed
 from app.infra.db.uow import SqlaUnitOfWorkFactory
+from app.infra.files import private_dir, warn_if_open
 from app.infra.kms.aws import AwsKmsConnector
 from app.infra.kms.local import LocalKmsConnector, load_local_root_key
 from app.infra.kms.routing import RoutingKmsConnector
@@ -72,6 +74,41 @@ def dev_jwt_secret_file(settings: Settings) -> Path:
     return settings.data_dir / "dev-jwt-hs256.secret"
 
 
+def uses_dev_secret(settings: Settings) -> bool:
+    """Tokens would be checked against the generated dev secret: the embedded default (no
+    ``EKMS_DATABASE_URL``) with no ``EKMS_JWT_*`` token source."""
+    configured = settings.jwt_hs256_secret or settings.jwt_public_key_file or settings.jwt_jwks_url
+    return settings.embedded and not configured
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback address (``127.0.0.0/8``, ``::1``); anything else, the
+    wildcard addresses included, reaches beyond this host."""
+    name = host.strip().removeprefix("[").removesuffix("]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def refuse_public_bind_with_dev_secret(settings: Settings) -> None:
+    """``StartupError`` when a server would listen beyond loopback while tokens are checked
+    against the generated dev secret: a file anyone with the data directory can read to mint
+    admin tokens, which no operator chose."""
+    if not uses_dev_secret(settings):
+        return
+    hosts = {"EKMS_HTTP_HOST": settings.http_host, "EKMS_GRPC_HOST": settings.grpc_host}
+    exposed = [f"{name}={host}" for name, host in hosts.items() if not is_loopback_host(host)]
+    if exposed:
+        raise StartupError(
+            f"refusing to listen on {', '.join(exposed)} with the auto-generated development "
+            "JWT secret: set EKMS_JWT_JWKS_URL or EKMS_JWT_PUBLIC_KEY_FILE (with "
+            "EKMS_JWT_ISSUER/EKMS_JWT_AUDIENCE), or EKMS_JWT_HS256_SECRET, or bind 127.0.0.1"
+        )
+
+
 def resolve_token_settings(settings: Settings) -> TokenSettings | None:
     """The configured token sources; the embedded default gets a generated dev HS256 secret."""
     secret = settings.jwt_hs256_secret.get_secret_value() if settings.jwt_hs256_secret else None
@@ -94,8 +131,9 @@ def resolve_token_settings(settings: Settings) -> TokenSettings | None:
 
 def _dev_secret(path: Path) -> str:
     if path.exists():
+        warn_if_open(path)
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     value = secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as fh:

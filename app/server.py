@@ -1,11 +1,15 @@
-"""``ekms serve``: REST (uvicorn) and gRPC in one process, on one event loop.
+"""``ekms serve``: REST (uvicorn), gRPC and the metrics listener in one process, on one loop.
 
-``serve_workers`` (``ekms serve --workers N``) forks N such processes on the same two ports:
-each worker runs the whole server (REST, gRPC, scheduler, audit flusher, key chain) and the
-kernel spreads connections over them (``SO_REUSEPORT``: gRPC sets it by default on Linux, the
-HTTP socket is bound with it here). Workers share nothing but the database: the key chain
-stays coherent through the Postgres change feed, exactly as between replicas, and one worker
-at a time holds the scheduler lock. So ``--workers`` needs Postgres; with SQLite it refuses.
+``serve_workers`` (``ekms serve --workers N``) forks N such processes on the same ports:
+each worker runs the whole server (REST, gRPC, metrics, scheduler, audit flusher, key chain)
+and the kernel spreads connections over them (``SO_REUSEPORT``: gRPC sets it by default on
+Linux, the HTTP and metrics sockets are bound with it here). Workers share nothing but the
+database: the key chain stays coherent through the Postgres change feed, exactly as between
+replicas, and one worker at a time holds the scheduler lock. So ``--workers`` needs Postgres;
+with SQLite it refuses. A scrape of the metrics port reaches one worker.
+
+Before anything starts, ``serve`` refuses to listen beyond loopback with the generated dev
+JWT secret (``refuse_public_bind_with_dev_secret``).
 """
 
 from __future__ import annotations
@@ -19,23 +23,25 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
-import uvicorn
 
 from app.api.app import create_app
-from app.bootstrap import Container, StartupError, running
+from app.bootstrap import Container, StartupError, refuse_public_bind_with_dev_secret, running
 from app.grpc.server import GrpcOptions, GrpcServer, TlsFiles
 from app.infra.metrics import GRPC_LATENCY, GRPC_REQUESTS
 from app.infra.settings import Settings
+from app.listeners import (
+    QuietUvicorn,
+    http_config,
+    listen_socket,
+    listening_ports,
+    metrics_config,
+    wait_started,
+)
 
 log = structlog.get_logger(__name__)
 
 
 GRPC_SHUTDOWN_GRACE_SECONDS = 10.0
-
-
-class _Uvicorn(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # we own the signals
-        return None
 
 
 async def serve(
@@ -45,9 +51,10 @@ async def serve(
     reuse_port: bool = False,
     on_listening: Callable[[], None] | None = None,
 ) -> None:
-    """Run until ``stop`` is set (or SIGINT/SIGTERM). ``reuse_port``: bind HTTP with
-    ``SO_REUSEPORT`` (a worker of ``serve_workers``); ``on_listening``: called once both
-    servers accept connections."""
+    """Run until ``stop`` is set (or SIGINT/SIGTERM). ``reuse_port``: bind HTTP and metrics
+    with ``SO_REUSEPORT`` (a worker of ``serve_workers``); ``on_listening``: called once every
+    listener accepts connections."""
+    refuse_public_bind_with_dev_secret(settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -67,18 +74,9 @@ async def _serve_container(
     on_listening: Callable[[], None] | None = None,
 ) -> None:
     settings = container.settings
-    sockets = [_reuse_port_socket(settings.http_host, settings.http_port)] if reuse_port else None
-    http = _Uvicorn(
-        uvicorn.Config(
-            create_app(container),
-            host=settings.http_host,
-            port=settings.http_port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            server_header=False,
-        )
-    )
+    http = QuietUvicorn(http_config(create_app(container), settings))
+    config = metrics_config(settings)
+    metrics = QuietUvicorn(config) if config is not None else None
     grpc_server = build_grpc_server(container)
     try:
         grpc_port = await grpc_server.start()
@@ -91,23 +89,47 @@ async def _serve_container(
         tls=grpc_server.options.tls is not None,
         mutual_tls=bool(grpc_server.options.tls and grpc_server.options.tls.client_ca_file),
     )
-    http_task = asyncio.create_task(http.serve(sockets=sockets), name="http")
+    bound: list[socket.socket] = []
+    try:  # the metrics port bound here: a taken port is a StartupError, not a dead task
+        if reuse_port:
+            http_at = (settings.http_host, settings.http_port, "EKMS_HTTP_*")
+            bound.append(listen_socket(*http_at, reuse_port=True))
+        if config is not None:
+            metrics_at = (config.host, config.port, "EKMS_METRICS_*")
+            bound.append(listen_socket(*metrics_at, reuse_port=reuse_port))
+    except StartupError:
+        for sock in bound:
+            sock.close()
+        await grpc_server.stop()
+        raise
+    http_sockets = bound[:1] if reuse_port else None
+    metrics_sockets = bound[-1:] if config is not None else None
+    tasks = [asyncio.create_task(http.serve(sockets=http_sockets), name="http")]
+    if metrics is not None:
+        tasks.append(asyncio.create_task(metrics.serve(sockets=metrics_sockets), name="metrics"))
+    servers = [http] if metrics is None else [http, metrics]
     try:
-        # uvicorn only exposes a ``started`` flag, no event to wait on.
-        while not http.started and not http_task.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        if http_task.done():
-            http_task.result()
-        ports = [s.getsockname()[1] for server in http.servers for s in server.sockets]
-        log.info("http_listening", host=settings.http_host, ports=ports)
+        await wait_started(servers, tasks)
+        log.info(
+            "http_listening",
+            host=settings.http_host,
+            ports=listening_ports(http),
+            tls=settings.http_tls_cert_file is not None,
+            mutual_tls=settings.http_tls_client_ca_file is not None,
+        )
+        if metrics is not None:
+            log.info(
+                "metrics_listening", host=settings.metrics_host, ports=listening_ports(metrics)
+            )
         if on_listening is not None:
             on_listening()
         await stop.wait()
         log.info("shutting_down")
     finally:
-        # Both servers stop accepting at once; calls in flight get the grace period.
-        http.should_exit = True
-        await asyncio.gather(grpc_server.stop(), http_task, return_exceptions=True)
+        # Every server stops accepting at once; calls in flight get the grace period.
+        for server in servers:
+            server.should_exit = True
+        await asyncio.gather(grpc_server.stop(), *tasks, return_exceptions=True)
 
 
 # --- gRPC wiring -------------------------------------------------------------------------------
@@ -162,25 +184,6 @@ def build_grpc_server(container: Container, options: GrpcOptions | None = None) 
 # --- several worker processes on the same ports ------------------------------------------------
 
 
-def _reuse_port_socket(host: str, port: int, *, listen: bool = True) -> socket.socket:
-    """A TCP socket bound with SO_REUSEPORT (listening, unless it only reserves the port)."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
-        if listen:
-            sock.listen(2048)
-            sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 Runner = Callable[[Coroutine[Any, Any, None]], None]
 """Runs a coroutine to completion on a fresh event loop (``uvloop.run`` or ``asyncio.run``)."""
 
@@ -200,13 +203,16 @@ def serve_workers(settings: Settings, workers: int, run: Runner) -> int:
             "--workers needs Postgres (EKMS_DATABASE_URL): workers learn of each other's "
             "changes through its change feed, and SQLite serves one process"
         )
-    # Reserve both ports (bound, not listening: the kernel sends no connection here) so that
+    # Reserve the ports (bound, not listening: the kernel sends no connection here) so that
     # port 0 resolves once and every worker binds the same port.
-    reserved = [
-        _reserve(settings.http_host, settings.http_port, "EKMS_HTTP_*"),
-        _reserve(settings.grpc_host, settings.grpc_port, "EKMS_GRPC_*"),
-    ]
-    ports = {"http_port": reserved[0].getsockname()[1], "grpc_port": reserved[1].getsockname()[1]}
+    wanted = {
+        "http_port": (settings.http_host, settings.http_port, "EKMS_HTTP_*"),
+        "grpc_port": (settings.grpc_host, settings.grpc_port, "EKMS_GRPC_*"),
+    }
+    if settings.metrics_port is not None:
+        wanted["metrics_port"] = (settings.metrics_host, settings.metrics_port, "EKMS_METRICS_*")
+    reserved = [_reserve(*where) for where in wanted.values()]
+    ports = {name: sock.getsockname()[1] for name, sock in zip(wanted, reserved, strict=True)}
     worker_settings = settings.model_copy(update=ports)
     children: set[int] = set()
     state = {"stopping": False}
@@ -232,10 +238,7 @@ def serve_workers(settings: Settings, workers: int, run: Runner) -> int:
 
 
 def _reserve(host: str, port: int, hint: str) -> socket.socket:
-    try:
-        return _reuse_port_socket(host, port, listen=False)
-    except OSError as exc:
-        raise StartupError(f"cannot bind {host}:{port} ({exc}): check {hint} settings") from exc
+    return listen_socket(host, port, hint, reuse_port=True, listen=False)
 
 
 def _fork_worker(

@@ -52,6 +52,7 @@ def _settings(database_url: str, kms_url: str, data_dir: Path, http: int, grpc_p
         jwt_hs256_secret=JWT_SECRET,  # type: ignore[arg-type]
         http_port=http,
         grpc_port=grpc_port,
+        metrics_port=0,  # the profile reads no metrics; an ephemeral port never collides
         data_dir=data_dir,
         bench_echo=True,
     )

@@ -8,8 +8,8 @@ Starts a fresh Postgres database (``ekms migrate``), moto's KMS server and two r
 policies and audit on as in production, plus ``EKMS_BENCH_ECHO=true``). Configures them over
 REST, then drives each case from separate client processes on loopback (see ``bench.load``)
 while reading the server's CPU time from /proc and its KMS-call and DB-statement counters from
-/metrics. The in-process ceilings (raw AES-GCM, the AWS Encryption SDK) run in this process
-before any server starts.
+its metrics listener. The in-process ceilings (raw AES-GCM, the AWS Encryption SDK) run in this
+process before any server starts.
 
 The host is shared and noisy, so every case runs in ``rounds`` short windows, the cases
 interleaved round after round (the 1- and 2-worker servers alternate): a burst of someone

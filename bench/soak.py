@@ -64,10 +64,11 @@ def mix_for(admin_share: float) -> list[tuple[str, float]]:
 _LE = re.compile(r'^ekms_http_request_seconds_bucket\{.*le="([^"]+)".*\} (\S+)$')
 
 
-def server_buckets(url: str) -> dict[float, float]:
-    """The server's own REST latency histogram (all routes), cumulative count per bound."""
+def server_buckets(metrics_url: str) -> dict[float, float]:
+    """The server's own REST latency histogram (all routes), cumulative count per bound, from
+    its metrics listener."""
     totals: dict[float, float] = {}
-    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+    for line in httpx.get(metrics_url, timeout=10).text.splitlines():
         match = _LE.match(line)
         if match:
             bound = float(match[1])
@@ -353,8 +354,10 @@ class ServerSampler:
     """In a thread: the server's VmRSS every ``interval`` seconds, and every ``window`` seconds
     its own REST latency histogram (the time inside the app, as the server measures it)."""
 
-    def __init__(self, pid: int, url: str, interval: float = 1.0, window: float = 10.0) -> None:
-        self.pid, self.url, self.interval, self.window = pid, url, interval, window
+    def __init__(
+        self, pid: int, metrics_url: str, interval: float = 1.0, window: float = 10.0
+    ) -> None:
+        self.pid, self.url, self.interval, self.window = pid, metrics_url, interval, window
         self.samples: list[tuple[float, int]] = []
         self.server_windows: list[dict[str, Any]] = []
         self.first: dict[float, float] = {}
@@ -491,7 +494,7 @@ def orchestrate(args: argparse.Namespace) -> int:
                 flush=True,
             )
             cpu_before = server.cpu()
-            with ServerSampler(pid, server.url) as rss:
+            with ServerSampler(pid, server.metrics_url) as rss:
                 steady = run_load(workdir, plan_file, "steady", seconds, rate=rate)
             cpu_steady = server.cpu() - cpu_before
             alive = server.process.poll() is None

@@ -183,11 +183,17 @@ class Server:
     grpc_port: int
     log: Path
     workers: int
+    metrics_port: int = 0
     pids: list[int] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """The metrics listener's scrape URL (the public port answers /metrics 404)."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def grpc_target(self) -> str:
@@ -198,7 +204,7 @@ class Server:
 
     def counters(self) -> dict[str, float]:
         """KMS calls and DB statements so far (from one process: exact only for one worker)."""
-        text = httpx.get(self.url + "/metrics", timeout=10).text
+        text = httpx.get(self.metrics_url, timeout=10).text
         return metric_totals(text, "ekms_kms_calls_total", "ekms_db_queries_total")
 
     def stop(self) -> None:
@@ -219,7 +225,7 @@ def start_server(
     workers: int = 1,
     extra: dict[str, str] | None = None,
 ) -> Server:
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port, metrics_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         **AWS_ENV,
@@ -230,6 +236,7 @@ def start_server(
         "EKMS_JWT_HS256_SECRET": JWT_SECRET,
         "EKMS_HTTP_PORT": str(http_port),
         "EKMS_GRPC_PORT": str(grpc_port),
+        "EKMS_METRICS_PORT": str(metrics_port),
         "EKMS_DATA_DIR": str(log.parent / "data"),
         "EKMS_WORKERS": str(workers),
         "EKMS_BENCH_ECHO": "true",
@@ -240,7 +247,7 @@ def start_server(
     process = subprocess.Popen(  # noqa: S603
         [*EKMS, "serve"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
     )
-    server = Server(process, http_port, grpc_port, log, workers)
+    server = Server(process, http_port, grpc_port, log, workers, metrics_port)
     deadline = time.monotonic() + 60
     while True:
         if process.poll() is not None:

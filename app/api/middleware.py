@@ -5,6 +5,8 @@
 - body limit: a declared ``Content-Length`` over the limit is refused before anything runs,
   a streamed body is cut off when it passes the limit (413 either way);
 - security headers on every response; ``Cache-Control: no-store`` everywhere but the docs;
+  ``Strict-Transport-Security`` only on responses sent over TLS (RFC 6797 8.1: a browser
+  ignores it over plain HTTP, and sending it there suggests a protection that is not there);
 - metrics: request count and latency by method, *route template* and status;
 - one access log line per request, without query string, headers or bodies;
 - last line of defence: any exception that escapes the app is logged with the request id and
@@ -32,7 +34,7 @@ REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _DOC_PATHS = ("/docs", "/redoc", "/openapi.json")
-_PROBE_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
+_PROBE_PATHS = frozenset({"/livez", "/readyz"})
 
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
@@ -41,8 +43,8 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
     (b"permissions-policy", b"interest-cohort=()"),
-    (b"strict-transport-security", b"max-age=63072000; includeSubDomains"),
 )
+HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
 _API_CSP = b"default-src 'none'; frame-ancestors 'none'"
 # Swagger UI and ReDoc load their bundle from a CDN and start it with an inline script.
 _DOCS_CSP = (
@@ -95,6 +97,7 @@ class RequestContextMiddleware:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id, method=method)
         csp = _DOCS_CSP if path.startswith(_DOC_PATHS) else _API_CSP
+        over_tls = scope.get("scheme") == "https"
         status = 500
         response_started = False
 
@@ -107,6 +110,8 @@ class RequestContextMiddleware:
                     (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
                 ]
                 headers.extend(SECURITY_HEADERS)
+                if over_tls:
+                    headers.append(HSTS)
                 headers.append((b"content-security-policy", csp))
                 headers.append((b"x-request-id", request_id.encode("latin-1")))
                 if not path.startswith(_DOC_PATHS):

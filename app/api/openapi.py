@@ -28,7 +28,7 @@ TAGS: list[dict[str, Any]] = [
     {"name": "field-configs", "description": "Encrypted field configurations (ekms.admin)."},
     {"name": "audit", "description": "The audit trail (ekms.auditor)."},
     {"name": "crypto", "description": "The REST data plane; module access policies decide."},
-    {"name": "probes", "description": "Liveness, readiness and Prometheus metrics (no token)."},
+    {"name": "probes", "description": "Liveness and readiness (no token); metrics: own port."},
 ]
 
 DESCRIPTIONS: dict[int, str] = {

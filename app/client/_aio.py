@@ -39,9 +39,13 @@ class AsyncEkmsClient:
         retry: RetryPolicy | None = None,
         options: Sequence[tuple[str, Any]] = (),
         channel: grpc.aio.Channel | None = None,
+        insecure: bool = False,
     ) -> None:
         self._owns_channel = channel is None
         if channel is None:
+            c.refuse_token_in_clear(
+                address, token=token, credentials=credentials, insecure=insecure
+            )
             channel = (
                 grpc.aio.secure_channel(address, credentials, options=list(options))
                 if credentials is not None

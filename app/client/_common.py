@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import TypeAlias
 
@@ -19,6 +20,55 @@ TokenSource: TypeAlias = str | Callable[[], str] | None
 
 Metadata = tuple[tuple[str, str], ...]
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
+
+
+def refuse_token_in_clear(
+    address: str, *, token: TokenSource, credentials: object | None, insecure: bool
+) -> None:
+    """``ValueError`` when a token would travel in clear beyond this host: a plaintext channel
+    (no ``credentials``) to a target that is not loopback nor a Unix socket, and no
+    ``insecure=True`` to say the network is trusted (a mesh sidecar doing mTLS, a test)."""
+    if token is None or credentials is not None or insecure:
+        return
+    exposed = [host for host in target_hosts(address) if not _is_loopback(host)]
+    if exposed:
+        raise ValueError(
+            f"refusing to send a bearer token over a plaintext channel to {address!r}: pass "
+            "credentials=grpc.ssl_channel_credentials(...) for TLS, or insecure=True if the "
+            "network between here and ekms is trusted"
+        )
+
+
+def target_hosts(address: str) -> list[str]:
+    """The hosts a gRPC target names (``host:port``, ``[v6]:port``, ``dns:///host:port``,
+    ``ipv4:a:p,b:p``, ``ipv6:[a]:p``); none for ``unix:`` and ``unix-abstract:`` sockets."""
+    if address.startswith(("unix:", "unix-abstract:", "vsock:")):
+        return []
+    scheme, colon, rest = address.partition(":")
+    if colon and scheme in ("dns", "ipv4", "ipv6"):
+        if rest.startswith("//"):  # an authority (the DNS server): the name follows the "/"
+            rest = rest[2:].partition("/")[2]
+        parts = rest.split(",") if scheme != "dns" else [rest]
+    else:
+        parts = [address]
+    return [_host(part.strip()) for part in parts]
+
+
+def _host(host_port: str) -> str:
+    if host_port.startswith("["):
+        return host_port[1:].partition("]")[0]
+    if host_port.count(":") > 1:  # a bare IPv6 address
+        return host_port
+    return host_port.rpartition(":")[0] if ":" in host_port else host_port
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def metadata(token: TokenSource) -> Metadata:

@@ -27,9 +27,12 @@ from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 
 class EkmsClient:
     """Blocking client. ``address`` is ``host:port``; ``credentials`` (e.g.
-    ``grpc.ssl_channel_credentials(...)``) makes the channel TLS, else it is plaintext.
+    ``grpc.ssl_channel_credentials(...)``) makes the channel TLS, else it is plaintext, and
+    then a ``token`` is refused (``ValueError``) unless ``address`` is loopback or a Unix
+    socket, or ``insecure=True`` says the network is trusted (a mesh sidecar doing mTLS).
     ``channel`` uses a channel you built yourself (then ``address``/``credentials``/``options``
-    are ignored and ``close()`` leaves it open)."""
+    /``insecure`` are ignored, the channel's security is yours, and ``close()`` leaves it
+    open)."""
 
     def __init__(
         self,
@@ -41,9 +44,13 @@ class EkmsClient:
         retry: RetryPolicy | None = None,
         options: Sequence[tuple[str, Any]] = (),
         channel: grpc.Channel | None = None,
+        insecure: bool = False,
     ) -> None:
         self._owns_channel = channel is None
         if channel is None:
+            c.refuse_token_in_clear(
+                address, token=token, credentials=credentials, insecure=insecure
+            )
             channel = (
                 grpc.secure_channel(address, credentials, options=list(options))
                 if credentials is not None

@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, ge=0, le=65535)
     grpc_host: str = "127.0.0.1"
     grpc_port: int = Field(default=50051, ge=0, le=65535)
+    http_tls_cert_file: Path | None = None
+    http_tls_key_file: Path | None = None
+    http_tls_client_ca_file: Path | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(
+        default=9464, ge=0, le=65535, description="the /metrics listener; blank: none"
+    )
     workers: int = Field(default=1, ge=1, le=64)
 
     kms_provider: Literal["local", "aws"] = "local"
@@ -77,6 +84,11 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _blank_port_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def effective_database_url(self) -> str:

@@ -32,6 +32,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         **os.environ,
         "EKMS_HTTP_PORT": str(_free_port()),
         "EKMS_GRPC_PORT": str(_free_port()),
+        "EKMS_METRICS_PORT": str(_free_port()),
         "EKMS_DATA_DIR": str(tmp_path / "data"),
         "EKMS_JWT_HS256_SECRET": "workers-test-secret-0123456789abcdef",
         "EKMS_LOG_LEVEL": "WARNING",
@@ -69,19 +70,20 @@ def _live(url: str) -> bool:
         return False
 
 
-def test_two_workers_share_both_ports_and_stop_together(
+def test_two_workers_share_every_port_and_stop_together(
     workers: tuple[subprocess.Popen[bytes], dict[str, str]],
 ) -> None:
     process, env = workers
-    url = f"http://127.0.0.1:{env['EKMS_HTTP_PORT']}"
+    metrics = f"http://127.0.0.1:{env['EKMS_METRICS_PORT']}/metrics"
     children = tree_pids(process.pid)[1:]
     assert len(children) == 2
-    # One worker holds the scheduler lock: new connections reach both, so both answers show up.
+    # One worker holds the scheduler lock: new connections to the shared metrics port reach
+    # both, so both answers show up.
     leaders = set()
     deadline = time.monotonic() + 20
     while len(leaders) < 2 and time.monotonic() < deadline:
         with httpx.Client() as http:  # a fresh connection each time
-            leaders.add("ekms_scheduler_leader 1.0" in http.get(url + "/metrics").text)
+            leaders.add("ekms_scheduler_leader 1.0" in http.get(metrics).text)
     assert leaders == {True, False}
     with grpc.insecure_channel(f"127.0.0.1:{env['EKMS_GRPC_PORT']}") as channel:
         health = health_pb2_grpc.HealthStub(channel).Check(

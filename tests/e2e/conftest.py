@@ -123,6 +123,7 @@ def e2e_settings(
         "grpc_host": "127.0.0.1",
         "grpc_port": 0,
         "http_port": 0,
+        "metrics_port": 0,
         "max_batch_items": 50,
         "grpc_max_message_bytes": 256 * 1024,
         "log_json": False,

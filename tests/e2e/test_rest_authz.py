@@ -189,6 +189,8 @@ async def test_expired_token_is_401_token_expired(rest: Rest) -> None:  # noqa: 
 
 
 async def test_probes_need_no_token(rest: Rest) -> None:  # noqa: F811
-    for path in ("/livez", "/readyz", "/metrics", "/openapi.json", "/docs"):
+    for path in ("/livez", "/readyz", "/openapi.json", "/docs"):
         response = await rest.client.get(path)
         assert response.status_code == 200, path
+    # /metrics is on the metrics listener only (tests/e2e/test_metrics_listener.py).
+    assert (await rest.client.get("/metrics")).status_code == 404

@@ -12,6 +12,7 @@ import pytest
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
+from app.api.metrics_app import metrics_app
 from app.infra.metrics import REGISTRY
 from tests.e2e.rest_support import (
     ADMIN,
@@ -20,6 +21,7 @@ from tests.e2e.rest_support import (
     KEY_MANAGER,
     MODULE,
     Rest,
+    asgi_client,
     auth,
     b64,
     rest,  # noqa: F401 - fixture
@@ -252,7 +254,8 @@ async def test_metrics_move_after_calls(rest: Rest) -> None:  # noqa: F811
     assert _sample("ekms_http_requests_total", labels) == before + 2
     assert _sample("ekms_http_request_seconds_count", latency) == latency_before + 2
     assert _sample("ekms_crypto_operations_total", crypto) == crypto_before + 1
-    exposition = (await rest.client.get("/metrics")).text
+    async with asgi_client(metrics_app) as scraper:  # the metrics listener's app
+        exposition = (await scraper.get("/metrics")).text
     assert 'route="/api/v1/modules/{name}"' in exposition
     assert f'route="{M}"' not in exposition  # the template, never the raw path
 

@@ -210,13 +210,14 @@ class OwnKms:
 @dataclass
 class EkmsProcess:
     """One ``ekms serve`` subprocess. Its log (stdout and stderr) is appended to ``log`` across
-    restarts; the HTTP and gRPC ports stay the same."""
+    restarts; the HTTP, gRPC and metrics ports stay the same."""
 
     name: str
     env: dict[str, str]
     log: Path
     http_port: int = field(default_factory=free_port)
     grpc_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -238,6 +239,7 @@ class EkmsProcess:
             **self.env,
             "EKMS_HTTP_PORT": str(self.http_port),
             "EKMS_GRPC_PORT": str(self.grpc_port),
+            "EKMS_METRICS_PORT": str(self.metrics_port),
         }
         with self.log.open("ab") as out:
             out.write(f"\n=== start {self.starts + 1} of {self.name}\n".encode())
@@ -295,6 +297,10 @@ class EkmsProcess:
     def call(self, method: str, path: str, auth: str | None = None, **kw: Any) -> httpx.Response:
         headers = {**(bearer(auth) if auth else {}), **kw.pop("headers", {})}
         return httpx.request(method, self.url + path, headers=headers, timeout=30, **kw)
+
+    def metrics(self) -> httpx.Response:
+        """A scrape of the metrics listener (the public port answers /metrics 404)."""
+        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=30)
 
 
 def ekms_env(database_url: str, kms_url: str, region: str, data_dir: Path, **extra: str) -> dict:

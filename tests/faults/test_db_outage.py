@@ -56,7 +56,7 @@ def _problem(response: object) -> dict:
 
 
 def _audit_gauge(node: EkmsProcess) -> str:
-    metrics = node.call("GET", "/metrics").text
+    metrics = node.metrics().text
     return " ".join(line for line in metrics.splitlines() if line.startswith("ekms_audit_buffer"))
 
 

@@ -49,6 +49,7 @@ class Replica:
     process: subprocess.Popen[bytes]
     url: str
     log: Path
+    metrics_url: str
 
     def get(self, path: str, **kw: object) -> httpx.Response:
         return httpx.get(self.url + path, timeout=10, **kw)  # type: ignore[arg-type]
@@ -57,7 +58,7 @@ class Replica:
         return httpx.post(self.url + path, timeout=10, **kw)  # type: ignore[arg-type]
 
     def leader(self) -> bool:
-        metrics = self.get("/metrics").text
+        metrics = httpx.get(self.metrics_url, timeout=10).text
         return "ekms_scheduler_leader 1.0" in metrics
 
 
@@ -78,18 +79,20 @@ def replicas(
     }
     nodes: list[Replica] = []
     for i in range(3):
-        port = _free_port()
+        port, metrics_port = _free_port(), _free_port()
         log = tmp_path / f"replica-{i}.log"
         process_env = {
             **env,
             "EKMS_HTTP_PORT": str(port),
             "EKMS_GRPC_PORT": str(_free_port()),
+            "EKMS_METRICS_PORT": str(metrics_port),
             "EKMS_DATA_DIR": str(tmp_path / f"data-{i}"),
         }
         process = subprocess.Popen(  # noqa: S603
             SERVE, env=process_env, stdout=log.open("wb"), stderr=subprocess.STDOUT
         )
-        nodes.append(Replica(process, f"http://127.0.0.1:{port}", log))
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        nodes.append(Replica(process, f"http://127.0.0.1:{port}", log, metrics_url))
     try:
         deadline = time.monotonic() + 60
         for node in nodes:

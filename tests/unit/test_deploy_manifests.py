@@ -23,7 +23,8 @@ import pytest
 import yaml
 
 from app.api.app import create_app
-from app.bootstrap import running
+from app.api.metrics_app import metrics_app
+from app.bootstrap import refuse_public_bind_with_dev_secret, running
 from app.infra.settings import Settings
 
 ROOT = Path(__file__).parents[2]
@@ -215,8 +216,8 @@ def test_deployment_runs_three_replicas_of_ekms_serve() -> None:
 async def test_probe_and_metrics_paths_answer_on_a_healthy_app(
     tmp_path: Path, no_ekms_env: pytest.MonkeyPatch
 ) -> None:
-    # The real composition root and app factory on an embedded SQLite, over an in-process ASGI
-    # transport: no socket is bound, and a path that is not routed would answer 404.
+    # The real composition root and app factories on an embedded SQLite, over in-process ASGI
+    # transports: no socket is bound, and a path that is not routed would answer 404.
     deployment = _one("Deployment")
     container = _container(deployment)
     paths = {
@@ -229,9 +230,18 @@ async def test_probe_and_metrics_paths_answer_on_a_healthy_app(
     async with running(settings) as app_container:
         transport = httpx.ASGITransport(app=create_app(app_container))
         async with httpx.AsyncClient(transport=transport, base_url="http://ekms") as client:
-            for path in [*paths.values(), metrics]:
+            for path in paths.values():
                 response = await client.get(path)
                 assert response.status_code == 200, (path, response.status_code, response.text)
+            # The public port does not serve the metrics (finding 8): they have their own port.
+            public = await client.get(metrics)
+            assert public.status_code == 404
+            assert public.headers["content-type"] == "application/problem+json"
+        scraper = httpx.ASGITransport(app=metrics_app)
+        async with httpx.AsyncClient(transport=scraper, base_url="http://ekms") as client:
+            response = await client.get(metrics)
+            assert response.status_code == 200, (metrics, response.status_code)
+            assert "ekms_http_requests_total" in response.text
 
 
 def test_ports_match_the_settings_defaults_and_the_probes() -> None:
@@ -240,9 +250,11 @@ def test_ports_match_the_settings_defaults_and_the_probes() -> None:
     assert ports == {
         "http": _settings_default("http_port"),
         "grpc": _settings_default("grpc_port"),
+        "metrics": _settings_default("metrics_port"),
     }
     assert int(_config()["EKMS_HTTP_PORT"]) == ports["http"]
     assert int(_config()["EKMS_GRPC_PORT"]) == ports["grpc"]
+    assert int(_config()["EKMS_METRICS_PORT"]) == ports["metrics"]
     container = _container(deployment)
     assert all(name in container for name in PROBES), "startup, liveness and readiness probes"
     grpc_probes = 0
@@ -276,6 +288,7 @@ def test_service_exposes_http_and_grpc_of_the_server_pods() -> None:
     assert _selects({"matchLabels": service["spec"]["selector"]}, _pod_labels(deployment))
     assert not _selects({"matchLabels": service["spec"]["selector"]}, _pod_labels(_one("Job")))
     by_name = {port["name"]: port for port in service["spec"]["ports"]}
+    # Not the metrics port: Prometheus scrapes each pod, and clients of the Service never see it.
     assert set(by_name) == {"http", "grpc"}
     for name, port in by_name.items():
         assert _resolve_port(port["targetPort"], ports) == ports[name]
@@ -283,11 +296,11 @@ def test_service_exposes_http_and_grpc_of_the_server_pods() -> None:
     assert by_name["grpc"]["appProtocol"] == "grpc"
 
 
-def test_metrics_are_scraped_by_annotation_on_the_http_port() -> None:
+def test_metrics_are_scraped_by_annotation_on_the_metrics_port() -> None:
     deployment = _one("Deployment")
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
-    assert int(annotations["prometheus.io/port"]) == _container_ports(deployment)["http"]
+    assert int(annotations["prometheus.io/port"]) == _container_ports(deployment)["metrics"]
     assert annotations["prometheus.io/path"] == "/metrics"
 
 
@@ -372,6 +385,7 @@ def test_config_and_secret_make_valid_production_settings(
     settings = Settings()
     assert ipaddress.ip_address(settings.http_host).is_unspecified, "probes reach the pod IP"
     assert ipaddress.ip_address(settings.grpc_host).is_unspecified
+    assert settings.metrics_host and ipaddress.ip_address(settings.metrics_host).is_unspecified
     assert settings.kms_provider == "aws"
     assert settings.aws_region
     assert not settings.embedded and settings.effective_database_url.startswith("postgresql")
@@ -380,6 +394,7 @@ def test_config_and_secret_make_valid_production_settings(
     assert settings.jwt_jwks_url and settings.jwt_jwks_url.startswith("https://")
     assert settings.jwt_issuer and settings.jwt_audience
     assert settings.jwt_hs256_secret is None, "production verifies tokens against the JWKS"
+    refuse_public_bind_with_dev_secret(settings)  # `ekms serve` accepts the 0.0.0.0 binds
 
 
 def test_no_static_aws_credentials_anywhere_under_deploy() -> None:
@@ -441,7 +456,10 @@ def test_pods_run_hardened_as_the_image_user(kind: str) -> None:
         assert {"cpu", "memory"} <= set(container["resources"][bound]), bound
 
 
-def test_network_policy_admits_only_the_two_ports_and_limits_egress() -> None:
+MONITORING = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+
+
+def test_network_policy_opens_serving_ports_to_clients_and_metrics_to_monitoring_only() -> None:
     deployment = _one("Deployment")
     ports = _container_ports(deployment)
     policies = [
@@ -452,11 +470,15 @@ def test_network_policy_admits_only_the_two_ports_and_limits_egress() -> None:
     assert len(policies) == 1
     spec = policies[0]["spec"]
     assert set(spec["policyTypes"]) == {"Ingress", "Egress"}
-    ingress: set[int] = set()
+    by_peers: dict[str, set[int]] = {}
     for rule in spec["ingress"]:
         assert rule.get("from"), "every ingress rule names its clients"
-        ingress |= {_resolve_port(port["port"], ports) for port in rule["ports"]}
-    assert ingress == {ports["http"], ports["grpc"]}
+        admitted = {_resolve_port(port["port"], ports) for port in rule["ports"]}
+        kind = "monitoring" if rule["from"] == [MONITORING] else "clients"
+        by_peers[kind] = by_peers.get(kind, set()) | admitted
+    # Finding 8: the metrics (module names, table.column, MAP_REJECTED counts) reach the
+    # scraper's namespace only, and the scraper reaches nothing else.
+    assert by_peers == {"clients": {ports["http"], ports["grpc"]}, "monitoring": {ports["metrics"]}}
     _assert_egress_within(spec, ALLOWED_EGRESS)
 
 

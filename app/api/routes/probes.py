@@ -1,15 +1,17 @@
-"""Outside the prefix and without a token: /livez, /readyz, /metrics."""
+"""Outside the prefix and without a token: /livez, /readyz.
+
+``/metrics`` is not served here: it has its own listener (``app/api/metrics_app.py``), and the
+public port answers it 404 like any unknown path.
+"""
 
 from __future__ import annotations
 
 import structlog
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from app.api.security import container_of
-from app.infra.metrics import REGISTRY
 
 router = APIRouter(tags=["probes"])
 log = structlog.get_logger(__name__)
@@ -45,13 +47,3 @@ async def readyz(request: Request) -> JSONResponse:
         return JSONResponse(body.model_dump(), status_code=503)
     body = ReadinessOut(ready=readiness.ready, reason=readiness.reason, checks=readiness.checks)
     return JSONResponse(body.model_dump(), status_code=200 if readiness.ready else 503)
-
-
-@router.get(
-    "/metrics",
-    summary="Prometheus metrics",
-    response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "text exposition"}},
-)
-async def metrics() -> Response:
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

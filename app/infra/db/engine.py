@@ -16,6 +16,10 @@ so do not nest them. (Python's driver would otherwise begin only at the first wr
 would not share the writes' snapshot.)
 
 Engines hide bound parameters from error messages: a parameter may be a wrapped key.
+
+A SQLite file that does not exist yet is created here, empty, with mode 0600 (its directory
+0700 if missing): SQLite gives its ``-wal`` and ``-shm`` files the database file's mode, so
+the three are private to the ekms user whatever the umask (``app/infra/files.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.infra.files import create_private_file, private_dir
 
 POSTGRES_DRIVER = "postgresql+asyncpg"
 SQLITE_DRIVER = "sqlite+aiosqlite"
@@ -92,7 +98,9 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
     if database is None:  # normalize_url refuses it; this tells the type checker
         raise ValueError("in-memory SQLite is not supported")
     if not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(database).expanduser()
+        private_dir(path.parent)
+        create_private_file(path)
     engine = create_async_engine(url, hide_parameters=True)
     event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
     event.listen(engine.sync_engine, "begin", _sqlite_on_begin)

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from app.domain.errors import InvalidInput
+from app.infra.files import private_dir
 
 ROOT_KEY_SIZE = 32
 _FIELD = "local_root_key"
@@ -100,7 +101,7 @@ def _not_a_key(source: str) -> InvalidInput:
 
 
 def _create(file: Path) -> bytes:
-    file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(file.parent)
     key = secrets.token_bytes(ROOT_KEY_SIZE)
     try:
         # O_EXCL: two processes starting together must not overwrite each other's key.

@@ -1,0 +1,131 @@
+"""The HTTP listeners of ``ekms serve``: the public REST port (optionally TLS, optionally
+mutual TLS) and the metrics port, each a uvicorn server on the shared event loop.
+
+- REST: ``EKMS_HTTP_HOST``/``EKMS_HTTP_PORT``; TLS with ``EKMS_HTTP_TLS_CERT_FILE`` and
+  ``EKMS_HTTP_TLS_KEY_FILE``, and client certificates required (signed by
+  ``EKMS_HTTP_TLS_CLIENT_CA_FILE``) when a client CA is set.
+- Metrics: ``EKMS_METRICS_HOST``/``EKMS_METRICS_PORT`` (default ``127.0.0.1:9464``; a blank
+  port: no listener), plain HTTP, ``GET /metrics`` only (``app/api/metrics_app.py``).
+
+With ``--workers N`` every worker binds the same ports with ``SO_REUSEPORT``, the metrics port
+included: a scrape reaches one worker, as a REST call does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from collections.abc import Iterator
+
+import uvicorn
+from fastapi import FastAPI
+
+from app.api.metrics_app import metrics_app
+from app.bootstrap import StartupError
+from app.infra.settings import Settings
+
+METRICS_MAX_CONNECTIONS = 16
+"""A scraper needs one; the cap keeps a flood of connections from growing the loop's load."""
+
+
+class QuietUvicorn(uvicorn.Server):
+    """A uvicorn server that leaves the signals to ``ekms serve``: two servers on one loop
+    must not each swap the process's handlers (the loop's handler stops both)."""
+
+    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
+        return None
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # uvicorn >= 0.29
+        yield
+
+
+async def wait_started(servers: list[QuietUvicorn], tasks: list[asyncio.Task[None]]) -> None:
+    """Return once every server accepts connections; raise what a server task died of."""
+    # uvicorn only exposes a ``started`` flag, no event to wait on.
+    while not all(s.started for s in servers) and not any(t.done() for t in tasks):  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    for task in tasks:
+        if task.done():
+            task.result()
+
+
+def listening_ports(server: uvicorn.Server) -> list[int]:
+    return [sock.getsockname()[1] for srv in server.servers for sock in srv.sockets]
+
+
+def http_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
+    """The REST listener's configuration, TLS files loaded (``StartupError`` if they fail)."""
+    cert, key, client_ca = (
+        settings.http_tls_cert_file,
+        settings.http_tls_key_file,
+        settings.http_tls_client_ca_file,
+    )
+    if (cert is None) != (key is None):
+        raise StartupError(
+            "set both EKMS_HTTP_TLS_CERT_FILE and EKMS_HTTP_TLS_KEY_FILE, or neither"
+        )
+    if client_ca is not None and cert is None:
+        raise StartupError("EKMS_HTTP_TLS_CLIENT_CA_FILE (mutual TLS) needs a server certificate")
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
+        ssl_ca_certs=client_ca,
+        ssl_cert_reqs=ssl.CERT_REQUIRED if client_ca is not None else ssl.CERT_NONE,
+    )
+    try:
+        config.load()  # builds the SSL context now: a bad file fails the start, not a task
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise StartupError(f"cannot load EKMS_HTTP_TLS_* files: {exc}") from exc
+    return config
+
+
+def metrics_config(settings: Settings) -> uvicorn.Config | None:
+    """The metrics listener's configuration, or None when ``EKMS_METRICS_PORT`` is blank."""
+    if settings.metrics_port is None:
+        return None
+    return uvicorn.Config(
+        metrics_app,
+        host=settings.metrics_host,
+        port=settings.metrics_port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+        limit_concurrency=METRICS_MAX_CONNECTIONS,
+    )
+
+
+def listen_socket(
+    host: str, port: int, hint: str, *, reuse_port: bool = False, listen: bool = True
+) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (with ``SO_REUSEPORT`` if asked), listening unless
+    it only reserves the port; ``StartupError`` naming the settings if it cannot bind."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise StartupError(f"cannot bind {host}:{port} ({exc}): check {hint} settings") from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        if listen:
+            sock.listen(2048)
+            sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot bind {host}:{port} ({exc}): check {hint} settings") from exc
+    return sock
