@@ -28,6 +28,7 @@ from app.domain.errors import Reason, ResourceExhausted
 DEFAULT_MAX_STREAMS_PER_CALLER = 16
 DEFAULT_MAX_STREAMS = 256
 _MAX_CALLERS = 100_000
+_EPSILON = 1e-9  # float refills: a caller retrying exactly when told must be admitted
 
 
 class _Bucket:
@@ -68,7 +69,7 @@ class RateLimiter:
             bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.at) * self.rate)
             bucket.at = now
         needed = min(cost, self.burst)
-        if bucket.tokens < needed:
+        if bucket.tokens + _EPSILON < needed:
             wait = (needed - bucket.tokens) / self.rate
             raise ResourceExhausted(
                 f"rate limit of {self.rate:g} items per second exceeded; retry in {wait:.3g} s",
