@@ -104,15 +104,16 @@ class EncryptionBudget:
         self._changes = changes
         self.block = block
         self.limit = limit
-        self._leases: dict[tuple[uuid.UUID, int], Lease] = {}
+        self._leases: dict[tuple[int, int], Lease] = {}  # by (module id as an int, version)
         self._lock = asyncio.Lock()
         self._retry_at = 0.0
         self.reservations = 0
 
     def lease(self, module_id: uuid.UUID, version: int, module: str) -> Lease:
-        lease = self._leases.get((module_id, version))
+        ref = (module_id.int, version)  # hashing a UUID runs Python code; an int does not
+        lease = self._leases.get(ref)
         if lease is None:
-            lease = self._leases[(module_id, version)] = Lease(module_id, version, module)
+            lease = self._leases[ref] = Lease(module_id, version, module)
         return lease
 
     def lease_for(self, view: ModuleView) -> Lease | None:

@@ -116,7 +116,8 @@ class CryptoService:
     async def encrypt_batch(self, caller: Caller, items: Sequence[Item]) -> list[ItemResult]:
         self._admit(caller, Operation.ENCRYPT, len(items))
         snap = await self._ready()
-        await self._reserve_nonces(snap, items, for_encrypt=True)
+        if (short := self._nonce_shortfall(snap, items, for_encrypt=True)) is not None:
+            await self.budget.reserve_for(short)
         if snap.fail_closed_at is not None:
             return [self._guard(Operation.ENCRYPT, snap, caller, item) for item in items]
         return self._encrypt_many(snap, caller, items, self._memo(snap, caller).sealers)
@@ -131,7 +132,8 @@ class CryptoService:
     async def rewrap_batch(self, caller: Caller, items: Sequence[Item]) -> list[ItemResult]:
         self._admit(caller, Operation.REWRAP, len(items))
         snap = await self._ready()
-        await self._reserve_nonces(snap, items, for_encrypt=False)
+        if (short := self._nonce_shortfall(snap, items, for_encrypt=False)) is not None:
+            await self.budget.reserve_for(short)
         return [self._guard(Operation.REWRAP, snap, caller, item) for item in items]
 
     def open_stream(self, caller: Caller) -> StreamSlot:
@@ -157,26 +159,34 @@ class CryptoService:
             )
             raise
 
-    async def _reserve_nonces(
+    def _nonce_shortfall(
         self, snap: Snapshot, items: Sequence[Item], *, for_encrypt: bool
-    ) -> None:
-        """Make sure the GCM leases these items will spend from hold enough (see ``budget``).
-        A rewrap is counted as if it re-encrypted (over-reserving is harmless)."""
+    ) -> dict[Lease, int] | None:
+        """What these items need from the GCM leases they will spend from (see ``budget``),
+        or ``None`` when every lease holds enough: the usual case, with nothing to await. A
+        rewrap is counted as if it re-encrypted (over-reserving is harmless)."""
         needs: dict[Lease, int] = {}
         last: Target | None = None
         lease: Lease | None = None
+        run = 0  # items of a batch mostly share one Target object: count runs, not items
         for item in items:
             if item.target is not last:
-                last, lease = item.target, None
+                if lease is not None:
+                    needs[lease] = needs.get(lease, 0) + run
+                last, lease, run = item.target, None, 0
                 try:
-                    view = self._resolve(snap, last, for_encrypt=for_encrypt)
-                    lease = self.budget.lease_for(view)
+                    lease = self.budget.lease_for(
+                        self._resolve(snap, last, for_encrypt=for_encrypt)
+                    )
                 except EkmsError:
                     pass  # the item fails on its own path, with its own error
-            if lease is not None:
-                needs[lease] = needs.get(lease, 0) + 1
-        if needs:
-            await self.budget.reserve_for(needs)
+            run += 1
+        if lease is not None:
+            needs[lease] = needs.get(lease, 0) + run
+        for held, need in needs.items():
+            if held.left < need and not held.exhausted:
+                return needs
+        return None
 
     async def _ready(self) -> Snapshot:
         await self._audit.wait_for_capacity()

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import uuid
+from pathlib import Path
 
 import pytest
 
-from app.application.budget import EncryptionBudget
+from app.application.budget import RESERVATION_BLOCK, EncryptionBudget
+from app.application.crypto import Item
+from app.application.modules import ModuleInput, create_module
+from app.application.policies import PolicyInput, create_policy
+from app.application.targets import Target
+from app.bootstrap import running
 from app.domain.module import NONCE_WARN_AT, key_usage_alert_kind
+from app.domain.values import AccessResult, Caller, Operation, TargetType
 from app.infra.db.engine import create_engine
 from app.infra.db.uow import SqlaUnitOfWorkFactory
+from app.infra.settings import Settings
 from app.infra.system import SystemClock, SystemRandom
 from tests.integration.test_repositories import add_module, make_key
+
+ADMIN = Caller("admin", frozenset({"ekms.admin", "ekms.key_manager"}))
+APP = Caller("app-svc", frozenset({"app"}))
+MODULE = "global.orders"
 
 
 class _NoFeed:
@@ -99,3 +113,42 @@ async def test_crossing_the_warning_mark_opens_the_alert_in_the_same_transaction
     async with uow_factory() as uow:
         alerts = await uow.status.open_alerts()
     assert [a.kind for a in alerts] == [key_usage_alert_kind(module_id, 1)]
+
+
+async def test_across_restarts_the_reserved_mark_only_grows(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """The real wiring (``running``): each process lifetime reserves above the last one's."""
+    settings = Settings(
+        database_url=sqlite_url,
+        kms_provider="local",
+        local_root_key=base64.b64encode(os.urandom(32)).decode(),
+        jwt_hs256_secret="x" * 40,
+        data_dir=tmp_path,
+        scheduler_enabled=False,
+    )
+    marks, performed = [], 0
+    for lifetime in range(3):
+        async with running(settings) as container:
+            if lifetime == 0:
+                await create_module(container.ctx, ADMIN, ModuleInput(MODULE))
+                await create_policy(
+                    container.ctx,
+                    ADMIN,
+                    MODULE,
+                    PolicyInput(TargetType.ROLE, "app", frozenset(Operation), AccessResult.TRACK),
+                )
+            for i in range(5):
+                item = Item(Target(module=MODULE), b"%d" % i)
+                await container.crypto.encrypt(APP, item)
+                performed += 1
+            async with container.ctx.uow() as uow:
+                module = await uow.modules.get_by_name(MODULE)
+                assert module is not None
+                key = await uow.keys.get(module.id, 1)
+            assert key is not None
+            marks.append(key.encryptions_reserved)
+    assert marks == [RESERVATION_BLOCK, 2 * RESERVATION_BLOCK, 3 * RESERVATION_BLOCK]
+    async with running(settings) as container, container.ctx.uow() as uow:
+        key = await uow.keys.get(module.id, 1)
+    assert key is not None and key.encryption_count == performed  # flushed at each shutdown
