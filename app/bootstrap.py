@@ -25,6 +25,7 @@ from app.application.context import AppContext
 from app.application.crypto import CryptoService
 from app.application.health import Readiness, check_readiness
 from app.application.keychain import KeyChain
+from app.application.limits import DataPlaneLimits, RateLimiter, StreamSlots
 from app.application.ports import Clock, KmsConnector
 from app.domain.errors import AlreadyExists
 from app.domain.values import SYSTEM, KmsProvider
@@ -190,7 +191,18 @@ def build_container(
     leader = make_leader(engine)
     instrument(engine, chain, audit, leader)
     scheduler = MaintenanceScheduler(ctx, leader, tick_seconds=settings.scheduler_tick_seconds)
-    return Container(settings, engine, ctx, CryptoService(ctx), verifier, changes, scheduler)
+    crypto = CryptoService(ctx, limits=build_limits(settings, clock))
+    return Container(settings, engine, ctx, crypto, verifier, changes, scheduler)
+
+
+def build_limits(settings: Settings, clock: Clock) -> DataPlaneLimits:
+    rate = settings.rate_limit_per_caller
+    return DataPlaneLimits(
+        rate=None
+        if rate is None
+        else RateLimiter(clock, rate=rate, burst=settings.effective_rate_limit_burst),
+        streams=StreamSlots(per_caller=settings.max_streams_per_caller, total=settings.max_streams),
+    )
 
 
 async def _prepare_schema(settings: Settings) -> None:

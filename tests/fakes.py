@@ -163,6 +163,15 @@ class InMemoryModuleKeyRepository(_Repo):
             if ref in self.s.keys:
                 self.s.keys[ref].encryption_count += n
 
+    async def reserve_usage(
+        self, module_id: uuid.UUID, version: int, amount: int, limit: int
+    ) -> int | None:
+        key = self.s.keys.get((module_id, version))
+        if key is None or key.usage_mark + amount > limit:
+            return None
+        key.encryptions_reserved = key.usage_mark + amount
+        return int(key.encryptions_reserved)
+
 
 class InMemoryFieldConfigRepository(_Repo):
     async def get(self, config_id: uuid.UUID) -> Any:

@@ -9,6 +9,7 @@
     NotFound               404
     Conflict               409     AlreadyExists is a Conflict
     KeyUnavailable         409     the key chain cannot serve (a state conflict, not an outage)
+    ResourceExhausted      429     the caller's rate limit (RATE_LIMITED); ``Retry-After``
     ServiceUnavailable     503     transient; with ``Retry-After``
 
 Framework errors become problems too: malformed JSON 400, unknown route 404, wrong method 405,
@@ -18,6 +19,7 @@ the middleware logs it and answers a 500 problem with only the correlation id.
 
 from __future__ import annotations
 
+import math
 from typing import Any, cast
 
 import structlog
@@ -37,6 +39,7 @@ from app.domain.errors import (
     KeyUnavailable,
     NotFound,
     Reason,
+    ResourceExhausted,
     ServiceUnavailable,
     Unauthenticated,
     escape_controls,
@@ -53,6 +56,7 @@ STATUS_BY_ERROR: dict[type[EkmsError], int] = {
     NotFound: 404,
     Conflict: 409,
     KeyUnavailable: 409,
+    ResourceExhausted: 429,
     ServiceUnavailable: 503,
 }
 
@@ -69,6 +73,7 @@ _HTTP_REASONS: dict[int, str] = {
     413: ApiReason.PAYLOAD_TOO_LARGE,
     415: ApiReason.UNSUPPORTED_MEDIA_TYPE,
     422: Reason.INVALID_INPUT,
+    429: Reason.RATE_LIMITED,
     503: Reason.KMS_UNAVAILABLE,
 }
 
@@ -94,6 +99,9 @@ def headers_for(error: EkmsError, status: int, *, token_given: bool) -> dict[str
         return {"WWW-Authenticate": challenge}
     if status == 503:
         return {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if status == 429:
+        retry_after = getattr(error, "retry_after", None) or 1
+        return {"Retry-After": str(max(1, math.ceil(retry_after)))}
     return {}
 
 

@@ -18,6 +18,11 @@ never serves from an old one. Until that call it keeps the old snapshot (and its
 keys) referenced, as a call in flight would: after a purge they stay in memory, unused, until
 the next data-plane call. It is not used at all while the chain is inside its
 unavailable-grace deadline (the one check that reads the clock).
+
+Limits, before any of that: the caller's rate (``limits.RateLimiter``, a call costs its item
+count), and for AES-GCM the key version's nonce budget (``budget``): a call first makes sure
+the leases of the versions it will encrypt under hold enough reserved encryptions (no query
+when they do, the usual case), then each GCM encrypt spends one, or is refused.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from app.application.budget import EncryptionBudget, Lease
 from app.application.context import AppContext
 from app.application.keychain import ModuleView, Snapshot
+from app.application.limits import DataPlaneLimits, StreamSlot
 from app.application.targets import Target
 from app.domain import ciphertext as ct
 from app.domain.audit import AuditResult
@@ -39,6 +46,7 @@ from app.domain.errors import (
     KeyUnavailable,
     NotFound,
     Reason,
+    ResourceExhausted,
 )
 from app.domain.keys import DataKey
 from app.domain.module import ModuleKey
@@ -73,11 +81,19 @@ class ItemResult:
 class CryptoService:
     """The data-plane use cases. One instance per process, shared by gRPC and REST."""
 
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(
+        self,
+        ctx: AppContext,
+        *,
+        limits: DataPlaneLimits | None = None,
+        budget: EncryptionBudget | None = None,
+    ) -> None:
         self._ctx = ctx
         self._chain = ctx.chain
         self._audit = ctx.audit
         self._nonce = ctx.rng.token_bytes
+        self.limits = limits or DataPlaneLimits()
+        self.budget = budget or EncryptionBudget(ctx.uow, ctx.clock, ctx.rng, ctx.changes)
         self._memo_snap: Snapshot | None = None
         self._memos: dict[Caller, _Memo] = {}
         self._ops: dict[Operation, _ItemOp] = {
@@ -98,22 +114,79 @@ class CryptoService:
         return require_ok((await self.rewrap_batch(caller, (item,)))[0])
 
     async def encrypt_batch(self, caller: Caller, items: Sequence[Item]) -> list[ItemResult]:
+        self._admit(caller, Operation.ENCRYPT, len(items))
         snap = await self._ready()
+        if (short := self._nonce_shortfall(snap, items, for_encrypt=True)) is not None:
+            await self.budget.reserve_for(short)
         if snap.fail_closed_at is not None:
             return [self._guard(Operation.ENCRYPT, snap, caller, item) for item in items]
         return self._encrypt_many(snap, caller, items, self._memo(snap, caller).sealers)
 
     async def decrypt_batch(self, caller: Caller, items: Sequence[Item]) -> list[ItemResult]:
+        self._admit(caller, Operation.DECRYPT, len(items))
         snap = await self._ready()
         if snap.fail_closed_at is not None:
             return [self._guard(Operation.DECRYPT, snap, caller, item) for item in items]
         return self._decrypt_many(snap, caller, items, self._memo(snap, caller).openers)
 
     async def rewrap_batch(self, caller: Caller, items: Sequence[Item]) -> list[ItemResult]:
+        self._admit(caller, Operation.REWRAP, len(items))
         snap = await self._ready()
+        if (short := self._nonce_shortfall(snap, items, for_encrypt=False)) is not None:
+            await self.budget.reserve_for(short)
         return [self._guard(Operation.REWRAP, snap, caller, item) for item in items]
 
+    def open_stream(self, caller: Caller) -> StreamSlot:
+        """A slot for one stream of ``caller``, held until released; ``ResourceExhausted``
+        (TOO_MANY_STREAMS) past the per-caller or the total cap."""
+        return self.limits.streams.open(caller.subject)
+
     # --- internals -------------------------------------------------------------------------------
+
+    def _admit(self, caller: Caller, operation: Operation, cost: int) -> None:
+        limiter = self.limits.rate
+        if limiter is None:
+            return
+        try:
+            limiter.acquire(caller.subject, cost)
+        except ResourceExhausted as exc:
+            self._audit.record(
+                actor=caller.subject,
+                action=operation.value,
+                result=AuditResult.FAILURE,
+                reason=exc.reason.value,
+                count=cost,
+            )
+            raise
+
+    def _nonce_shortfall(
+        self, snap: Snapshot, items: Sequence[Item], *, for_encrypt: bool
+    ) -> dict[Lease, int] | None:
+        """What these items need from the GCM leases they will spend from (see ``budget``),
+        or ``None`` when every lease holds enough: the usual case, with nothing to await. A
+        rewrap is counted as if it re-encrypted (over-reserving is harmless)."""
+        needs: dict[Lease, int] = {}
+        last: Target | None = None
+        lease: Lease | None = None
+        run = 0  # items of a batch mostly share one Target object: count runs, not items
+        for item in items:
+            if item.target is not last:
+                if lease is not None:
+                    needs[lease] = needs.get(lease, 0) + run
+                last, lease, run = item.target, None, 0
+                try:
+                    lease = self.budget.lease_for(
+                        self._resolve(snap, last, for_encrypt=for_encrypt)
+                    )
+                except EkmsError:
+                    pass  # the item fails on its own path, with its own error
+            run += 1
+        if lease is not None:
+            needs[lease] = needs.get(lease, 0) + run
+        for held, need in needs.items():
+            if held.left < need and not held.exhausted:
+                return needs
+        return None
 
     async def _ready(self) -> Snapshot:
         await self._audit.wait_for_capacity()
@@ -204,13 +277,13 @@ class CryptoService:
     def _seal(self, snap: Snapshot, view: ModuleView, item: Item) -> tuple[bytes, int]:
         key = self._active_key(view)
         data_key = self._chain.data_key(snap, view, key)
-        nonce = self._nonce(NONCE_SIZE) if not view.module.algorithm.deterministic else b""
-        blob = data_key.encrypt(
-            ct.check_plaintext(item.data),
-            item.target.binding,
-            ct.check_context(item.context),
-            nonce,
-        )
+        plaintext, context = ct.check_plaintext(item.data), ct.check_context(item.context)
+        lease = self.budget.lease_for(view)
+        nonce = b""
+        if lease is not None:
+            lease.spend()
+            nonce = self._nonce(NONCE_SIZE)
+        blob = data_key.encrypt(plaintext, item.target.binding, context, nonce)
         self._audit.count_usage(key.module_id, key.version)
         return blob, key.version
 
@@ -300,13 +373,19 @@ class CryptoService:
                     sealer is None
                     or len(item.data) > ct.MAX_PLAINTEXT
                     or len(item.context) > ct.MAX_CONTEXT
+                    or (sealer.lease is not None and sealer.lease.left <= 0)
                 ):
                     result = self._guard(Operation.ENCRYPT, snap, caller, item)
                     if result.error is None and target not in sealers:
                         sealer = sealers[target] = self._sealer(snap, caller, target)
                     append(result)
                     continue
-                nonce = self._nonce(NONCE_SIZE) if sealer.randomized else b""
+                lease = sealer.lease
+                if lease is None:
+                    nonce = b""
+                else:
+                    lease.left -= 1  # checked above: the lease holds one
+                    nonce = self._nonce(NONCE_SIZE)
                 blob = sealer.data_key.encrypt(item.data, sealer.binding, item.context, nonce)
                 done[sealer] += 1
                 append(ItemResult(data=blob, key_version=sealer.data_key.version))
@@ -323,7 +402,7 @@ class CryptoService:
         return _Sealer(
             data_key,
             target.binding,
-            not view.module.algorithm.deterministic,
+            self.budget.lease_for(view),
             _success(caller, decision, view, target),
         )
 
@@ -397,7 +476,7 @@ class _Sealer:
 
     data_key: DataKey
     binding: bytes
-    randomized: bool
+    lease: Lease | None  # AES-GCM: the nonce budget it spends from; AES-SIV: None
     success: _Success
 
 

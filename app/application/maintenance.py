@@ -1,9 +1,15 @@
 """What the scheduler runs on the leader replica each tick: the status sync when it is due,
 and key lifecycle automation. Each automatic action is audited with the replica that ran it.
+
+The GCM nonce budget does not depend on this: the encrypt path refuses at the limit itself
+(``app.application.budget``). The scheduler rotates well before (7/8 of the limit), opens the
+key-usage alert if the data path has not yet, and closes it once the version is not active.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -11,8 +17,15 @@ import structlog
 from app.application.context import AppContext
 from app.application.modules import KeyAction, change_key_state, rotate_module_key
 from app.application.sync import sync_external_key
+from app.domain.alerts import Alert
 from app.domain.errors import EkmsError
-from app.domain.module import GCM_SAFE_LIMIT
+from app.domain.module import (
+    GCM_SAFE_LIMIT,
+    CryptoModule,
+    ModuleKey,
+    key_usage_alert_kind,
+    parse_key_usage_alert_kind,
+)
 from app.domain.values import Algorithm, Caller, KeyState, ModuleState
 
 log = structlog.get_logger(__name__)
@@ -66,6 +79,7 @@ async def automate_key_lifecycle(ctx: AppContext, caller: Caller) -> list[str]:
     async with ctx.uow() as uow:
         modules = [m for m in await uow.modules.list() if m.state is ModuleState.PUBLISHED]
         keys = {m.id: await uow.keys.list_for_module(m.id) for m in modules}
+    await _reconcile_usage_alerts(ctx, modules, keys)
     for module in modules:
         active = next((k for k in keys[module.id] if k.state is KeyState.ACTIVE), None)
         if active is not None:
@@ -80,7 +94,7 @@ async def automate_key_lifecycle(ctx: AppContext, caller: Caller) -> list[str]:
                     "key_version_near_nonce_limit",
                     module=module.name,
                     version=active.version,
-                    used=active.encryption_count,
+                    used=active.usage_mark,
                     limit=GCM_SAFE_LIMIT,
                 )
             if aged or (nonce_bound and active.due_for_nonce_rotation):
@@ -97,3 +111,34 @@ async def automate_key_lifecycle(ctx: AppContext, caller: Caller) -> list[str]:
                     await change_key_state(ctx, caller, module.name, key.version, KeyAction.DESTROY)
                     done.append(f"destroy:{module.name}:{key.version}")
     return done
+
+
+async def _reconcile_usage_alerts(
+    ctx: AppContext, modules: list[CryptoModule], keys: dict[uuid.UUID, Sequence[ModuleKey]]
+) -> None:
+    """Open the key-usage alert of every active GCM version past the warning mark; close the
+    ones whose version is no longer active (rotated, or its module gone or unpublished)."""
+    now = ctx.clock.now()
+    due: dict[str, str] = {}
+    for module in modules:
+        active = next((k for k in keys[module.id] if k.state is KeyState.ACTIVE), None)
+        if module.algorithm is Algorithm.AES_256_GCM and active and active.near_nonce_limit:
+            kind = key_usage_alert_kind(module.id, active.version)
+            due[kind] = (
+                f"key version {active.version} of module {module.name!r} has used "
+                f"{min(active.usage_mark, GCM_SAFE_LIMIT) / GCM_SAFE_LIMIT:.0%} of its 2^32 "
+                "AES-GCM encryptions; rotate the module key (encrypts are refused at the limit)"
+            )
+    changed = False
+    async with ctx.uow() as uow:
+        open_kinds = {a.kind for a in await uow.status.open_alerts()}
+        for kind in open_kinds:
+            if parse_key_usage_alert_kind(kind) is not None and kind not in due:
+                changed = bool(await uow.status.close_alerts(kind, now)) or changed
+        for kind, message in due.items():
+            if kind not in open_kinds:
+                alert = Alert(ctx.rng.uuid(), kind, message, now)
+                changed = await uow.status.open_alert(alert) or changed
+        await uow.commit()
+    if changed:
+        await ctx.changes.publish("status")

@@ -158,6 +158,14 @@ class ModuleKeyRepository(Protocol):
         """Add encryption counts (without touching ``revision``)."""
         ...
 
+    async def reserve_usage(
+        self, module_id: uuid.UUID, version: int, amount: int, limit: int
+    ) -> int | None:
+        """Atomically raise the version's ``encryptions_reserved`` to ``usage_mark + amount``
+        unless that passes ``limit``; returns the new mark, or ``None`` when refused (or no such
+        version). ``revision`` is untouched."""
+        ...
+
 
 class FieldConfigRepository(Protocol):
     async def get(self, config_id: uuid.UUID) -> EncryptedFieldConfig | None: ...

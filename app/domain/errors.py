@@ -19,6 +19,11 @@
     │                              pending deletion, deleted, unavailable past grace; key
     │                              version suspended/revoked/destroyed; not configured)
     │                                                               409 / FAILED_PRECONDITION
+    │                              (also KEY_USAGE_LIMIT_REACHED: a GCM key version has used
+    │                              its 2^32 encryptions; rotate the module key)
+    ├── ResourceExhausted          a caller's limit: requests per second (RATE_LIMITED) or
+    │                              concurrent streams (TOO_MANY_STREAMS); ``retry_after``
+    │                                                               429 / RESOURCE_EXHAUSTED
     └── ServiceUnavailable         transient: KMS or database out of reach, throttled
                                                                     503 / UNAVAILABLE
 
@@ -64,6 +69,9 @@ class Reason(StrEnum):
     KMS_UNAVAILABLE = "KMS_UNAVAILABLE"
     KMS_THROTTLED = "KMS_THROTTLED"
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+    KEY_USAGE_LIMIT_REACHED = "KEY_USAGE_LIMIT_REACHED"
+    RATE_LIMITED = "RATE_LIMITED"
+    TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
 
 
 def escape_controls(text: str) -> str:
@@ -139,6 +147,22 @@ class AccessDenied(EkmsError):
 
 class KeyUnavailable(EkmsError):
     default_reason = Reason.EXTERNAL_KEY_UNAVAILABLE
+
+
+class ResourceExhausted(EkmsError):
+    """The caller went past one of its limits; nothing was done.
+
+    ``retry_after`` is the number of seconds after which the same call would be admitted, when
+    that is known (a rate limit), else ``None`` (a stream cap: it depends on other streams).
+    """
+
+    default_reason = Reason.RATE_LIMITED
+
+    def __init__(
+        self, message: str, *, reason: Reason | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after = retry_after
 
 
 class ServiceUnavailable(EkmsError):

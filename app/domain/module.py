@@ -9,10 +9,29 @@ from datetime import datetime, timedelta
 from app.domain.errors import Conflict, InvalidInput, KeyUnavailable, Reason
 from app.domain.values import AccessResult, Algorithm, KeyState, ModuleState, validate_module_name
 
-# Random 96-bit GCM nonces: NIST SP 800-38D caps one key at 2**32 invocations.
+# Random 96-bit GCM nonces: NIST SP 800-38D caps one key at 2**32 invocations. The encrypt
+# path refuses past it (``app.application.budget``); AES-SIV has no nonce and no such limit.
 GCM_SAFE_LIMIT = 2**32
 NONCE_WARN_AT = GCM_SAFE_LIMIT // 2  # warn and open an alert
 NONCE_ROTATE_AT = GCM_SAFE_LIMIT - GCM_SAFE_LIMIT // 8  # rotate, leaving 12.5% headroom
+KEY_USAGE_ALERT = "key_usage"  # alert kinds: "key_usage:<module id>:<version>"
+
+
+def key_usage_alert_kind(module_id: uuid.UUID, version: int) -> str:
+    """The kind of the alert open while a GCM key version is near (or at) its limit."""
+    return f"{KEY_USAGE_ALERT}:{module_id}:{version}"
+
+
+def parse_key_usage_alert_kind(kind: str) -> tuple[uuid.UUID, int] | None:
+    """The (module id, version) a key-usage alert kind names; ``None`` for other kinds."""
+    prefix, _, rest = kind.partition(":")
+    module_id, _, version = rest.partition(":")
+    if prefix != KEY_USAGE_ALERT or not version.isdigit():
+        return None
+    try:
+        return uuid.UUID(module_id), int(version)
+    except ValueError:
+        return None
 
 
 @dataclass(slots=True)
@@ -105,7 +124,11 @@ class ModuleKey:
     suspended_from: KeyState | None = None
     state_changed_at: datetime | None = None
     destroyed_at: datetime | None = None
+    # ``encryption_count``: encryptions performed, as written by the audit flush.
+    # ``encryptions_reserved``: the blocks replicas reserved before encrypting; an upper bound
+    # of what was performed (a crash loses the unspent rest of a block, never reuses it).
     encryption_count: int = 0
+    encryptions_reserved: int = 0
     revision: int = 0
 
     # --- what the state allows -----------------------------------------------------------
@@ -171,12 +194,17 @@ class ModuleKey:
             self.activated_at = now
 
     @property
+    def usage_mark(self) -> int:
+        """What the nonce budget counts as used: the larger of performed and reserved."""
+        return max(self.encryption_count, self.encryptions_reserved)
+
+    @property
     def near_nonce_limit(self) -> bool:
-        return self.encryption_count >= NONCE_WARN_AT
+        return self.usage_mark >= NONCE_WARN_AT
 
     @property
     def due_for_nonce_rotation(self) -> bool:
-        return self.encryption_count >= NONCE_ROTATE_AT
+        return self.usage_mark >= NONCE_ROTATE_AT
 
 
 _UNUSABLE_REASON = {

@@ -9,16 +9,19 @@
     KeyUnavailable                 FAILED_PRECONDITION
     AlreadyExists                  ALREADY_EXISTS
     Conflict                       FAILED_PRECONDITION (ABORTED for CONCURRENT_UPDATE)
+    ResourceExhausted              RESOURCE_EXHAUSTED (RATE_LIMITED, TOO_MANY_STREAMS)
     ServiceUnavailable             UNAVAILABLE
     anything else                  INTERNAL, no details (the boundary logs a correlation id)
 
 A mapped error's status carries one ``google.rpc.ErrorInfo`` in its details: ``reason`` is the
 error's ``Reason`` value, ``domain`` is ``"ekms"``, and ``metadata["field"]`` names the offending
 request field of an ``InvalidInput`` when known. The message is the error's caller-safe message.
+A ``ResourceExhausted`` that knows when to retry also carries a ``google.rpc.RetryInfo``.
 """
 
 from __future__ import annotations
 
+import math
 import traceback
 import uuid
 
@@ -37,6 +40,7 @@ from app.domain.errors import (
     KeyUnavailable,
     NotFound,
     Reason,
+    ResourceExhausted,
     ServiceUnavailable,
     Unauthenticated,
 )
@@ -55,6 +59,7 @@ STATUS_CODES: dict[type[EkmsError], grpc.StatusCode] = {
     KeyUnavailable: grpc.StatusCode.FAILED_PRECONDITION,
     AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     Conflict: grpc.StatusCode.FAILED_PRECONDITION,
+    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ServiceUnavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
@@ -101,6 +106,11 @@ def status_for(error: EkmsError, code: grpc.StatusCode) -> status_pb2.Status:
         info.metadata["field"] = field
     status = status_pb2.Status(code=code.value[0], message=error.message)
     status.details.add().Pack(info)
+    retry_after = getattr(error, "retry_after", None)
+    if isinstance(retry_after, int | float) and retry_after > 0:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromNanoseconds(math.ceil(retry_after * 1e9))
+        status.details.add().Pack(retry)
     return status
 
 

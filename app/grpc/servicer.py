@@ -22,6 +22,7 @@ from app.grpc.convert import TargetCache, item_status
 from app.grpc.errors import OK_STATUS
 from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
 from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
+from app.grpc.streams import holds_stream_slot
 
 _BatchOp = Callable[[Caller, Sequence[Item]], Awaitable[list[ItemResult]]]
 
@@ -117,6 +118,7 @@ class CryptoServicer(pb_grpc.CryptoServicer):
 
     # --- streams --------------------------------------------------------------------------------
 
+    @holds_stream_slot
     async def EncryptStream(
         self, request_iterator: AsyncIterator[pb.EncryptItem], context: Any
     ) -> AsyncIterator[pb.EncryptResult]:
@@ -127,6 +129,7 @@ class CryptoServicer(pb_grpc.CryptoServicer):
             )
             yield _encrypt_result(message.id, result, "EncryptStream")
 
+    @holds_stream_slot
     async def DecryptStream(
         self, request_iterator: AsyncIterator[pb.DecryptItem], context: Any
     ) -> AsyncIterator[pb.DecryptResult]:

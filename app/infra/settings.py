@@ -6,6 +6,7 @@ The embedded default needs no variable at all: a SQLite file and a local root ke
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -70,6 +71,16 @@ class Settings(BaseSettings):
 
     grpc_max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_batch_items: int = Field(default=10_000, ge=1)
+    rate_limit_per_caller: float | None = Field(
+        default=None,
+        gt=0,
+        description="data-plane items per second per caller (token bucket); off when unset",
+    )
+    rate_limit_burst: int | None = Field(
+        default=None, ge=1, description="the bucket's size; default: one second's worth"
+    )
+    max_streams_per_caller: int = Field(default=16, ge=1)
+    max_streams: int = Field(default=256, ge=1)
     grpc_tls_cert_file: Path | None = None
     grpc_tls_key_file: Path | None = None
     grpc_tls_client_ca_file: Path | None = None
@@ -89,6 +100,18 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_port_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("rate_limit_per_caller", "rate_limit_burst", mode="before")
+    @classmethod
+    def _blank_is_off(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def effective_rate_limit_burst(self) -> int:
+        """The bucket size: as set, else one second's worth of the rate (at least 1)."""
+        if self.rate_limit_burst is not None:
+            return self.rate_limit_burst
+        return max(1, math.ceil(self.rate_limit_per_caller or 1))
 
     @property
     def effective_database_url(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, case, select, update
 
 from app.domain.module import ModuleKey
 from app.infra.db import mappers as m
@@ -37,11 +37,12 @@ class SqlaModuleKeyRepository(SqlRepository):
         await self._insert(self._t, values, lambda: concurrent_update(what))
 
     async def save(self, key: ModuleKey) -> None:
-        """Save the lifecycle fields. ``encryption_count`` is left alone: ``add_usage`` owns it,
-        and writing back a count read before the latest usage flush would lose encryptions."""
+        """Save the lifecycle fields. The counts are left alone: ``add_usage`` and
+        ``reserve_usage`` own them, and writing back a count read before the latest flush or
+        reservation would lose encryptions."""
         where = [self._t.c.module_id == key.module_id, self._t.c.version == key.version]
         values = m.module_key_values(key)
-        del values["encryption_count"]
+        del values["encryption_count"], values["encryptions_reserved"]
         await self._update_versioned(
             self._t, where, values, key, f"key version {key.version} of the module"
         )
@@ -67,3 +68,26 @@ class SqlaModuleKeyRepository(SqlRepository):
             .values(encryption_count=self._t.c.encryption_count + bindparam("b_count"))
         )
         await self._execute(stmt, params)
+
+    async def reserve_usage(
+        self, module_id: uuid.UUID, version: int, amount: int, limit: int
+    ) -> int | None:
+        """Reserve ``amount`` encryptions: one atomic ``UPDATE ... RETURNING``.
+
+        The reservation starts at the larger of the performed and the reserved count, and is
+        refused (``None``) when it would end past ``limit``: replicas reserving concurrently
+        are serialised by the row lock, so together they never pass it. Returns the new mark.
+        """
+        c = self._t.c
+        base = case(
+            (c.encryptions_reserved >= c.encryption_count, c.encryptions_reserved),
+            else_=c.encryption_count,
+        )
+        stmt = (
+            update(self._t)
+            .where(c.module_id == module_id, c.version == version, base + amount <= limit)
+            .values(encryptions_reserved=base + amount)
+            .returning(c.encryptions_reserved)
+        )
+        row = (await self._execute(stmt)).first()
+        return None if row is None else int(row[0])

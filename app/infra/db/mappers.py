@@ -155,6 +155,7 @@ def module_key_values(k: ModuleKey) -> Values:
         "state_changed_at": k.state_changed_at,
         "destroyed_at": k.destroyed_at,
         "encryption_count": k.encryption_count,
+        "encryptions_reserved": k.encryptions_reserved,
     }
 
 
@@ -174,6 +175,7 @@ def module_key_from_row(r: RowMapping) -> ModuleKey:
         state_changed_at=r["state_changed_at"],
         destroyed_at=r["destroyed_at"],
         encryption_count=r["encryption_count"],
+        encryptions_reserved=r["encryptions_reserved"],
         revision=r["revision"],
     )
 

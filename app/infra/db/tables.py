@@ -141,6 +141,7 @@ module_keys = Table(
     Column("state_changed_at", UTCDateTime),
     Column("destroyed_at", UTCDateTime),
     Column("encryption_count", BigInteger, nullable=False, server_default="0"),
+    Column("encryptions_reserved", BigInteger, nullable=False, server_default="0"),
     _revision(),
     PrimaryKeyConstraint("module_id", "version"),
     CheckConstraint("version >= 1", name="version_positive"),
