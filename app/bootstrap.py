@@ -29,6 +29,7 @@ from app.application.limits import DataPlaneLimits, RateLimiter, StreamSlots
 from app.application.ports import Clock, KmsConnector
 from app.domain.errors import AlreadyExists
 from app.domain.values import SYSTEM, KmsProvider
+from app.infra.control_loop import ControlLoop
 from app.infra.db.engine import create_engine
 from app.infra.db.leader import make_leader
 from app.infra.db.migrate import is_at_head, upgrade_to_head
@@ -36,6 +37,7 @@ from app.infra.db.notify import LocalReconcilingFeed, PgChangeFeed
 from app.infra.db.uow import SqlaUnitOfWorkFactory
 from app.infra.files import private_dir, warn_if_open
 from app.infra.kms.aws import AwsKmsConnector
+from app.infra.kms.isolated import IsolatedKmsConnector
 from app.infra.kms.local import LocalKmsConnector, load_local_root_key
 from app.infra.kms.routing import RoutingKmsConnector
 from app.infra.scheduler import MaintenanceScheduler
@@ -171,7 +173,8 @@ def build_container(
     uow = SqlaUnitOfWorkFactory(engine)
     clock = clock or SystemClock()
     rng = SystemRandom()
-    kms = InstrumentedKmsConnector(kms or build_kms(settings))
+    control = ControlLoop()
+    kms = InstrumentedKmsConnector(IsolatedKmsConnector(kms or build_kms(settings), control))
     chain = KeyChain(
         uow,
         kms,
@@ -185,12 +188,17 @@ def build_container(
         if engine.dialect.name == "postgresql"
         else LocalReconcilingFeed(chain)
     )
-    ctx = AppContext(uow, kms, clock, rng, chain, audit, changes)
+    ctx = AppContext(uow, kms, clock, rng, chain, audit, changes, stalls=control)
     tokens = resolve_token_settings(settings)
     verifier = JwtVerifier(tokens, clock) if tokens else None
     leader = make_leader(engine)
     instrument(engine, chain, audit, leader)
-    scheduler = MaintenanceScheduler(ctx, leader, tick_seconds=settings.scheduler_tick_seconds)
+    scheduler = MaintenanceScheduler(
+        ctx,
+        leader,
+        tick_seconds=settings.scheduler_tick_seconds,
+        revocation_probe_seconds=settings.revocation_probe_seconds,
+    )
     crypto = CryptoService(ctx, limits=build_limits(settings, clock))
     return Container(settings, engine, ctx, crypto, verifier, changes, scheduler)
 

@@ -7,6 +7,7 @@ import sys
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from app.cli_admin import register_admin_commands
 from app.infra.logging import configure_logging
@@ -17,8 +18,20 @@ cli = typer.Typer(
 )
 
 
+def load_settings() -> Settings:
+    """The process settings; a bad ``EKMS_*`` value is a clear message and exit code 2."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = "_".join(str(part) for part in error["loc"]).upper()
+            where = f"EKMS_{name}: " if name else ""
+            typer.echo(f"ekms: {where}{error['msg'].removeprefix('Value error, ')}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _settings() -> Settings:
-    settings = Settings()
+    settings = load_settings()
     configure_logging(settings.log_level, json=settings.log_json)
     return settings
 
@@ -86,7 +99,7 @@ def token(
     from app.infra.system import SystemClock
     from app.infra.tokens import mint_dev_token
 
-    settings = Settings()
+    settings = load_settings()
     tokens = resolve_token_settings(settings)
     if tokens is None or tokens.hs256_secret is None:
         typer.echo("ekms: no HS256 secret configured (EKMS_JWT_HS256_SECRET)", err=True)

@@ -212,7 +212,6 @@ def config_set(
     provider: Annotated[str | None, typer.Option(help="aws or local")] = None,
     key_id: Annotated[str | None, typer.Option("--key-id", help="key id, ARN or alias")] = None,
     region: Annotated[str | None, typer.Option()] = None,
-    endpoint_url: Annotated[str | None, typer.Option("--endpoint-url")] = None,
     sync_interval: Annotated[int | None, typer.Option("--sync-interval", help="minutes")] = None,
     activate: Annotated[bool, typer.Option("--activate/--no-activate")] = True,
     url: UrlOpt = DEFAULT_URL,
@@ -231,7 +230,6 @@ def config_set(
         raise typer.Exit(1)
     for name, value in (
         ("region", region),
-        ("endpoint_url", endpoint_url),
         ("sync_interval_minutes", sync_interval),
     ):
         if value is not None:

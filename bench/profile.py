@@ -48,6 +48,7 @@ def _settings(database_url: str, kms_url: str, data_dir: Path, http: int, grpc_p
         database_url=database_url,
         kms_provider="aws",
         aws_endpoint_url=kms_url,
+        allow_insecure_kms_endpoint=True,
         aws_region=AWS_ENV["AWS_DEFAULT_REGION"],
         jwt_hs256_secret=JWT_SECRET,  # type: ignore[arg-type]
         http_port=http,

@@ -232,6 +232,7 @@ def start_server(
         "EKMS_DATABASE_URL": database_url,
         "EKMS_KMS_PROVIDER": "aws",
         "EKMS_AWS_ENDPOINT_URL": kms_url,
+        "EKMS_ALLOW_INSECURE_KMS_ENDPOINT": "true",
         "EKMS_AWS_REGION": AWS_ENV["AWS_DEFAULT_REGION"],
         "EKMS_JWT_HS256_SECRET": JWT_SECRET,
         "EKMS_HTTP_PORT": str(http_port),

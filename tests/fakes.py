@@ -332,6 +332,7 @@ class FakeKms:
         self.rotations = 0
         self.enforce = enforce
         self.unreachable = False
+        self.denied: set[str] = set()  # operations the key policy refuses (AccessDenied)
         self.calls: dict[str, int] = {}
         self._roots = {0: AESGCM(AESGCM.generate_key(256))}
         self.arn = f"arn:aws:kms:eu-west-1:111122223333:key/{ref.key_id}"
@@ -340,6 +341,8 @@ class FakeKms:
         self.calls[name] = self.calls.get(name, 0) + 1
         if self.unreachable:
             raise ServiceUnavailable("kms unreachable", reason=Reason.KMS_UNAVAILABLE)
+        if name in self.denied:
+            raise KeyUnavailable("access denied", reason=Reason.EXTERNAL_KEY_ACCESS_DENIED)
         if self.enforce and self.status is ExternalKeyStatus.DISABLED and name != "describe":
             raise KeyUnavailable("disabled", reason=Reason.EXTERNAL_KEY_DISABLED)
 
@@ -378,7 +381,17 @@ class FakeKms:
     async def describe(self) -> ExternalKeyDescription:
         self.calls["describe"] = self.calls.get("describe", 0) + 1
         if self.unreachable:
-            return ExternalKeyDescription(ExternalKeyStatus.UNAVAILABLE, reason="unreachable")
+            return ExternalKeyDescription(
+                ExternalKeyStatus.UNAVAILABLE,
+                reason="unreachable",
+                reason_code=Reason.KMS_UNAVAILABLE,
+            )
+        if "describe" in self.denied:
+            return ExternalKeyDescription(
+                ExternalKeyStatus.UNAVAILABLE,
+                reason="access denied",
+                reason_code=Reason.EXTERNAL_KEY_ACCESS_DENIED,
+            )
         return ExternalKeyDescription(self.status, key_arn=self.arn, reason=self.reason)
 
     async def rotation_state(self) -> RotationState:
@@ -394,6 +407,9 @@ class FakeKmsConnector:
         if ref.key_id not in self.keys:
             self.keys[ref.key_id] = FakeKms(ref)
         return self.keys[ref.key_id]
+
+    def endpoint(self, ref: ExternalKeyRef) -> str:
+        return "fake://kms"
 
     def key(self, key_id: str) -> FakeKms:
         return self.connect(ExternalKeyRef(provider=KmsProvider.AWS, key_id=key_id))

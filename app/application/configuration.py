@@ -24,7 +24,6 @@ class ConfigInput:
     provider: KmsProvider
     key_id: str
     region: str | None = None
-    endpoint_url: str | None = None
     sync_interval: timedelta = DEFAULT_SYNC_INTERVAL
     activate: bool = True
 
@@ -45,6 +44,12 @@ async def require_config(uow: UnitOfWork) -> ExternalKmsConfig:
     return config
 
 
+def kms_endpoint(ctx: AppContext, config: ExternalKmsConfig) -> str:
+    """Where this process sends the configuration's KMS calls: a server setting, never a
+    request's (status shows it, so an operator sees where the KEK is wrapped)."""
+    return ctx.kms.endpoint(external_ref(config))
+
+
 async def get_config(ctx: AppContext) -> ExternalKmsConfig:
     async with ctx.uow() as uow:
         return await require_config(uow)
@@ -59,7 +64,6 @@ async def configure_ekms(ctx: AppContext, caller: Caller, data: ConfigInput) -> 
         provider=data.provider,
         key_id=data.key_id,
         region=data.region,
-        endpoint_url=data.endpoint_url,
         sync_interval=data.sync_interval,
         created_at=now,
         updated_at=now,
@@ -214,6 +218,8 @@ class EkmsStatus:
     kek_fingerprint: str | None
     kek_created_at: datetime | None
     open_alerts: tuple[Alert, ...] = ()
+    kms_endpoint: str | None = None
+    status_reason_code: str | None = None
 
 
 async def get_status(ctx: AppContext) -> EkmsStatus:
@@ -233,8 +239,12 @@ async def get_status(ctx: AppContext) -> EkmsStatus:
         active=bool(config and config.active),
         provider=config.provider if config else None,
         key_id=config.key_id if config else None,
+        kms_endpoint=kms_endpoint(ctx, config) if config else None,
         external_key_status=config.external_key_status if config else ExternalKeyStatus.UNKNOWN,
         status_reason=config.status_reason if config else None,
+        status_reason_code=(
+            config.status_reason_code.value if config and config.status_reason_code else None
+        ),
         deletion_date=config.deletion_date if config else None,
         last_sync_at=config.last_sync_at if config else None,
         unavailable_since=config.unavailable_since if config else None,

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.application.audit import AuditBuffer
 from app.application.keychain import KeyChain
-from app.application.ports import ChangeFeed, Clock, KmsConnector, RandomSource, UnitOfWorkFactory
+from app.application.ports import (
+    ChangeFeed,
+    Clock,
+    KmsConnector,
+    RandomSource,
+    StallMark,
+    StallMeter,
+    UnitOfWorkFactory,
+)
 from app.domain.audit import AuditEvent, AuditResult
 from app.domain.values import Caller
+
+
+class NeverStalled:
+    """A ``StallMeter`` for KMS calls that share the caller's loop (tests, fakes)."""
+
+    def mark(self) -> StallMark:
+        return StallMark(0.0, 0.0)
+
+    def stalled_since(self, mark: StallMark) -> float:
+        return 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +38,7 @@ class AppContext:
     chain: KeyChain
     audit: AuditBuffer
     changes: ChangeFeed
+    stalls: StallMeter = field(default_factory=lambda: NeverStalled())
 
     def event(
         self,

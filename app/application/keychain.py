@@ -51,7 +51,7 @@ def kek_context(instance_id: str, kek_id: uuid.UUID) -> dict[str, str]:
 
 
 def external_ref(config: ExternalKmsConfig) -> ExternalKeyRef:
-    return ExternalKeyRef(config.provider, config.key_id, config.region, config.endpoint_url)
+    return ExternalKeyRef(config.provider, config.key_id, config.region)
 
 
 def unusable_error(status: ExternalKeyStatus) -> KeyUnavailable:
@@ -233,6 +233,12 @@ class KeyChain:
         if status in _STATUS_REASON and status is not ExternalKeyStatus.UNAVAILABLE:
             self._keks.clear()
             return None, unusable_error(status)
+        if config.refused:  # access denied, or the key no longer unwraps: no grace period
+            self._keks.clear()
+            return None, KeyUnavailable(
+                f"the external key refused ekms: {config.status_reason or 'access denied'}",
+                reason=config.status_reason_code or Reason.EXTERNAL_KEY_ACCESS_DENIED,
+            )
         cached = self._keks.get(ekek.id)
         if cached is not None:
             return cached, None

@@ -16,6 +16,7 @@ from typing import Protocol, Self
 from app.domain.alerts import Alert, KeyStatusChange
 from app.domain.audit import AuditEvent
 from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
+from app.domain.errors import Reason
 from app.domain.module import CryptoModule, EncryptedFieldConfig, ModuleKey
 from app.domain.policy import ModuleAccessPolicy
 from app.domain.values import ExternalKeyStatus, KmsProvider
@@ -25,12 +26,11 @@ from app.domain.values import ExternalKeyStatus, KmsProvider
 
 @dataclass(frozen=True, slots=True)
 class ExternalKeyRef:
-    """Which external key, and how to reach it."""
+    """Which external key. Where its KMS lives is the adapter's server setting, never data."""
 
     provider: KmsProvider
     key_id: str
     region: str | None = None
-    endpoint_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +41,22 @@ class KmsWrapped:
 
 @dataclass(frozen=True, slots=True)
 class ExternalKeyDescription:
-    """What DescribeKey said, mapped to our states. ``reason`` explains UNAVAILABLE."""
+    """What DescribeKey said, mapped to our states. ``reason`` explains UNAVAILABLE;
+    ``reason_code`` says which kind: a refusal (``EXTERNAL_KEY_ACCESS_DENIED``, fails closed at
+    once) or no answer (``KMS_UNAVAILABLE`` / ``KMS_THROTTLED``, retried, then the grace period).
+    """
 
     status: ExternalKeyStatus
     key_arn: str | None = None
     deletion_date: datetime | None = None
     rotation_enabled: bool | None = None
     reason: str | None = None
+    reason_code: Reason | None = None
+
+    @property
+    def no_answer(self) -> bool:
+        """UNAVAILABLE because the KMS did not answer (timeout, connection, throttling)."""
+        return self.reason_code in (Reason.KMS_UNAVAILABLE, Reason.KMS_THROTTLED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +104,25 @@ class KmsConnector(Protocol):
 
     def connect(self, ref: ExternalKeyRef) -> KeyManagementService: ...
 
+    def endpoint(self, ref: ExternalKeyRef) -> str:
+        """Where calls for ``ref`` go, for status (a URL, or what the local root key is)."""
+        ...
+
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StallMark:
+    stalled: float
+    at: float
+
+
+class StallMeter(Protocol):
+    """How long the loop that runs KMS calls wanted to run and could not (ekms too busy)."""
+
+    def mark(self) -> StallMark: ...
+
+    def stalled_since(self, mark: StallMark) -> float: ...
 
 
 # --- persistence ------------------------------------------------------------------------------

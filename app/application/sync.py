@@ -1,7 +1,14 @@
-"""The external key status sync: read the key's state, record it, rewrap after AWS rotation.
+"""The external key status sync: read the key's state, prove the key still unwraps the EKEK,
+record what was seen, rewrap after a rotation of the key material.
 
 moto (and a KMS behind a proxy) may keep answering Encrypt/Decrypt for a disabled key, so
-ekms never infers the state from those calls: it asks DescribeKey and ListKeyRotations.
+ekms never infers "enabled" from those calls: it asks DescribeKey and ListKeyRotations. It does
+infer "refused" from them: a key policy that denies kms:Decrypt while DescribeKey still works
+is caught by the unwrap proof, and fails closed at once.
+
+A KMS that does not answer is asked again before the sync counts it Unavailable; when ekms
+itself was too busy to hear the answer (``StallMeter``), the sync is inconclusive instead and
+records nothing but a history note, so a saturated replica never fails a healthy key closed.
 """
 
 from __future__ import annotations
@@ -14,84 +21,70 @@ from app.application.configuration import require_config
 from app.application.context import AppContext
 from app.application.kek import rewrap_ekek
 from app.application.keychain import external_ref
-from app.domain.alerts import KEY_UNUSABLE, Alert, KeyStatusChange
-from app.domain.audit import AuditResult
-from app.domain.errors import EkmsError
+from app.application.ports import ExternalKeyDescription, KeyManagementService
+from app.application.status_record import record_inconclusive, record_observation
+from app.domain.ekms_config import ExternalInstanceKey
+from app.domain.errors import (
+    DecryptionFailed,
+    EkmsError,
+    KeyUnavailable,
+    Reason,
+    ServiceUnavailable,
+)
+from app.domain.keys import KeyEncryptionKey, constant_time_equal
 from app.domain.values import SYSTEM, Caller, ExternalKeyStatus
 
 log = structlog.get_logger(__name__)
 
+DESCRIBE_ATTEMPTS = 2  # each is itself up to the adapter's own retries
+BUSY_SHARE = 0.5  # stalled for at least this share of the wait: ekms, not the KMS, was late
+
+_STATUS_OF_REFUSAL = {
+    Reason.EXTERNAL_KEY_DISABLED: ExternalKeyStatus.DISABLED,
+    Reason.EXTERNAL_KEY_PENDING_DELETION: ExternalKeyStatus.PENDING_DELETION,
+    Reason.EXTERNAL_KEY_DELETED: ExternalKeyStatus.DELETED,
+}
+
 
 @dataclass(frozen=True, slots=True)
 class SyncReport:
+    """What one sync saw. ``inconclusive``: ekms was too busy to hear the KMS, so nothing
+    but a history note was recorded and the sync stays due."""
+
     status: ExternalKeyStatus
     previous: ExternalKeyStatus
     changed: bool
     reason: str | None
     rewrapped: bool
     rotation_marker: str | None
+    inconclusive: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeReport:
+    """What one revocation probe saw: ``None`` refusal means the EKEK still unwraps."""
+
+    proven: bool
+    refusal: ExternalKeyDescription | None
+    changed: bool
 
 
 async def sync_external_key(ctx: AppContext, caller: Caller = SYSTEM) -> SyncReport:
+    """Describe the key, prove the unwrap, record the outcome, rewrap after a rotation."""
     async with ctx.uow() as uow:
         config = await require_config(uow)
         ekek = await uow.instance_keys.get_active()
     kms = ctx.kms.connect(external_ref(config))
-    description = await kms.describe()
     previous = config.external_key_status
-    now = ctx.clock.now()
-    changed = config.record_status(
-        description.status, now, reason=description.reason, deletion_date=description.deletion_date
-    )
-    usable = description.status is ExternalKeyStatus.ENABLED
-    async with ctx.uow() as uow:
-        await uow.config.save(config)
-        if changed:
-            await uow.status.record_change(
-                KeyStatusChange(
-                    ctx.rng.uuid(), now, previous, description.status, description.reason
-                )
-            )
-        if usable:
-            await uow.status.close_alerts(KEY_UNUSABLE, now)
-        else:
-            why = f": {description.reason}" if description.reason else ""
-            await uow.status.open_alert(
-                Alert(
-                    ctx.rng.uuid(),
-                    KEY_UNUSABLE,
-                    f"the external key is {description.status.value}{why}",
-                    now,
-                )
-            )
-        if changed:
-            await uow.audit.append(
-                [
-                    ctx.event(
-                        caller,
-                        "ekms.status.change",
-                        result=AuditResult.SUCCESS,
-                        target=config.key_id,
-                        reason=description.reason,
-                        details={"from": previous.value, "to": description.status.value},
-                    )
-                ]
-            )
-        await uow.commit()
-    if changed:
-        level = log.info if description.status is ExternalKeyStatus.ENABLED else log.error
-        level(
-            "external_key_status_changed",
-            previous=previous.value,
-            status=description.status.value,
-            reason=description.reason,
+    description, busy = await _describe(ctx, kms)
+    if busy is not None:
+        await record_inconclusive(ctx, config, busy)
+        return SyncReport(
+            previous, previous, False, busy, False, ekek.rotation_marker if ekek else None, True
         )
-    stops = description.status in (
-        ExternalKeyStatus.DISABLED,
-        ExternalKeyStatus.PENDING_DELETION,
-        ExternalKeyStatus.DELETED,
-    )
-    await ctx.changes.publish("purge" if stops else "status")
+    if description.status is ExternalKeyStatus.ENABLED and ekek is not None and config.active:
+        description = await prove_unwrap(kms, ekek) or description
+    changed = await record_observation(ctx, caller, config, description)
 
     rewrapped = False
     marker = ekek.rotation_marker if ekek else None
@@ -111,4 +104,110 @@ async def sync_external_key(ctx: AppContext, caller: Caller = SYSTEM) -> SyncRep
         reason=description.reason,
         rewrapped=rewrapped,
         rotation_marker=marker,
+    )
+
+
+async def probe_revocation(ctx: AppContext, caller: Caller = SYSTEM) -> ProbeReport:
+    """One unwrap of the EKEK (``EKMS_REVOCATION_PROBE_SECONDS``): a refusal is recorded and
+    stops the chain at once; success records nothing (the sync alone decides "enabled")."""
+    async with ctx.uow() as uow:
+        config = await require_config(uow)
+        ekek = await uow.instance_keys.get_active()
+    if (
+        ekek is None
+        or not config.active
+        or config.external_key_status is not (ExternalKeyStatus.ENABLED)
+    ):
+        return ProbeReport(proven=False, refusal=None, changed=False)
+    refusal = await prove_unwrap(ctx.kms.connect(external_ref(config)), ekek)
+    if refusal is None:
+        return ProbeReport(proven=True, refusal=None, changed=False)
+    if refusal.no_answer:  # unreachable is the sync's business (grace period)
+        log.warning("revocation_probe_no_answer", reason=refusal.reason)
+        return ProbeReport(proven=False, refusal=refusal, changed=False)
+    changed = await record_observation(ctx, caller, config, refusal)
+    return ProbeReport(proven=False, refusal=refusal, changed=changed)
+
+
+async def prove_unwrap(
+    kms: KeyManagementService, ekek: ExternalInstanceKey
+) -> ExternalKeyDescription | None:
+    """``None`` when the external key still unwraps the EKEK to the KEK it fingerprints;
+    otherwise what that says about the key (a refusal, or no answer)."""
+    try:
+        raw = await kms.unwrap(ekek.wrapped_kek, ekek.encryption_context)
+    except KeyUnavailable as exc:
+        status = _STATUS_OF_REFUSAL.get(exc.reason, ExternalKeyStatus.UNAVAILABLE)
+        return ExternalKeyDescription(
+            status=status,
+            reason=f"the external key refused to unwrap the instance key: {exc.message}",
+            reason_code=_refusal_code(exc.reason)
+            if status is ExternalKeyStatus.UNAVAILABLE
+            else None,
+        )
+    except ServiceUnavailable as exc:
+        return ExternalKeyDescription(
+            status=ExternalKeyStatus.UNAVAILABLE,
+            reason=f"the unwrap proof got no answer: {exc.message}",
+            reason_code=exc.reason,
+        )
+    except DecryptionFailed:
+        return _unwrap_failed()
+    kek = KeyEncryptionKey(ekek.id, raw)
+    del raw
+    if not constant_time_equal(kek.fingerprint, ekek.fingerprint):
+        return _unwrap_failed()
+    return None
+
+
+def _refusal_code(reason: Reason) -> Reason:
+    # Missing credentials and the like stay "unavailable" (grace); a KMS "no" is a refusal.
+    if reason is Reason.EXTERNAL_KEY_UNAVAILABLE:
+        return reason
+    return Reason.EXTERNAL_KEY_ACCESS_DENIED
+
+
+def _unwrap_failed() -> ExternalKeyDescription:
+    return ExternalKeyDescription(
+        status=ExternalKeyStatus.UNAVAILABLE,
+        reason="the external key no longer unwraps the instance key to the same KEK",
+        reason_code=Reason.EXTERNAL_KEY_UNWRAP_FAILED,
+    )
+
+
+async def _describe(
+    ctx: AppContext, kms: KeyManagementService
+) -> tuple[ExternalKeyDescription, str | None]:
+    """DescribeKey, asked again when the KMS did not answer. Returns the description, and a
+    reason when the silence was ekms's own (its KMS loop stalled through the wait)."""
+    mark = ctx.stalls.mark()
+    started = ctx.clock.monotonic()
+    description = await kms.describe()
+    for _ in range(DESCRIBE_ATTEMPTS - 1):
+        if not description.no_answer:
+            return description, None
+        log.warning("kms_no_answer_retrying", reason=description.reason)
+        description = await kms.describe()
+    if not description.no_answer:
+        return description, None
+    waited = max(ctx.clock.monotonic() - started, 1e-9)
+    stalled = ctx.stalls.stalled_since(mark)
+    if stalled >= BUSY_SHARE * waited:
+        busy = (
+            f"sync inconclusive: ekms was too busy to hear the KMS (its KMS event loop could "
+            f"not run for {stalled:.1f} s of the {waited:.1f} s wait); nothing recorded"
+        )
+        log.warning("sync_inconclusive_busy", stalled_s=round(stalled, 3), waited_s=waited)
+        return description, busy
+    why = description.reason or "no answer"
+    return (
+        ExternalKeyDescription(
+            status=description.status,
+            reason=(
+                f"{why}: no answer in {DESCRIBE_ATTEMPTS} attempts over {waited:.1f} s "
+                f"(ekms was responsive: stalled {stalled * 1000:.0f} ms)"
+            ),
+            reason_code=description.reason_code,
+        ),
+        None,
     )

@@ -13,9 +13,14 @@ DEFAULT_SYNC_INTERVAL = timedelta(minutes=30)
 MIN_SYNC_INTERVAL = timedelta(minutes=1)
 MAX_SYNC_INTERVAL = timedelta(days=1)
 
-# Changing any of these once the configuration is active would orphan the wrapped KEK, or send
-# signed KMS requests (and the status the chain trusts) to another endpoint.
-CRITICAL_FIELDS = frozenset({"provider", "key_id", "region", "endpoint_url"})
+# Changing any of these once the configuration is active would orphan the wrapped KEK. (Where
+# KMS calls go is not part of the configuration at all: it is a server setting, so no API
+# caller can point the KEK at another endpoint.)
+CRITICAL_FIELDS = frozenset({"provider", "key_id", "region"})
+
+# Answers that mean "you may not" rather than "no answer": the chain fails closed at once,
+# without the grace period that covers an unreachable KMS.
+REFUSAL_REASONS = frozenset({Reason.EXTERNAL_KEY_ACCESS_DENIED, Reason.EXTERNAL_KEY_UNWRAP_FAILED})
 
 
 @dataclass(slots=True)
@@ -27,13 +32,13 @@ class ExternalKmsConfig:
     provider: KmsProvider
     key_id: str
     region: str | None
-    endpoint_url: str | None
     sync_interval: timedelta
     created_at: datetime
     updated_at: datetime
     active: bool = False
     external_key_status: ExternalKeyStatus = ExternalKeyStatus.UNKNOWN
     status_reason: str | None = None
+    status_reason_code: Reason | None = None
     deletion_date: datetime | None = None
     last_sync_at: datetime | None = None
     unavailable_since: datetime | None = None
@@ -72,10 +77,13 @@ class ExternalKmsConfig:
         now: datetime,
         *,
         reason: str | None = None,
+        reason_code: Reason | None = None,
         deletion_date: datetime | None = None,
     ) -> bool:
-        """Record what the sync saw. Returns whether the status changed."""
-        changed = status != self.external_key_status
+        """Record what the sync saw. Returns whether the status (or, for UNAVAILABLE, whether it
+        is a refusal) changed."""
+        refused = status is ExternalKeyStatus.UNAVAILABLE and reason_code in REFUSAL_REASONS
+        changed = status != self.external_key_status or refused != self.refused
         if status is ExternalKeyStatus.UNAVAILABLE:
             if self.unavailable_since is None or changed:
                 self.unavailable_since = now
@@ -83,12 +91,22 @@ class ExternalKmsConfig:
             self.unavailable_since = None
         self.external_key_status = status
         self.status_reason = reason
+        self.status_reason_code = reason_code if status is ExternalKeyStatus.UNAVAILABLE else None
         self.deletion_date = deletion_date
         self.last_sync_at = now
         return changed
 
+    @property
+    def refused(self) -> bool:
+        """UNAVAILABLE because the KMS refused (access denied, the key no longer unwraps the
+        EKEK): the chain stops at once, with no grace period."""
+        return (
+            self.external_key_status is ExternalKeyStatus.UNAVAILABLE
+            and self.status_reason_code in REFUSAL_REASONS
+        )
 
-UPDATABLE_FIELDS = frozenset({"provider", "key_id", "region", "endpoint_url", "sync_interval"})
+
+UPDATABLE_FIELDS = frozenset({"provider", "key_id", "region", "sync_interval"})
 
 
 def _validate_key_id(provider: KmsProvider, key_id: str) -> None:

@@ -16,7 +16,8 @@
     │                                                               409 / ALREADY_EXISTS
     ├── AccessDenied               a module access policy rejected  403 / PERMISSION_DENIED
     ├── KeyUnavailable             the key chain cannot serve this (external key disabled,
-    │                              pending deletion, deleted, unavailable past grace; key
+    │                              pending deletion, deleted, access refused, unavailable
+    │                              past grace; key
     │                              version suspended/revoked/destroyed; not configured)
     │                                                               409 / FAILED_PRECONDITION
     │                              (also KEY_USAGE_LIMIT_REACHED: a GCM key version has used
@@ -62,6 +63,8 @@ class Reason(StrEnum):
     EXTERNAL_KEY_PENDING_DELETION = "EXTERNAL_KEY_PENDING_DELETION"
     EXTERNAL_KEY_DELETED = "EXTERNAL_KEY_DELETED"
     EXTERNAL_KEY_UNAVAILABLE = "EXTERNAL_KEY_UNAVAILABLE"
+    EXTERNAL_KEY_ACCESS_DENIED = "EXTERNAL_KEY_ACCESS_DENIED"
+    EXTERNAL_KEY_UNWRAP_FAILED = "EXTERNAL_KEY_UNWRAP_FAILED"
     KEY_VERSION_SUSPENDED = "KEY_VERSION_SUSPENDED"
     KEY_VERSION_REVOKED = "KEY_VERSION_REVOKED"
     KEY_VERSION_DESTROYED = "KEY_VERSION_DESTROYED"

@@ -17,6 +17,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from app.application.context import AppContext
 from app.application.maintenance import TickReport, run_due_jobs
+from app.application.sync import ProbeReport, probe_revocation
+from app.domain.errors import EkmsError
 
 log = structlog.get_logger(__name__)
 
@@ -26,10 +28,19 @@ def replica_name() -> str:
 
 
 class MaintenanceScheduler:
-    def __init__(self, ctx: AppContext, leader: Any, *, tick_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        ctx: AppContext,
+        leader: Any,
+        *,
+        tick_seconds: float = 60.0,
+        revocation_probe_seconds: float | None = None,
+    ) -> None:
         self._ctx = ctx
         self._leader = leader
         self.tick_seconds = tick_seconds
+        self.revocation_probe_seconds = revocation_probe_seconds
+        self.probes = 0
         self.replica = replica_name()
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self.ticks = 0
@@ -65,7 +76,43 @@ class MaintenanceScheduler:
             log.info("scheduler_tick", ran=report.ran, errors=report.errors, replica=self.replica)
         return report
 
+    async def probe(self) -> ProbeReport | None:
+        """The revocation probe (leader only): one unwrap of the EKEK."""
+        if self._closing:
+            return None
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        try:
+            if not await self._leader.acquire():
+                return None
+            self.probes += 1
+            report = await probe_revocation(self._ctx)
+        except EkmsError as exc:  # not configured, database away: the next probe tries again
+            log.warning("revocation_probe_failed", reason=exc.reason.value)
+            return None
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("revocation_probe_failed")
+            return None
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
+        if report.changed:
+            log.error("revocation_probe_refused", reason=report.refusal and report.refusal.reason)
+        return report
+
     def start(self) -> None:
+        if self.revocation_probe_seconds:
+            self._scheduler.add_job(
+                self.probe,
+                "interval",
+                seconds=self.revocation_probe_seconds,
+                id="ekms-revocation-probe",
+                max_instances=1,
+                coalesce=True,
+            )
         self._scheduler.add_job(
             self.tick,
             "interval",

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,13 +42,21 @@ class Settings(BaseSettings):
     kms_provider: Literal["local", "aws"] = "local"
     local_root_key: SecretStr | None = None
     local_root_key_file: Path | None = None
-    aws_endpoint_url: str | None = None
+    aws_endpoint_url: str | None = Field(
+        default=None, description="an emulator's endpoint; https unless explicitly allowed"
+    )
+    allow_insecure_kms_endpoint: bool = Field(
+        default=False, description="accept a plain-http EKMS_AWS_ENDPOINT_URL (emulators only)"
+    )
     aws_region: str | None = None
     kms_connect_timeout_seconds: float = Field(default=2.0, gt=0)
     kms_read_timeout_seconds: float = Field(default=5.0, gt=0)
 
     sync_interval_minutes: int = Field(default=30, ge=1, le=1440)
     unavailable_grace_minutes: int = Field(default=15, ge=0, le=1440)
+    revocation_probe_seconds: float | None = Field(
+        default=None, ge=5, le=86400, description="prove the EKEK unwraps this often (off: None)"
+    )
     audit_flush_seconds: float = Field(default=1.0, gt=0, le=60)
     scheduler_enabled: bool = True
     scheduler_tick_seconds: float = Field(default=60.0, gt=0, le=3600)
@@ -91,7 +99,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    @field_validator("database_url")
+    @field_validator("database_url", "aws_endpoint_url")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
@@ -112,6 +120,22 @@ class Settings(BaseSettings):
         if self.rate_limit_burst is not None:
             return self.rate_limit_burst
         return max(1, math.ceil(self.rate_limit_per_caller or 1))
+
+    @model_validator(mode="after")
+    def _kms_endpoint_is_safe(self) -> Settings:
+        url = self.aws_endpoint_url
+        if url is None:
+            return self
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        if scheme not in ("https", "http") or any(ch.isspace() for ch in url):
+            raise ValueError("EKMS_AWS_ENDPOINT_URL must be an https:// URL")
+        if scheme == "http" and not self.allow_insecure_kms_endpoint:
+            raise ValueError(
+                "EKMS_AWS_ENDPOINT_URL is plain http: the key encryption key would cross the "
+                "network unprotected. Use https, or set EKMS_ALLOW_INSECURE_KMS_ENDPOINT=true "
+                "for a local emulator"
+            )
+        return self
 
     @property
     def effective_database_url(self) -> str:

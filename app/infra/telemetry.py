@@ -80,6 +80,9 @@ class InstrumentedKmsConnector:
     def connect(self, ref: ExternalKeyRef) -> KeyManagementService:
         return InstrumentedKms(self._inner.connect(ref))
 
+    def endpoint(self, ref: ExternalKeyRef) -> str:
+        return self._inner.endpoint(ref)
+
     async def aclose(self) -> None:
         await self._inner.aclose()
 

@@ -115,6 +115,7 @@ def e2e_settings(
         "auto_migrate": False,
         "kms_provider": "aws",
         "aws_endpoint_url": moto_server,
+        "allow_insecure_kms_endpoint": True,
         "aws_region": region,
         "data_dir": data_dir,
         "jwt_hs256_secret": JWT_SECRET,

@@ -33,6 +33,7 @@ async def aws_rest(
         kms_provider="aws",
         local_root_key=None,
         aws_endpoint_url=moto_server,
+        allow_insecure_kms_endpoint=True,
         aws_region=aws_env,
     )
     async with rest_app(settings) as env:

@@ -311,6 +311,7 @@ def ekms_env(database_url: str, kms_url: str, region: str, data_dir: Path, **ext
         "EKMS_DATABASE_URL": database_url,
         "EKMS_KMS_PROVIDER": "aws",
         "EKMS_AWS_ENDPOINT_URL": kms_url,
+        "EKMS_ALLOW_INSECURE_KMS_ENDPOINT": "true",
         "EKMS_AWS_REGION": region,
         "EKMS_DATA_DIR": str(data_dir),
         "EKMS_JWT_HS256_SECRET": SECRET,

@@ -119,7 +119,12 @@ async def test_endpoint_url_cannot_be_repointed_once_active(
     pg_url: str, moto_server: str, aws_env: str, kms_key: str, tmp_path: Path
 ) -> None:
     settings = settings_for(
-        pg_url, tmp_path, kms_provider="aws", aws_endpoint_url=moto_server, aws_region=aws_env
+        pg_url,
+        tmp_path,
+        kms_provider="aws",
+        aws_endpoint_url=moto_server,
+        allow_insecure_kms_endpoint=True,
+        aws_region=aws_env,
     )
     async with rest_app(settings) as env:
         body = {"provider": "aws", "key_id": kms_key}

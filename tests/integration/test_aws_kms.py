@@ -320,7 +320,7 @@ async def test_connector_pools_one_client_per_region_and_endpoint(
     assert await aws_connector.client_for(ref_a) is await aws_connector.client_for(aws_ref(key_b))
     assert await aws_connector.client_for(ref_b) is not await aws_connector.client_for(ref_a)
 
-    other = aws_ref(key_a, region="us-west-2", endpoint_url=moto_server)
+    other = aws_ref(key_a, region="us-west-2")
     assert (await aws_connector.connect(other).describe()).status is ExternalKeyStatus.DELETED
     assert aws_connector.pool_size == 3
 

@@ -41,6 +41,7 @@ async def replicas(
         database_url=pg_url,
         kms_provider="aws",
         aws_endpoint_url=moto_server,
+        allow_insecure_kms_endpoint=True,
         aws_region=aws_env,
         data_dir=tmp_path,
         jwt_hs256_secret="y" * 40,

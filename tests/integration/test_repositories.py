@@ -62,7 +62,6 @@ def make_config(**changes: Any) -> ExternalKmsConfig:
         provider=KmsProvider.AWS,
         key_id="arn:aws:kms:eu-west-1:111122223333:key/abc",
         region="eu-west-1",
-        endpoint_url="http://127.0.0.1:5000",
         sync_interval=timedelta(minutes=45),
         created_at=NOW,
         updated_at=at(1),

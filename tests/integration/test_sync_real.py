@@ -61,6 +61,7 @@ async def _container(pg_url: str, url: str, region: str, key_id: str, tmp_path: 
         database_url=pg_url,
         kms_provider="aws",
         aws_endpoint_url=url,
+        allow_insecure_kms_endpoint=True,
         aws_region=region,
         data_dir=tmp_path,
         jwt_hs256_secret="z" * 40,
@@ -155,3 +156,88 @@ async def test_unreachable_kms_serves_within_grace_then_fails_closed_and_recover
     assert (await node.crypto.decrypt(APP, Item(TARGET, blob))).data == b"kept"
     status = await get_status(node.ctx)
     assert status.external_key_status is ExternalKeyStatus.ENABLED and status.open_alerts == ()
+
+
+@pytest.fixture
+async def busy_node(
+    pg_url: str, aws_env: str, own_moto: tuple[ThreadedMotoServer, str, Any], tmp_path: Path
+) -> AsyncIterator[Container]:
+    """A node whose KMS timeouts (0.3 s) are far shorter than the loop stalls a saturated data
+    plane causes, so a KMS call that shared the data plane's loop would time out."""
+    _, url, admin = own_moto
+    key_id = admin.create_key()["KeyMetadata"]["KeyId"]
+    settings = Settings(
+        database_url=pg_url,
+        kms_provider="aws",
+        aws_endpoint_url=url,
+        allow_insecure_kms_endpoint=True,
+        aws_region=aws_env,
+        data_dir=tmp_path,
+        jwt_hs256_secret="z" * 40,
+        scheduler_enabled=False,
+        kms_connect_timeout_seconds=0.3,
+        kms_read_timeout_seconds=0.3,
+    )
+    async with running(settings) as container:
+        await configure_ekms(container.ctx, ADMIN, ConfigInput(KmsProvider.AWS, key_id))
+        await create_module(container.ctx, ADMIN, ModuleInput("global.sync"))
+        await create_policy(
+            container.ctx,
+            ADMIN,
+            "global.sync",
+            PolicyInput(TargetType.ROLE, "svc", frozenset(Operation), AccessResult.TRACK),
+        )
+        container.key_id = key_id  # type: ignore[attr-defined]
+        yield container
+
+
+async def test_a_saturated_data_plane_does_not_make_a_healthy_key_unavailable(
+    busy_node: Container, own_moto: tuple[ThreadedMotoServer, str, Any]
+) -> None:
+    """Twelve readers decrypting 2,000-item batches and four decrypting 60,000-item batches
+    (each a synchronous stretch longer than the KMS timeouts) saturate the main loop for the
+    whole sync. The sync still sees Enabled and rewraps, because KMS calls run on a loop of
+    their own; every decrypt succeeds throughout. On a shared loop aiohttp's connect timer
+    fires during such a stretch although the KMS answered at once (seen before the fix)."""
+    _, _, admin = own_moto
+    small = [
+        Item(TARGET, (await busy_node.crypto.encrypt(APP, Item(TARGET, b"v%d" % i))).data or b"")
+        for i in range(2000)
+    ]
+    large = small * 30
+    stop = asyncio.Event()
+    done, worst_lag = 0, 0.0
+
+    async def reader(items: list[Item]) -> None:
+        nonlocal done
+        while not stop.is_set():
+            results = await busy_node.crypto.decrypt_batch(APP, items)
+            assert all(r.error is None for r in results), [r.error for r in results if r.error]
+            assert results[7].data == b"v7"
+            done += len(results)
+            await asyncio.sleep(0)
+
+    async def lag() -> None:
+        nonlocal worst_lag
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            worst_lag = max(worst_lag, loop.time() - before - 0.01)
+
+    tasks = [asyncio.create_task(reader(small)) for _ in range(12)]
+    tasks += [asyncio.create_task(reader(large)) for _ in range(4)]
+    tasks.append(asyncio.create_task(lag()))
+    await asyncio.sleep(0.5)
+    admin.rotate_key_on_demand(KeyId=busy_node.key_id)  # type: ignore[attr-defined]
+    before = done
+    report = await sync_external_key(busy_node.ctx)
+    during = done - before
+    stop.set()
+    await asyncio.gather(*tasks)  # any failed decrypt raises here
+    print(f"main loop lag up to {worst_lag:.2f} s; {during} decrypts during the sync")
+    assert report.status is ExternalKeyStatus.ENABLED, report
+    assert not report.inconclusive
+    assert report.rewrapped
+    assert during > 0
+    assert worst_lag > 0.5, "the test must stall the loop past the KMS timeouts to mean anything"

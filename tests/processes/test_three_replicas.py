@@ -71,6 +71,7 @@ def replicas(
         "EKMS_DATABASE_URL": pg_url,
         "EKMS_KMS_PROVIDER": "aws",
         "EKMS_AWS_ENDPOINT_URL": moto_server,
+        "EKMS_ALLOW_INSECURE_KMS_ENDPOINT": "true",
         "EKMS_AWS_REGION": aws_env,
         "EKMS_JWT_HS256_SECRET": SECRET,
         "EKMS_SCHEDULER_TICK_SECONDS": "0.5",

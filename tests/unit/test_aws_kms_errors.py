@@ -44,7 +44,7 @@ def client_error(code: str, status: int = 400, message: str = "server text") -> 
         ("DisabledException", 400, KeyUnavailable, Reason.EXTERNAL_KEY_DISABLED),
         ("KMSInvalidStateException", 400, KeyUnavailable, Reason.EXTERNAL_KEY_PENDING_DELETION),
         ("NotFoundException", 400, KeyUnavailable, Reason.EXTERNAL_KEY_DELETED),
-        ("AccessDeniedException", 400, KeyUnavailable, Reason.EXTERNAL_KEY_UNAVAILABLE),
+        ("AccessDeniedException", 400, KeyUnavailable, Reason.EXTERNAL_KEY_ACCESS_DENIED),
         ("ThrottlingException", 400, ServiceUnavailable, Reason.KMS_THROTTLED),
         ("LimitExceededException", 400, ServiceUnavailable, Reason.KMS_THROTTLED),
         ("KMSInternalException", 500, ServiceUnavailable, Reason.KMS_UNAVAILABLE),
@@ -54,7 +54,7 @@ def client_error(code: str, status: int = 400, message: str = "server text") -> 
         ("InvalidCiphertextException", 400, DecryptionFailed, Reason.DECRYPTION_FAILED),
         ("IncorrectKeyException", 400, DecryptionFailed, Reason.DECRYPTION_FAILED),
         ("ValidationException", 400, InvalidInput, Reason.INVALID_INPUT),
-        ("InvalidKeyUsageException", 400, KeyUnavailable, Reason.EXTERNAL_KEY_UNAVAILABLE),
+        ("InvalidKeyUsageException", 400, KeyUnavailable, Reason.EXTERNAL_KEY_ACCESS_DENIED),
     ],
 )
 def test_client_errors(code: str, status: int, kind: type[EkmsError], reason: Reason) -> None:

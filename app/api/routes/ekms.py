@@ -19,11 +19,14 @@ from app.application.configuration import (
     configure_ekms,
     get_config,
     get_status,
+    kms_endpoint,
     probe_ekms_config,
     update_ekms_config,
 )
+from app.application.context import AppContext
 from app.application.kek import rotate_kek
 from app.application.sync import sync_external_key
+from app.domain.ekms_config import ExternalKmsConfig
 from app.domain.errors import NotFound, Reason
 
 router = APIRouter(prefix="/api/v1/ekms", route_class=SecuredRoute)
@@ -37,7 +40,7 @@ CONFIG_PATH = "/api/v1/ekms/config"
     responses=problems(404, _404="Not configured yet (reason NOT_CONFIGURED)"),
 )
 async def read_config(ctx: Ctx, _caller: Admin) -> ConfigOut:
-    return ConfigOut.of(await get_config(ctx))
+    return _out(ctx, await get_config(ctx))
 
 
 @router.put(
@@ -65,9 +68,9 @@ async def put_config(
         config = await configure_ekms(ctx, caller, body.to_input(default_minutes))
         response.status_code = 201
         response.headers["Location"] = CONFIG_PATH
-        return ConfigOut.of(config)
+        return _out(ctx, config)
     config = await update_ekms_config(ctx, caller, body.changes(), activate=body.activate)
-    return ConfigOut.of(config)
+    return _out(ctx, config)
 
 
 @router.post(
@@ -113,3 +116,7 @@ async def sync_now(ctx: Ctx, caller: KeyManager) -> SyncOut:
 )
 async def rotate_kek_now(ctx: Ctx, caller: KeyManager) -> KekRotationOut:
     return KekRotationOut.of(await rotate_kek(ctx, caller))
+
+
+def _out(ctx: AppContext, config: ExternalKmsConfig) -> ConfigOut:
+    return ConfigOut.of(config, kms_endpoint(ctx, config))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from app.api.schemas.common import InputModel
 from app.application.configuration import ConfigInput, EkmsStatus, ProbeResult
@@ -42,9 +43,6 @@ class ConfigIn(InputModel):
     provider: KmsProvider = Field(description="`aws`, or `local` for the embedded root key")
     key_id: str = Field(min_length=1, max_length=2048, description="key id, ARN or alias")
     region: str | None = Field(default=None, max_length=64, pattern=r"^[a-z0-9-]+$")
-    endpoint_url: str | None = Field(
-        default=None, max_length=2048, pattern=r"^https?://\S+$", description="for an emulator"
-    )
     sync_interval_minutes: int | None = Field(
         default=None, ge=1, le=1440, description="default: EKMS_SYNC_INTERVAL_MINUTES (30)"
     )
@@ -53,13 +51,24 @@ class ConfigIn(InputModel):
         description="generate the KEK and wrap it under the external key (it must be enabled)",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_endpoint(cls, data: object) -> object:
+        if isinstance(data, dict) and "endpoint_url" in data:
+            raise PydanticCustomError(
+                "endpoint_not_accepted",
+                "endpoint_url is not accepted: where KMS calls go is a server setting "
+                "(EKMS_AWS_ENDPOINT_URL), so no API caller can point the key encryption key "
+                "at another server",
+            )
+        return data
+
     def to_input(self, default_sync_minutes: int) -> ConfigInput:
         minutes = self.sync_interval_minutes or default_sync_minutes
         return ConfigInput(
             provider=self.provider,
             key_id=self.key_id,
             region=self.region,
-            endpoint_url=self.endpoint_url,
             sync_interval=timedelta(minutes=minutes),
             activate=self.activate,
         )
@@ -68,9 +77,8 @@ class ConfigIn(InputModel):
         """Only the fields the caller sent, named as the domain names them."""
         sent = self.model_fields_set
         changes: dict[str, object] = {"provider": self.provider, "key_id": self.key_id}
-        for name in ("region", "endpoint_url"):
-            if name in sent:
-                changes[name] = getattr(self, name)
+        if "region" in sent:
+            changes["region"] = self.region
         if "sync_interval_minutes" in sent and self.sync_interval_minutes is not None:
             changes["sync_interval"] = timedelta(minutes=self.sync_interval_minutes)
         return changes
@@ -82,7 +90,10 @@ class ConfigOut(BaseModel):
     provider: KmsProvider
     key_id: str
     region: str | None
-    endpoint_url: str | None
+    kms_endpoint: str = Field(
+        description="where KMS calls go: the server setting (EKMS_AWS_ENDPOINT_URL) or the "
+        "provider's default; never taken from a request"
+    )
     sync_interval_minutes: int
     active: bool
     external_key_status: ExternalKeyStatus
@@ -94,14 +105,14 @@ class ConfigOut(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def of(cls, config: ExternalKmsConfig) -> ConfigOut:
+    def of(cls, config: ExternalKmsConfig, kms_endpoint: str) -> ConfigOut:
         return cls(
             id=config.id,
             instance_id=config.instance_id,
             provider=config.provider,
             key_id=config.key_id,
             region=config.region,
-            endpoint_url=config.endpoint_url,
+            kms_endpoint=kms_endpoint,
             sync_interval_minutes=int(config.sync_interval.total_seconds() // 60),
             active=config.active,
             external_key_status=config.external_key_status,
@@ -137,8 +148,15 @@ class ProbeOut(BaseModel):
 class ExternalKeyOut(BaseModel):
     provider: KmsProvider | None
     key_id: str | None
+    kms_endpoint: str | None = Field(
+        description="where this replica sends the key's KMS calls (a server setting)"
+    )
     status: ExternalKeyStatus
     status_reason: str | None
+    status_reason_code: str | None = Field(
+        description="for unavailable: EXTERNAL_KEY_ACCESS_DENIED / EXTERNAL_KEY_UNWRAP_FAILED "
+        "(a refusal: stops at once) or KMS_UNAVAILABLE / KMS_THROTTLED (no answer: grace period)"
+    )
     deletion_date: datetime | None
     last_sync_at: datetime | None
     unavailable_since: datetime | None
@@ -187,8 +205,10 @@ class StatusOut(BaseModel):
             external_key=ExternalKeyOut(
                 provider=status.provider,
                 key_id=status.key_id,
+                kms_endpoint=status.kms_endpoint,
                 status=status.external_key_status,
                 status_reason=status.status_reason,
+                status_reason_code=status.status_reason_code,
                 deletion_date=status.deletion_date,
                 last_sync_at=status.last_sync_at,
                 unavailable_since=status.unavailable_since,
@@ -211,6 +231,10 @@ class SyncOut(BaseModel):
     reason: str | None
     rewrapped: bool = Field(description="whether the EKEK was rewrapped after an external rotation")
     rotation_marker: str | None
+    inconclusive: bool = Field(
+        default=False,
+        description="ekms was too busy to hear the KMS: nothing recorded, the sync stays due",
+    )
 
     @classmethod
     def of(cls, report: SyncReport) -> SyncOut:
@@ -221,6 +245,7 @@ class SyncOut(BaseModel):
             reason=report.reason,
             rewrapped=report.rewrapped,
             rotation_marker=report.rotation_marker,
+            inconclusive=report.inconclusive,
         )
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import RowMapping
 
 from app.domain.audit import AuditEvent, AuditResult
 from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
+from app.domain.errors import Reason
 from app.domain.module import CryptoModule, EncryptedFieldConfig, ModuleKey
 from app.domain.policy import ModuleAccessPolicy
 from app.domain.values import (
@@ -38,6 +39,15 @@ def _duration(seconds: int | None) -> timedelta | None:
     return None if seconds is None else timedelta(seconds=seconds)
 
 
+def _reason_or_none(value: str | None) -> Reason | None:
+    if value is None:
+        return None
+    try:
+        return Reason(value)
+    except ValueError:  # a code a newer replica wrote: treat as a refusal's absence
+        return None
+
+
 def config_values(c: ExternalKmsConfig) -> Values:
     return {
         "id": c.id,
@@ -45,7 +55,8 @@ def config_values(c: ExternalKmsConfig) -> Values:
         "provider": c.provider.value,
         "key_id": c.key_id,
         "region": c.region,
-        "endpoint_url": c.endpoint_url,
+        "endpoint_url": None,  # no longer configurable (a server setting); kept for old heads
+        "status_reason_code": c.status_reason_code.value if c.status_reason_code else None,
         "sync_interval_seconds": c.sync_interval // _SECOND,
         "created_at": c.created_at,
         "updated_at": c.updated_at,
@@ -65,13 +76,13 @@ def config_from_row(r: RowMapping) -> ExternalKmsConfig:
         provider=KmsProvider(r["provider"]),
         key_id=r["key_id"],
         region=r["region"],
-        endpoint_url=r["endpoint_url"],
         sync_interval=timedelta(seconds=r["sync_interval_seconds"]),
         created_at=r["created_at"],
         updated_at=r["updated_at"],
         active=r["active"],
         external_key_status=ExternalKeyStatus(r["external_key_status"]),
         status_reason=r["status_reason"],
+        status_reason_code=_reason_or_none(r["status_reason_code"]),
         deletion_date=r["deletion_date"],
         last_sync_at=r["last_sync_at"],
         unavailable_since=r["unavailable_since"],

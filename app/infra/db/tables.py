@@ -77,6 +77,7 @@ ekms_config = Table(
     Column("active", Boolean, nullable=False),
     Column("external_key_status", String(ENUM), nullable=False),
     Column("status_reason", Text),
+    Column("status_reason_code", String(ENUM)),
     Column("deletion_date", UTCDateTime),
     Column("last_sync_at", UTCDateTime),
     Column("unavailable_since", UTCDateTime),

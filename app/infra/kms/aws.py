@@ -87,6 +87,12 @@ class AwsKmsConnector:
             raise InvalidInput(f"not an AWS KMS key reference ({ref.provider.value})")
         return AwsKms(ref, self)
 
+    def endpoint(self, ref: ExternalKeyRef) -> str:
+        if self.default_endpoint_url:
+            return self.default_endpoint_url
+        region = ref.region or self.default_region
+        return f"https://kms.{region}.amazonaws.com" if region else "AWS KMS (the chain's region)"
+
     @property
     def pool_size(self) -> int:
         """How many clients are open (one per distinct region/endpoint used so far)."""
@@ -94,10 +100,7 @@ class AwsKmsConnector:
 
     async def client_for(self, ref: ExternalKeyRef) -> Any:
         """The pooled aiobotocore KMS client for ``ref``, created on first use."""
-        key: _ClientKey = (
-            ref.region or self.default_region,
-            ref.endpoint_url or self.default_endpoint_url,
-        )
+        key: _ClientKey = (ref.region or self.default_region, self.default_endpoint_url)
         client = self._clients.get(key)
         if client is not None:
             return client
@@ -127,6 +130,7 @@ class AwsKmsConnector:
             stack, self._stack = self._stack, AsyncExitStack()
             self._clients.clear()
             await stack.aclose()
+        self._lock = asyncio.Lock()  # the next use may be on another event loop
 
 
 class AwsKms(KeyManagementService):
@@ -246,4 +250,6 @@ def _description_for_error(err: EkmsError) -> ExternalKeyDescription:
     status = _ERROR_STATES.get(err.reason) if isinstance(err, KeyUnavailable) else None
     if status is not None:
         return ExternalKeyDescription(status=status)
-    return ExternalKeyDescription(status=ExternalKeyStatus.UNAVAILABLE, reason=err.message)
+    return ExternalKeyDescription(
+        status=ExternalKeyStatus.UNAVAILABLE, reason=err.message, reason_code=err.reason
+    )

@@ -4,13 +4,13 @@
         DisabledException                      KeyUnavailable(EXTERNAL_KEY_DISABLED)
         KMSInvalidStateException               KeyUnavailable(EXTERNAL_KEY_PENDING_DELETION)
         NotFoundException                      KeyUnavailable(EXTERNAL_KEY_DELETED)
-        AccessDeniedException                  KeyUnavailable(EXTERNAL_KEY_UNAVAILABLE)
+        AccessDeniedException                  KeyUnavailable(EXTERNAL_KEY_ACCESS_DENIED)
         ThrottlingException, LimitExceeded...  ServiceUnavailable(KMS_THROTTLED)
         KMSInternalException, Dependency...    ServiceUnavailable(KMS_UNAVAILABLE)
         InvalidCiphertext, IncorrectKey        DecryptionFailed
         ValidationException                    DecryptionFailed (ciphertext in) / InvalidInput
         any other 5xx                          ServiceUnavailable(KMS_UNAVAILABLE)
-        any other 4xx                          KeyUnavailable(EXTERNAL_KEY_UNAVAILABLE)
+        any other 4xx                          KeyUnavailable(EXTERNAL_KEY_ACCESS_DENIED)
     NoCredentialsError and other credential errors, NoRegionError
                                                KeyUnavailable(EXTERNAL_KEY_UNAVAILABLE)
     timeouts (botocore, asyncio)               ServiceUnavailable(KMS_UNAVAILABLE)
@@ -116,7 +116,10 @@ def _from_client_error(exc: ClientError, *, ciphertext_input: bool) -> EkmsError
             reason=Reason.EXTERNAL_KEY_DELETED,
         )
     if code == "AccessDeniedException":
-        return KeyUnavailable("access denied to the AWS KMS key")
+        return KeyUnavailable(
+            "access denied to the AWS KMS key (key policy, grant or IAM)",
+            reason=Reason.EXTERNAL_KEY_ACCESS_DENIED,
+        )
     if code in _THROTTLING:
         return ServiceUnavailable("AWS KMS is throttling requests", reason=Reason.KMS_THROTTLED)
     if code in _TRANSIENT or status >= 500:
@@ -125,7 +128,11 @@ def _from_client_error(exc: ClientError, *, ciphertext_input: bool) -> EkmsError
         return DecryptionFailed()
     if code == "ValidationException":
         return InvalidInput("AWS KMS rejected the request as invalid")
-    return KeyUnavailable(f"AWS KMS refused the request ({_safe(code)})")
+    # Any other 4xx is the KMS saying "you may not" (bad signature, expired token, an
+    # unrecognized client...): a refusal, which fails closed at once.
+    return KeyUnavailable(
+        f"AWS KMS refused the request ({_safe(code)})", reason=Reason.EXTERNAL_KEY_ACCESS_DENIED
+    )
 
 
 def _safe(code: str) -> str:

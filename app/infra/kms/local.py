@@ -127,5 +127,8 @@ class LocalKmsConnector:
             raise InvalidInput(f"not a local key reference ({ref.provider.value})")
         return LocalKms(ref, self._root_key)
 
+    def endpoint(self, ref: ExternalKeyRef) -> str:
+        return f"local root key (fingerprint {self._fingerprint}), in this process"
+
     async def aclose(self) -> None:
         """Nothing to close; present for the ``KmsConnector`` port."""

@@ -21,6 +21,10 @@ class RoutingKmsConnector:
             )
         return connector.connect(ref)
 
+    def endpoint(self, ref: ExternalKeyRef) -> str:
+        connector = self._connectors.get(ref.provider)
+        return connector.endpoint(ref) if connector else f"{ref.provider.value}: not enabled"
+
     async def aclose(self) -> None:
         for connector in self._connectors.values():
             await connector.aclose()
