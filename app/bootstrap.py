@@ -38,7 +38,7 @@ from app.infra.db.uow import SqlaUnitOfWorkFactory
 from app.infra.files import private_dir, warn_if_open
 from app.infra.kms.aws import AwsKmsConnector
 from app.infra.kms.isolated import IsolatedKmsConnector
-from app.infra.kms.local import LocalKmsConnector, load_local_root_key
+from app.infra.kms.local import open_local_kms
 from app.infra.kms.routing import RoutingKmsConnector
 from app.infra.scheduler import MaintenanceScheduler
 from app.infra.settings import Settings
@@ -156,13 +156,11 @@ def build_kms(settings: Settings) -> KmsConnector:
     }
     env_key = settings.local_root_key.get_secret_value() if settings.local_root_key else None
     if settings.kms_provider == "local" or env_key or settings.local_root_key_file:
-        root = load_local_root_key(
+        connectors[KmsProvider.LOCAL] = open_local_kms(
             env_value=env_key,
             file=settings.effective_local_root_key_file,
             create_if_missing=settings.kms_provider == "local",
         )
-        connectors[KmsProvider.LOCAL] = LocalKmsConnector(root)
-        del root
     return RoutingKmsConnector(connectors)
 
 

@@ -108,6 +108,11 @@ class InMemoryInstanceKeyRepository(_Repo):
         _check_revision(self.s.instance_keys.get(key.id), key)
         self.s.instance_keys[key.id] = copy.deepcopy(key)
 
+    async def delete(self, kek_id: uuid.UUID) -> None:
+        if any(k.kek_id == kek_id for k in self.s.keys.values()):
+            raise Conflict("a key still names this KEK", reason=Reason.CONCURRENT_UPDATE)
+        self.s.instance_keys.pop(kek_id, None)
+
 
 class InMemoryModuleRepository(_Repo):
     async def get(self, module_id: uuid.UUID) -> Any:
@@ -274,9 +279,17 @@ class InMemoryDatabase:
         self.down = False
         self.transactions = 0
         self.attempts = 0
+        self.erased: list[tuple[Any, ...]] = []
+        self.erase_fails = False
 
     def __call__(self) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self)
+
+    async def erase_dead_rows(self, *stores: Any) -> None:
+        """Nothing to erase in memory; records what was asked, for the tests."""
+        if self.down or self.erase_fails:
+            raise ServiceUnavailable("database down", reason=Reason.DATABASE_UNAVAILABLE)
+        self.erased.append(tuple(stores))
 
 
 class InMemoryUnitOfWork:

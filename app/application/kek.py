@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 from app.application.configuration import require_config
 from app.application.context import AppContext
+from app.application.erasure import erase_dead_rows
 from app.application.kek_mint import mint_kek
 from app.application.keychain import external_ref
+from app.application.ports import KeyStore
 from app.domain.errors import KeyUnavailable, Reason
 from app.domain.values import Caller
 
@@ -25,6 +27,10 @@ async def rotate_kek(ctx: AppContext, caller: Caller) -> KekRotationResult:
     """A new KEK; every DEK that still has material is rewrapped under it in one transaction.
 
     Field ciphertexts are untouched: they name the DEK version, and the DEKs do not change.
+    The same transaction deletes the previous EKEK (and any older one left by an earlier
+    version of ekms) once no DEK names it, so the old KEK can no longer be unwrapped from this
+    database; then the superseded row versions are erased (``erase_dead_rows``). A crash
+    before the commit leaves the old chain whole, after it the new one.
     """
     snap = await ctx.chain.snapshot()
     old_kek = ctx.chain.check_serving(snap, None)
@@ -52,6 +58,10 @@ async def rotate_kek(ctx: AppContext, caller: Caller) -> KekRotationResult:
             key.kek_id = new_id
             await uow.keys.save(key)
             count += 1
+        # Every DEK with material now names the new KEK: no row references the others.
+        retired = [k.id for k in await uow.instance_keys.list() if k.id != new_id]
+        for kek_id in retired:
+            await uow.instance_keys.delete(kek_id)
         await uow.audit.append(
             [
                 ctx.event(
@@ -62,6 +72,7 @@ async def rotate_kek(ctx: AppContext, caller: Caller) -> KekRotationResult:
                         "new_kek_id": str(new_id),
                         "new_fingerprint": new_kek.fingerprint,
                         "rewrapped_keys": count,
+                        "deleted_kek_ids": [str(k) for k in retired],
                     },
                 )
             ]
@@ -69,6 +80,7 @@ async def rotate_kek(ctx: AppContext, caller: Caller) -> KekRotationResult:
         await uow.commit()
     ctx.chain.remember_kek(new_kek)
     await ctx.changes.publish("kek")
+    await erase_dead_rows(ctx, KeyStore.INSTANCE_KEYS, KeyStore.MODULE_KEYS)
     return KekRotationResult(str(old_kek.id), str(new_id), new_kek.fingerprint, count)
 
 

@@ -9,7 +9,8 @@ from enum import StrEnum
 
 from app.application.configuration import require_config
 from app.application.context import AppContext
-from app.application.ports import UnitOfWork
+from app.application.erasure import erase_dead_rows
+from app.application.ports import KeyStore, UnitOfWork
 from app.domain.errors import AlreadyExists, InvalidInput, NotFound, Reason
 from app.domain.keys import DEK_SIZE, KeyEncryptionKey
 from app.domain.module import CryptoModule, ModuleKey
@@ -210,7 +211,8 @@ async def change_key_state(
     """Revoke, suspend, resume or destroy one key version.
 
     Revoking the Active version generates a new Active one in the same transaction, so the
-    module keeps encrypting under a key that is not revoked.
+    module keeps encrypting under a key that is not revoked. Destroying overwrites the wrapped
+    DEK (NULL), and once that is committed erases the row versions that still held it.
     """
     kek: KeyEncryptionKey | None = None
     if action is KeyAction.REVOKE:
@@ -245,4 +247,6 @@ async def change_key_state(
         )
         await uow.commit()
     await ctx.changes.publish("keys")
+    if action is KeyAction.DESTROY:
+        await erase_dead_rows(ctx, KeyStore.MODULE_KEYS)
     return key

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -151,6 +152,10 @@ class InstanceKeyRepository(Protocol):
 
     async def save(self, key: ExternalInstanceKey) -> None: ...
 
+    async def delete(self, kek_id: uuid.UUID) -> None:
+        """Remove a retired EKEK (no DEK may still name it). Idempotent."""
+        ...
+
 
 class ModuleRepository(Protocol):
     async def get(self, module_id: uuid.UUID) -> CryptoModule | None: ...
@@ -288,8 +293,26 @@ class UnitOfWork(Protocol):
     async def rollback(self) -> None: ...
 
 
+class KeyStore(StrEnum):
+    """The stores that hold wrapped key material (see ``UnitOfWorkFactory.erase_dead_rows``)."""
+
+    MODULE_KEYS = "module_keys"
+    INSTANCE_KEYS = "instance_keys"
+
+
 class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...
+
+    async def erase_dead_rows(self, *stores: KeyStore) -> None:
+        """Make the database drop the superseded versions of ``stores``' rows, after a commit
+        that overwrote or deleted key material (a destroyed DEK, a retired EKEK).
+
+        An UPDATE or DELETE leaves the old bytes behind until the storage engine reclaims them:
+        Postgres keeps dead tuples until VACUUM, SQLite keeps old page images in its WAL until a
+        checkpoint. Runs outside any unit of work; ``ServiceUnavailable`` if the database is
+        unreachable or busy.
+        """
+        ...
 
 
 # --- time and randomness ----------------------------------------------------------------------

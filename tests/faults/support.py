@@ -525,14 +525,17 @@ class ChainCheck:
 def check_chain(database_url: str, kms_admin: Any) -> ChainCheck:
     """The key chain as stored must be whole:
 
-    - exactly one active EKEK (KEK row); it decrypts through the KMS with the EncryptionContext
-      stored on the row, and the KEK it yields matches the stored fingerprint;
+    - exactly one EKEK (KEK row), the active one: a KEK rotation deletes the previous row in its
+      own transaction; it decrypts through the KMS with the EncryptionContext stored on the
+      row, and the KEK it yields matches the stored fingerprint;
     - every module has exactly one Active version, and its versions are 1..n without a gap;
     - the active KEK unwraps every version that still has key material, and every such version
       names the active KEK; destroyed versions have none.
     """
     ekeks = query(database_url, "SELECT * FROM external_instance_keys WHERE active")
     assert len(ekeks) == 1, f"{len(ekeks)} active KEKs"
+    stored = query(database_url, "SELECT id FROM external_instance_keys")
+    assert len(stored) == 1, f"{len(stored)} KEK rows: a retired EKEK was kept"
     row = ekeks[0]
     context = row["encryption_context"]
     context = json.loads(context) if isinstance(context, str) else dict(context)

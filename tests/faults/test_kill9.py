@@ -4,9 +4,10 @@ Each round starts one operation over REST while values are being encrypted, kill
 with SIGKILL after a random delay (drawn from 0 to 1.2 x the operation's measured duration, so
 most kills land while it is in flight), restarts it and checks:
 
-- the stored chain is whole (``check_chain``): one active KEK that decrypts through the KMS and
-  matches its fingerprint, exactly one Active version per module, versions 1..n, and the active
-  KEK unwraps every version that still has key material;
+- the stored chain is whole (``check_chain``): one KEK row, the active one (a rotation deletes
+  the old row in its transaction), that decrypts through the KMS and matches its fingerprint,
+  exactly one Active version per module, versions 1..n, and the active KEK unwraps every version
+  that still has key material;
 - an operation acknowledged before the kill is durable;
 - every value whose encryption was acknowledged before the kill decrypts to its plaintext,
   except values under a version that a destroy made unusable, which answer the documented

@@ -41,7 +41,9 @@ class SilentOnce(FakeKms):
             self.silent -= 1
             self.calls["describe"] = self.calls.get("describe", 0) + 1
             return ExternalKeyDescription(
-                ExternalKeyStatus.UNAVAILABLE, reason="timed out", reason_code=Reason.KMS_UNAVAILABLE
+                ExternalKeyStatus.UNAVAILABLE,
+                reason="timed out",
+                reason_code=Reason.KMS_UNAVAILABLE,
             )
         return await super().describe()
 

@@ -6,7 +6,8 @@ Accepted URLs (anything else is a ``ValueError`` that names the scheme, never th
 - ``sqlite+aiosqlite:///path``; ``sqlite:///path`` means the same. In-memory SQLite is refused:
   every pooled connection would see a different, empty database.
 
-SQLite connections run with foreign keys on, WAL journaling and a busy timeout. Every
+SQLite connections run with foreign keys on, WAL journaling, ``secure_delete`` and a busy
+timeout. Every
 transaction starts with ``BEGIN IMMEDIATE``: SQLite has one writer at a time, and a transaction
 that read first and wants to write after another connection committed fails at once with
 "database is locked" (the busy timeout does not apply to that case). Taking the write lock up
@@ -116,6 +117,9 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
+        # Freed cell space is zeroed, not left for the next write: an overwritten wrapped key
+        # must not survive in the page (Debian's SQLite defaults to this, other builds do not).
+        cursor.execute("PRAGMA secure_delete = ON")
     finally:
         cursor.close()
 

@@ -39,7 +39,8 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         pending.extend((orig if isinstance(orig, BaseException) else None, current.__cause__))
 
 
-def _sqlstate(exc: BaseException) -> str | None:
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of ``exc`` or of the driver error it wraps (Postgres); None if it has none."""
     for err in _chain(exc):
         state = getattr(err, "sqlstate", None)
         if isinstance(state, str) and state:
@@ -59,7 +60,7 @@ def is_unavailable(exc: BaseException, *, connecting: bool = False) -> bool:
         return True
     if isinstance(exc, sa_exc.OperationalError):
         return True
-    state = _sqlstate(exc)
+    state = sqlstate(exc)
     if state is not None and state[:2] in _TRANSIENT_SQLSTATE_CLASSES:
         return True
     if connecting:
@@ -69,7 +70,7 @@ def is_unavailable(exc: BaseException, *, connecting: bool = False) -> bool:
 
 def is_unique_violation(exc: sa_exc.IntegrityError) -> bool:
     """A duplicate key (unique constraint, unique index or primary key) on either backend."""
-    if _sqlstate(exc) == _UNIQUE_SQLSTATE:
+    if sqlstate(exc) == _UNIQUE_SQLSTATE:
         return True
     return any(getattr(err, "sqlite_errorname", None) in _SQLITE_UNIQUE for err in _chain(exc))
 

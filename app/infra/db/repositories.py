@@ -27,6 +27,7 @@ from app.infra.db import mappers as m
 from app.infra.db import tables as t
 from app.infra.db._base import SqlRepository, concurrent_update
 from app.infra.db.audit import SqlaAuditRepository
+from app.infra.db.errors import ConstraintViolation
 from app.infra.db.keys import SqlaModuleKeyRepository
 
 __all__ = [
@@ -91,6 +92,14 @@ class SqlaInstanceKeyRepository(SqlRepository):
         await self._update_versioned(
             self._t, [self._t.c.id == key.id], values, key, "the instance key"
         )
+
+    async def delete(self, kek_id: uuid.UUID) -> None:
+        """Idempotent. A DEK that still names the EKEK (one added concurrently, wrapped under
+        the KEK being retired) makes it ``Conflict(CONCURRENT_UPDATE)``."""
+        try:
+            await self._execute(delete(self._t).where(self._t.c.id == kek_id))
+        except ConstraintViolation:
+            raise concurrent_update("the instance key") from None
 
 
 class SqlaModuleRepository(SqlRepository):

@@ -13,10 +13,12 @@ from app.application.ports import (
     FieldConfigRepository,
     InstanceKeyRepository,
     KeyStatusRepository,
+    KeyStore,
     ModuleKeyRepository,
     ModuleRepository,
     PolicyRepository,
 )
+from app.infra.db.erase import erase_dead_rows
 from app.infra.db.errors import is_unavailable, translate_unavailable
 from app.infra.db.repositories import (
     SqlaAuditRepository,
@@ -116,6 +118,10 @@ class SqlaUnitOfWorkFactory:
 
     def __call__(self) -> SqlaUnitOfWork:
         return SqlaUnitOfWork(self.engine)
+
+    async def erase_dead_rows(self, *stores: KeyStore) -> None:
+        """VACUUM on Postgres, a WAL checkpoint on SQLite (see ``app.infra.db.erase``)."""
+        await erase_dead_rows(self.engine, stores)
 
 
 if TYPE_CHECKING:
