@@ -31,7 +31,7 @@ log = structlog.get_logger("ekms.http")
 
 MAX_BODY_BYTES = 2 * 1024 * 1024  # a 1 MiB plaintext is ~1.4 MiB as base64 JSON
 REQUEST_ID_HEADER = "x-request-id"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _DOC_PATHS = ("/docs", "/redoc", "/openapi.json")
 _PROBE_PATHS = frozenset({"/livez", "/readyz"})
@@ -59,7 +59,7 @@ def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
     for name, value in headers:
         if name.lower() == b"x-request-id":
             text = value.decode("latin-1").strip()
-            if _REQUEST_ID.match(text):
+            if _REQUEST_ID.fullmatch(text):
                 return text
             break
     return secrets.token_hex(16)

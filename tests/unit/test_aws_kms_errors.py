@@ -180,3 +180,10 @@ def test_param_validation_errors_are_not_chained() -> None:
     with pytest.raises(InvalidInput) as info2, aws_errors():
         raise leaky
     assert "secret" not in str(info2.value)
+
+
+@pytest.mark.parametrize("code", ["Weird\n", "Weird\r\nX-Injected: 1", "Wé", "A" * 65])
+def test_an_error_code_that_is_not_one_is_never_echoed(code: str) -> None:
+    err = translate_aws_error(client_error(code, 400))
+    assert err is not None and "unknown error" in err.message
+    assert "\n" not in err.message and "Weird" not in err.message

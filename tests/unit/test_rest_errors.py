@@ -167,3 +167,13 @@ def test_every_api_route_declares_exactly_one_access_rule() -> None:
     for route in api_routes():
         if not route.path.startswith("/api/v1"):
             assert access_of(route) == [], route.path
+
+
+def test_a_request_id_is_taken_only_when_it_is_whole() -> None:
+    from app.api.middleware import request_id_from
+
+    assert request_id_from([(b"x-request-id", b"trace-123")]) == "trace-123"
+    assert request_id_from([(b"x-request-id", b" trace-123\n")]) == "trace-123"  # trimmed
+    for bad in (b"trace\n123", b"trace-123\nX-Injected: 1", b"a" * 129, b""):
+        got = request_id_from([(b"x-request-id", bad)])
+        assert got != bad.decode("latin-1") and len(got) == 32 and "\n" not in got

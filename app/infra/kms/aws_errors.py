@@ -69,7 +69,7 @@ _TRANSIENT = frozenset(
     }
 )
 _BAD_CIPHERTEXT = frozenset({"InvalidCiphertextException", "IncorrectKeyException"})
-_SAFE_CODE = re.compile(r"^[A-Za-z0-9.]{1,64}$")
+_SAFE_CODE = re.compile(r"[A-Za-z0-9.]{1,64}")
 
 
 def translate_aws_error(exc: BaseException, *, ciphertext_input: bool = False) -> EkmsError | None:
@@ -137,7 +137,7 @@ def _from_client_error(exc: ClientError, *, ciphertext_input: bool) -> EkmsError
 
 def _safe(code: str) -> str:
     """The error code is server text: show it only when it looks like an error code."""
-    return code if _SAFE_CODE.match(code) else "unknown error"
+    return code if _SAFE_CODE.fullmatch(code) else "unknown error"
 
 
 @contextmanager
