@@ -700,7 +700,6 @@ async def test_verifier_closes_an_injected_client_only_when_it_owns_it(clock: Fa
         assert not client.is_closed
 
 
-
 @pytest.mark.parametrize(
     "overrides",
     [
