@@ -41,13 +41,13 @@ async def _round(call: object, stall: float) -> tuple[bool, float]:
     return description.status is ExternalKeyStatus.ENABLED, time.perf_counter() - started
 
 
-async def main(rounds: int, stall: float, timeout: float, url: str, key_id: str) -> None:
+async def main(rounds: int, stall: float, kms_timeout: float, url: str, key_id: str) -> None:
     def connector() -> AwsKmsConnector:  # one per loop: aiobotocore clients bind to theirs
         return AwsKmsConnector(
             default_region="eu-west-1",
             default_endpoint_url=url,
-            connect_timeout=timeout,
-            read_timeout=timeout,
+            connect_timeout=kms_timeout,
+            read_timeout=kms_timeout,
             max_attempts=1,
         )
 
@@ -61,7 +61,7 @@ async def main(rounds: int, stall: float, timeout: float, url: str, key_id: str)
     }
     results: dict[str, list[bool]] = {name: [] for name in ways}
     mark = loop.mark()
-    for name, call in ways.items():  # warm both connection pools
+    for call in ways.values():  # warm both connection pools
         await call()
     for _ in range(rounds):
         for name, call in ways.items():
