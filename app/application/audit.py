@@ -30,6 +30,8 @@ UsageKey = tuple[uuid.UUID, int]
 
 
 class AuditBuffer:
+    """Data-plane audit events, aggregated in memory and flushed about once a second."""
+
     def __init__(
         self,
         uow_factory: UnitOfWorkFactory,
@@ -57,6 +59,7 @@ class AuditBuffer:
 
     @property
     def depth(self) -> int:
+        """How many aggregated events wait for the next flush."""
         return len(self._pending)
 
     def record(
@@ -71,6 +74,7 @@ class AuditBuffer:
         decided_by: str | None = None,
         count: int = 1,
     ) -> None:
+        """Count one data-plane outcome under its aggregation key."""
         self._pending[(actor, action, module, target, result, reason, decided_by)] += count
         outcome = "success" if result is AuditResult.SUCCESS else (reason or result.value)
         self.totals[(module or target or "unknown", action, outcome)] += count
@@ -78,9 +82,11 @@ class AuditBuffer:
             self._room.clear()
 
     def count_usage(self, module_id: uuid.UUID, version: int, n: int = 1) -> None:
+        """Count encryptions per key version, persisted with the next flush."""
         self._usage[(module_id, version)] += n
 
     async def wait_for_capacity(self) -> None:
+        """Wait while the buffer is full (back-pressure), rather than drop events."""
         if not self._room.is_set():
             await self._room.wait()
 

@@ -13,6 +13,8 @@ from app.domain.errors import InvalidInput
 
 @dataclass(frozen=True, slots=True)
 class AuditPage:
+    """One page of audit events and the cursor of the next."""
+
     events: Sequence[AuditEvent]
     more: bool
 

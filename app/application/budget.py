@@ -72,6 +72,7 @@ class Lease:
         self.left -= 1
 
     def refusal(self) -> EkmsError:
+        """The error to raise instead of encrypting, or ``None`` while the lease has room."""
         if self.exhausted:
             return KeyUnavailable(
                 f"key version {self.version} of module {self.module!r} has used its limit of "
@@ -110,6 +111,7 @@ class EncryptionBudget:
         self.reservations = 0
 
     def lease(self, module_id: uuid.UUID, version: int, module: str) -> Lease:
+        """This process's lease on a key version's GCM encryption budget."""
         ref = (module_id.int, version)  # hashing a UUID runs Python code; an int does not
         lease = self._leases.get(ref)
         if lease is None:

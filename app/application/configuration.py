@@ -9,18 +9,20 @@ from datetime import datetime, timedelta
 
 from app.application.context import AppContext
 from app.application.kek_mint import mint_kek
-from app.application.keychain import external_ref
-from app.application.ports import ExternalKeyDescription, UnitOfWork
+from app.application.lookups import external_ref, require_config
+from app.application.ports import ExternalKeyDescription
 from app.domain.alerts import Alert, KeyStatusChange
 from app.domain.audit import AuditResult
 from app.domain.ekms_config import DEFAULT_SYNC_INTERVAL, ExternalInstanceKey, ExternalKmsConfig
-from app.domain.errors import AlreadyExists, EkmsError, KeyUnavailable, NotFound, Reason
+from app.domain.errors import AlreadyExists, EkmsError, KeyUnavailable, Reason
 from app.domain.keys import KeyEncryptionKey, constant_time_equal
 from app.domain.values import Caller, ExternalKeyStatus, KmsProvider
 
 
 @dataclass(frozen=True, slots=True)
 class ConfigInput:
+    """What a caller may set when creating the configuration."""
+
     provider: KmsProvider
     key_id: str
     region: str | None = None
@@ -30,18 +32,13 @@ class ConfigInput:
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
+    """The outcome of wrapping and unwrapping a probe key through the external KMS."""
+
     ok: bool
     key_arn: str | None
     status: ExternalKeyStatus
     latency_ms: float
     reason: str | None = None
-
-
-async def require_config(uow: UnitOfWork) -> ExternalKmsConfig:
-    config = await uow.config.get()
-    if config is None:
-        raise NotFound("ekms is not configured", reason=Reason.NOT_CONFIGURED)
-    return config
 
 
 def kms_endpoint(ctx: AppContext, config: ExternalKmsConfig) -> str:
@@ -51,6 +48,7 @@ def kms_endpoint(ctx: AppContext, config: ExternalKmsConfig) -> str:
 
 
 async def get_config(ctx: AppContext) -> ExternalKmsConfig:
+    """The configuration, or ``NotFound(NOT_CONFIGURED)``."""
     async with ctx.uow() as uow:
         return await require_config(uow)
 
@@ -201,6 +199,8 @@ async def probe_ekms_config(ctx: AppContext, caller: Caller) -> ProbeResult:
 
 @dataclass(frozen=True, slots=True)
 class EkmsStatus:
+    """The key chain as this replica sees it, for /ekms/status."""
+
     configured: bool
     active: bool
     provider: KmsProvider | None
@@ -260,5 +260,6 @@ async def get_status(ctx: AppContext) -> EkmsStatus:
 
 
 async def status_history(ctx: AppContext, limit: int = 50) -> Sequence[KeyStatusChange]:
+    """The external key's status changes, newest first."""
     async with ctx.uow() as uow:
         return await uow.status.history(limit)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.application.context import AppContext
-from app.application.modules import require_module
+from app.application.lookups import require_module
 from app.application.ports import UnitOfWork
 from app.domain.errors import AlreadyExists, NotFound, Reason
 from app.domain.module import EncryptedFieldConfig
@@ -16,6 +16,8 @@ from app.domain.values import Caller, FieldRef
 
 @dataclass(frozen=True, slots=True)
 class FieldConfigInput:
+    """What a caller may set on an encrypted field configuration."""
+
     table: str
     column: str
     module: str
@@ -34,6 +36,7 @@ async def _require(uow: UnitOfWork, config_id: uuid.UUID) -> EncryptedFieldConfi
 async def create_field_config(
     ctx: AppContext, caller: Caller, data: FieldConfigInput
 ) -> EncryptedFieldConfig:
+    """Bind ``table.column`` to a module; audited."""
     ref = FieldRef(data.table, data.column)
     now = ctx.clock.now()
     async with ctx.uow() as uow:
@@ -59,11 +62,13 @@ async def create_field_config(
 
 
 async def list_field_configs(ctx: AppContext) -> Sequence[EncryptedFieldConfig]:
+    """Every encrypted field configuration."""
     async with ctx.uow() as uow:
         return await uow.fields.list()
 
 
 async def get_field_config(ctx: AppContext, config_id: uuid.UUID) -> EncryptedFieldConfig:
+    """One field configuration, or ``NotFound(FIELD_CONFIG_NOT_FOUND)``."""
     async with ctx.uow() as uow:
         return await _require(uow, config_id)
 
@@ -103,6 +108,7 @@ async def update_field_config(
 
 
 async def delete_field_config(ctx: AppContext, caller: Caller, config_id: uuid.UUID) -> None:
+    """Remove a field configuration; audited."""
     async with ctx.uow() as uow:
         config = await _require(uow, config_id)
         await uow.fields.delete(config_id)

@@ -11,6 +11,8 @@ from app.domain.errors import EkmsError, Reason
 
 @dataclass(frozen=True, slots=True)
 class Readiness:
+    """Whether this replica should receive traffic, and each check behind the answer."""
+
     ready: bool
     reason: str | None
     checks: dict[str, str]

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.application.configuration import require_config
 from app.application.context import AppContext
 from app.application.erasure import erase_dead_rows
 from app.application.kek_mint import mint_kek
-from app.application.keychain import external_ref
+from app.application.lookups import external_ref, require_config
 from app.application.ports import KeyStore
 from app.domain.errors import KeyUnavailable, Reason
 from app.domain.values import Caller
@@ -17,6 +16,8 @@ from app.domain.values import Caller
 
 @dataclass(frozen=True, slots=True)
 class KekRotationResult:
+    """What a KEK rotation did: the old and new KEK and how many DEKs it rewrapped."""
+
     old_kek_id: str
     new_kek_id: str
     new_fingerprint: str
@@ -86,6 +87,8 @@ async def rotate_kek(ctx: AppContext, caller: Caller) -> KekRotationResult:
 
 @dataclass(frozen=True, slots=True)
 class EkekRewrapResult:
+    """What an EKEK rewrap after the external key's rotation did."""
+
     kek_id: str
     fingerprint: str
     old_marker: str

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.application.context import AppContext
-from app.application.keychain import kek_context
+from app.application.lookups import kek_context
 from app.application.ports import KeyManagementService
 from app.domain.ekms_config import ExternalInstanceKey
 from app.domain.keys import KEK_SIZE, KeyEncryptionKey

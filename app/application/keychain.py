@@ -16,7 +16,8 @@ from datetime import timedelta
 
 import structlog
 
-from app.application.ports import Clock, ExternalKeyRef, KmsConnector, UnitOfWorkFactory
+from app.application.lookups import external_ref
+from app.application.ports import Clock, KmsConnector, UnitOfWorkFactory
 from app.domain.alerts import Alert
 from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
 from app.domain.errors import (
@@ -45,16 +46,8 @@ _KMS_RETRY_SECONDS = 2.0
 _DB_RETRY_SECONDS = 2.0
 
 
-def kek_context(instance_id: str, kek_id: uuid.UUID) -> dict[str, str]:
-    """The KMS EncryptionContext the KEK is wrapped under: names the instance and purpose."""
-    return {"ekms:instance": instance_id, "ekms:purpose": "kek", "ekms:kek-id": str(kek_id)}
-
-
-def external_ref(config: ExternalKmsConfig) -> ExternalKeyRef:
-    return ExternalKeyRef(config.provider, config.key_id, config.region)
-
-
 def unusable_error(status: ExternalKeyStatus) -> KeyUnavailable:
+    """The error the data plane answers while the external key is in ``status``."""
     detail = {
         ExternalKeyStatus.DISABLED: "the external key is disabled",
         ExternalKeyStatus.PENDING_DELETION: "the external key is pending deletion",
@@ -68,6 +61,8 @@ def unusable_error(status: ExternalKeyStatus) -> KeyUnavailable:
 
 @dataclass(slots=True)
 class ModuleView:
+    """A module with its key versions, policies and unwrapped data keys, as cached."""
+
     module: CryptoModule
     keys: dict[int, ModuleKey]
     policies: tuple[ModuleAccessPolicy, ...]
@@ -76,6 +71,7 @@ class ModuleView:
     decisions: dict[tuple[str, frozenset[str], Operation], Decision] = field(default_factory=dict)
 
     def decide(self, caller: Caller, operation: Operation) -> Decision:
+        """The access decision for a caller and operation (cached per caller and operation)."""
         cache_key = (caller.subject, caller.roles, operation)
         decision = self.decisions.get(cache_key)
         if decision is None:
@@ -88,6 +84,8 @@ class ModuleView:
 
 @dataclass(slots=True)
 class Snapshot:
+    """Everything the data plane needs, loaded in one round and served from memory."""
+
     config: ExternalKmsConfig | None
     ekek: ExternalInstanceKey | None
     kek: KeyEncryptionKey | None
@@ -99,6 +97,7 @@ class Snapshot:
     open_alerts: tuple[Alert, ...] = ()
 
     def module_named(self, name: str) -> ModuleView:
+        """The module view named ``name``, or ``NotFound``."""
         view = self.modules.get(name)
         if view is None:
             raise NotFound(f"module {name!r} does not exist", reason=Reason.MODULE_NOT_FOUND)
@@ -106,6 +105,8 @@ class Snapshot:
 
 
 class KeyChain:
+    """The in-memory key chain: snapshot, KEK and data keys, invalidated by the change feed."""
+
     def __init__(
         self,
         uow_factory: UnitOfWorkFactory,
@@ -154,11 +155,13 @@ class KeyChain:
 
     @property
     def cached(self) -> Snapshot | None:
+        """The current snapshot if one is loaded, without I/O."""
         return self._snapshot
 
     # --- loading ----------------------------------------------------------------------------
 
     async def snapshot(self) -> Snapshot:
+        """The current snapshot, loading it (one query round, at most one KMS call) if needed."""
         snap = self._snapshot
         if snap is not None:
             return snap
@@ -285,6 +288,7 @@ class KeyChain:
         return snap.kek
 
     def data_key(self, snap: Snapshot, view: ModuleView, key: ModuleKey) -> DataKey:
+        """A key version's unwrapped data key, cached in the view."""
         cached = view.data_keys.get(key.version)
         if cached is not None:
             return cached

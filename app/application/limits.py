@@ -40,6 +40,8 @@ class _Bucket:
 
 
 class RateLimiter:
+    """A token bucket per caller subject, in items per second, bounded in memory."""
+
     def __init__(
         self, clock: Clock, *, rate: float, burst: int, max_callers: int = _MAX_CALLERS
     ) -> None:
@@ -89,6 +91,7 @@ class StreamSlot:
         self._caller = caller
 
     def release(self) -> None:
+        """Give the slot back (idempotent)."""
         slots, self._slots = self._slots, None
         if slots is not None:
             slots._give_back(self._caller)
@@ -101,6 +104,8 @@ class StreamSlot:
 
 
 class StreamSlots:
+    """Caps on concurrent streams per caller and in all."""
+
     def __init__(
         self,
         *,
@@ -115,9 +120,11 @@ class StreamSlots:
         self.open_streams = 0
 
     def held_by(self, caller: str) -> int:
+        """How many streams ``subject`` holds now."""
         return self._open.get(caller, 0)
 
     def open(self, caller: str) -> StreamSlot:
+        """Take a slot for a new stream, or raise ``ResourceExhausted(TOO_MANY_STREAMS)``."""
         if self.open_streams >= self.total:
             raise ResourceExhausted(
                 f"the server already serves its maximum of {self.total} concurrent streams",

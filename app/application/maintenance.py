@@ -33,15 +33,19 @@ log = structlog.get_logger(__name__)
 
 @dataclass
 class TickReport:
+    """What one scheduler tick ran and which jobs failed."""
+
     ran: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
 def scheduler_caller(replica: str) -> Caller:
+    """The audit identity of the scheduler on ``replica``."""
     return Caller(subject=f"system:scheduler@{replica}", roles=frozenset({"ekms.system"}))
 
 
 async def run_due_jobs(ctx: AppContext, replica: str) -> TickReport:
+    """Run the status sync when due and the lifecycle automation; audited."""
     report = TickReport()
     caller = scheduler_caller(replica)
     async with ctx.uow() as uow:

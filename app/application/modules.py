@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
-from app.application.configuration import require_config
 from app.application.context import AppContext
 from app.application.erasure import erase_dead_rows
+from app.application.lookups import require_config, require_module
 from app.application.ports import KeyStore, UnitOfWork
 from app.domain.errors import AlreadyExists, InvalidInput, NotFound, Reason
 from app.domain.keys import DEK_SIZE, KeyEncryptionKey
@@ -19,6 +19,8 @@ from app.domain.values import AccessResult, Algorithm, Caller, KeyState, ModuleS
 
 @dataclass(frozen=True, slots=True)
 class ModuleInput:
+    """What a caller may set when creating a module."""
+
     name: str
     algorithm: Algorithm = Algorithm.AES_256_GCM
     external_wrap: bool = True
@@ -30,17 +32,12 @@ class ModuleInput:
 
 
 class KeyAction(StrEnum):
+    """The lifecycle actions on a key version."""
+
     REVOKE = "revoke"
     SUSPEND = "suspend"
     RESUME = "resume"
     DESTROY = "destroy"
-
-
-async def require_module(uow: UnitOfWork, name: str) -> CryptoModule:
-    module = await uow.modules.get_by_name(name)
-    if module is None:
-        raise NotFound(f"module {name!r} does not exist", reason=Reason.MODULE_NOT_FOUND)
-    return module
 
 
 async def _active_kek(ctx: AppContext) -> KeyEncryptionKey:
@@ -159,16 +156,19 @@ def _seconds(period: timedelta | None) -> int | None:
 
 
 async def list_modules(ctx: AppContext) -> Sequence[CryptoModule]:
+    """Every module."""
     async with ctx.uow() as uow:
         return await uow.modules.list()
 
 
 async def get_module(ctx: AppContext, name: str) -> CryptoModule:
+    """One module by name, or ``NotFound(MODULE_NOT_FOUND)``."""
     async with ctx.uow() as uow:
         return await require_module(uow, name)
 
 
 async def list_module_keys(ctx: AppContext, name: str) -> Sequence[ModuleKey]:
+    """A module's key versions."""
     async with ctx.uow() as uow:
         module = await require_module(uow, name)
         return await uow.keys.list_for_module(module.id)

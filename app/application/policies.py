@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.application.context import AppContext
-from app.application.modules import require_module
+from app.application.lookups import require_module
 from app.application.ports import UnitOfWork
 from app.domain.errors import NotFound, Reason
 from app.domain.policy import ModuleAccessPolicy, validate_policy_fields
@@ -16,6 +16,8 @@ from app.domain.values import AccessResult, Caller, Operation, TargetType
 
 @dataclass(frozen=True, slots=True)
 class PolicyInput:
+    """What a caller may set on a module access policy."""
+
     target_type: TargetType
     target: str
     operations: frozenset[Operation]
@@ -45,6 +47,7 @@ def _summary(policy: ModuleAccessPolicy) -> dict[str, object]:
 async def create_policy(
     ctx: AppContext, caller: Caller, module_name: str, data: PolicyInput
 ) -> ModuleAccessPolicy:
+    """Add a module access policy; audited."""
     now = ctx.clock.now()
     async with ctx.uow() as uow:
         module = await require_module(uow, module_name)
@@ -70,12 +73,14 @@ async def create_policy(
 
 
 async def list_policies(ctx: AppContext, module_name: str) -> Sequence[ModuleAccessPolicy]:
+    """A module's access policies."""
     async with ctx.uow() as uow:
         module = await require_module(uow, module_name)
         return await uow.policies.list_for_module(module.id)
 
 
 async def get_policy(ctx: AppContext, policy_id: uuid.UUID) -> ModuleAccessPolicy:
+    """One policy, or ``NotFound(POLICY_NOT_FOUND)``."""
     async with ctx.uow() as uow:
         return await _require_policy(uow, policy_id)
 
@@ -83,6 +88,7 @@ async def get_policy(ctx: AppContext, policy_id: uuid.UUID) -> ModuleAccessPolic
 async def update_policy(
     ctx: AppContext, caller: Caller, policy_id: uuid.UUID, data: PolicyInput
 ) -> ModuleAccessPolicy:
+    """Change a policy's mutable fields; audited."""
     validate_policy_fields(data.target, data.operations, data.description)
     async with ctx.uow() as uow:
         policy = await _require_policy(uow, policy_id)
@@ -111,6 +117,7 @@ async def update_policy(
 
 
 async def delete_policy(ctx: AppContext, caller: Caller, policy_id: uuid.UUID) -> None:
+    """Remove a policy; audited."""
     async with ctx.uow() as uow:
         policy = await _require_policy(uow, policy_id)
         module = await uow.modules.get(policy.module_id)

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 
 import structlog
 
-from app.application.configuration import require_config
 from app.application.context import AppContext
 from app.application.kek import rewrap_ekek
-from app.application.keychain import external_ref
+from app.application.lookups import external_ref, require_config
 from app.application.ports import ExternalKeyDescription, KeyManagementService
 from app.application.status_record import record_inconclusive, record_observation
 from app.domain.ekms_config import ExternalInstanceKey

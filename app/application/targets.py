@@ -35,6 +35,7 @@ class Target:
 
     @property
     def binding(self) -> bytes:
+        """The bytes that bind a ciphertext to its field or module (part of the AAD)."""
         if self.field is not None:
             return binding_for_field(self.field)
         return binding_for_module(str(self.module))
