@@ -58,6 +58,7 @@ async def chain(
         auto_migrate=False,
         kms_provider="aws",
         aws_endpoint_url=moto_server,
+        allow_insecure_kms_endpoint=True,
         aws_region=aws_env,
         data_dir=tmp_path,
         jwt_hs256_secret="x" * 40,
