@@ -162,7 +162,7 @@ async def test_unreachable_kms_serves_within_grace_then_fails_closed_and_recover
 async def busy_node(
     pg_url: str, aws_env: str, own_moto: tuple[ThreadedMotoServer, str, Any], tmp_path: Path
 ) -> AsyncIterator[Container]:
-    """A node whose KMS timeouts (0.3 s) are far shorter than the loop stalls a saturated data
+    """A node whose KMS timeouts (0.2 s) are far shorter than the loop stalls a saturated data
     plane causes, so a KMS call that shared the data plane's loop would time out."""
     _, url, admin = own_moto
     key_id = admin.create_key()["KeyMetadata"]["KeyId"]
@@ -175,8 +175,12 @@ async def busy_node(
         data_dir=tmp_path,
         jwt_hs256_secret="z" * 40,
         scheduler_enabled=False,
-        kms_connect_timeout_seconds=0.3,
-        kms_read_timeout_seconds=0.3,
+        kms_connect_timeout_seconds=0.2,
+        kms_read_timeout_seconds=0.2,
+        # The database still shares the main loop: keep the flusher from holding a pooled
+        # connection, so the sync does not have to open one under the stall (asyncpg's 10 s
+        # connect timeout fired once on a loaded machine with twice this load).
+        audit_flush_seconds=60,
     )
     async with running(settings) as container:
         await configure_ekms(container.ctx, ADMIN, ConfigInput(KmsProvider.AWS, key_id))
@@ -194,7 +198,7 @@ async def busy_node(
 async def test_a_saturated_data_plane_does_not_make_a_healthy_key_unavailable(
     busy_node: Container, own_moto: tuple[ThreadedMotoServer, str, Any]
 ) -> None:
-    """Twelve readers decrypting 2,000-item batches and four decrypting 60,000-item batches
+    """Twelve readers decrypting 2,000-item batches and two decrypting 30,000-item batches
     (each a synchronous stretch longer than the KMS timeouts) saturate the main loop for the
     whole sync. The sync still sees Enabled and rewraps, because KMS calls run on a loop of
     their own; every decrypt succeeds throughout. On a shared loop aiohttp's connect timer
@@ -204,7 +208,7 @@ async def test_a_saturated_data_plane_does_not_make_a_healthy_key_unavailable(
         Item(TARGET, (await busy_node.crypto.encrypt(APP, Item(TARGET, b"v%d" % i))).data or b"")
         for i in range(2000)
     ]
-    large = small * 30
+    large = small * 15
     stop = asyncio.Event()
     done, worst_lag = 0, 0.0
 
@@ -226,7 +230,7 @@ async def test_a_saturated_data_plane_does_not_make_a_healthy_key_unavailable(
             worst_lag = max(worst_lag, loop.time() - before - 0.01)
 
     tasks = [asyncio.create_task(reader(small)) for _ in range(12)]
-    tasks += [asyncio.create_task(reader(large)) for _ in range(4)]
+    tasks += [asyncio.create_task(reader(large)) for _ in range(2)]
     tasks.append(asyncio.create_task(lag()))
     await asyncio.sleep(0.5)
     admin.rotate_key_on_demand(KeyId=busy_node.key_id)  # type: ignore[attr-defined]
@@ -240,4 +244,4 @@ async def test_a_saturated_data_plane_does_not_make_a_healthy_key_unavailable(
     assert not report.inconclusive
     assert report.rewrapped
     assert during > 0
-    assert worst_lag > 0.5, "the test must stall the loop past the KMS timeouts to mean anything"
+    assert worst_lag > 0.4, "the test must stall the loop past the KMS timeouts to mean anything"
