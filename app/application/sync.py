@@ -13,6 +13,7 @@ records nothing but a history note, so a saturated replica never fails a healthy
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -35,7 +36,7 @@ from app.domain.values import SYSTEM, Caller, ExternalKeyStatus
 
 log = structlog.get_logger(__name__)
 
-DESCRIBE_ATTEMPTS = 2  # each is itself up to the adapter's own retries
+ASK_ATTEMPTS = 2  # each is itself up to the adapter's own retries
 BUSY_SHARE = 0.5  # stalled for at least this share of the wait: ekms, not the KMS, was late
 
 _STATUS_OF_REFUSAL = {
@@ -75,14 +76,12 @@ async def sync_external_key(ctx: AppContext, caller: Caller = SYSTEM) -> SyncRep
         ekek = await uow.instance_keys.get_active()
     kms = ctx.kms.connect(external_ref(config))
     previous = config.external_key_status
-    description, busy = await _describe(ctx, kms)
+    description, busy = await _observe(ctx, kms, ekek if config.active else None)
     if busy is not None:
         await record_inconclusive(ctx, config, busy)
         return SyncReport(
             previous, previous, False, busy, False, ekek.rotation_marker if ekek else None, True
         )
-    if description.status is ExternalKeyStatus.ENABLED and ekek is not None and config.active:
-        description = await prove_unwrap(kms, ekek) or description
     changed = await record_observation(ctx, caller, config, description)
 
     rewrapped = False
@@ -174,21 +173,36 @@ def _unwrap_failed() -> ExternalKeyDescription:
     )
 
 
-async def _describe(
-    ctx: AppContext, kms: KeyManagementService
+async def _asked_again(
+    ask: Callable[[], Awaitable[ExternalKeyDescription]],
+) -> ExternalKeyDescription:
+    """One KMS question, asked once more when the KMS did not answer."""
+    for _ in range(ASK_ATTEMPTS - 1):
+        seen = await ask()
+        if not seen.no_answer:
+            return seen
+        log.warning("kms_no_answer_retrying", reason=seen.reason)
+    return await ask()
+
+
+async def _observe(
+    ctx: AppContext, kms: KeyManagementService, ekek: ExternalInstanceKey | None
 ) -> tuple[ExternalKeyDescription, str | None]:
-    """DescribeKey, asked again when the KMS did not answer. Returns the description, and a
-    reason when the silence was ekms's own (its KMS loop stalled through the wait)."""
+    """DescribeKey, then (for an enabled key with an EKEK) the unwrap proof, each asked again
+    when the KMS did not answer. Returns what was seen, and a reason when a silence was ekms's
+    own (the loop that runs KMS calls stalled through the wait)."""
     mark = ctx.stalls.mark()
     started = ctx.clock.monotonic()
-    description = await kms.describe()
-    for _ in range(DESCRIBE_ATTEMPTS - 1):
-        if not description.no_answer:
-            return description, None
-        log.warning("kms_no_answer_retrying", reason=description.reason)
-        description = await kms.describe()
-    if not description.no_answer:
-        return description, None
+    seen = described = await _asked_again(kms.describe)
+    if described.status is ExternalKeyStatus.ENABLED and ekek is not None:
+        proven_ekek = ekek
+
+        async def proof() -> ExternalKeyDescription:
+            return await prove_unwrap(kms, proven_ekek) or described
+
+        seen = await _asked_again(proof)
+    if not seen.no_answer:
+        return seen, None
     waited = max(ctx.clock.monotonic() - started, 1e-9)
     stalled = ctx.stalls.stalled_since(mark)
     if stalled >= BUSY_SHARE * waited:
@@ -197,16 +211,16 @@ async def _describe(
             f"not run for {stalled:.1f} s of the {waited:.1f} s wait); nothing recorded"
         )
         log.warning("sync_inconclusive_busy", stalled_s=round(stalled, 3), waited_s=waited)
-        return description, busy
-    why = description.reason or "no answer"
+        return seen, busy
+    why = seen.reason or "no answer"
     return (
         ExternalKeyDescription(
-            status=description.status,
+            status=seen.status,
             reason=(
-                f"{why}: no answer in {DESCRIBE_ATTEMPTS} attempts over {waited:.1f} s "
+                f"{why}: no answer in {ASK_ATTEMPTS} attempts over {waited:.1f} s "
                 f"(ekms was responsive: stalled {stalled * 1000:.0f} ms)"
             ),
-            reason_code=description.reason_code,
+            reason_code=seen.reason_code,
         ),
         None,
     )

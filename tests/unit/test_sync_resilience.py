@@ -4,6 +4,7 @@ hear it (issues 10 and 19): fakes of our own ports, a fake clock, no network."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import pytest
 
@@ -12,7 +13,7 @@ from app.application.ports import ExternalKeyDescription, StallMark
 from app.application.status_record import alert_message
 from app.application.sync import probe_revocation, sync_external_key
 from app.domain.alerts import KeyStatusChange
-from app.domain.errors import KeyUnavailable, Reason
+from app.domain.errors import KeyUnavailable, Reason, ServiceUnavailable
 from app.domain.values import ExternalKeyStatus
 from tests.fakes import FakeKms
 from tests.unit.conftest import World
@@ -159,3 +160,48 @@ async def test_the_probe_leaves_a_silent_kms_to_the_sync(ready: World) -> None:
 def test_the_alert_names_the_true_state() -> None:
     assert alert_message(ExternalKeyStatus.DELETED, None) == "the external key is deleted"
     assert "pending_deletion" in alert_message(ExternalKeyStatus.PENDING_DELETION, "scheduled")
+
+
+class SilentUnwrap(FakeKms):
+    """DescribeKey answers; Decrypt (the unwrap proof) gets no answer ``silent`` times."""
+
+    silent = 2
+
+    async def unwrap(self, wrapped: bytes, context: Mapping[str, str]) -> bytes:
+        if self.silent > 0:
+            self.silent -= 1
+            raise ServiceUnavailable("AWS KMS timed out", reason=Reason.KMS_UNAVAILABLE)
+        return await super().unwrap(wrapped, context)
+
+
+def _silent_unwrap(ready: World, times: int) -> SilentUnwrap:
+    kms = SilentUnwrap(ready.kms.ref)
+    kms._roots = ready.kms._roots
+    kms.silent = times
+    ready.connector.keys[ready.kms.ref.key_id] = kms
+    return kms
+
+
+async def test_an_unwrap_proof_silent_once_is_asked_again(ready: World) -> None:
+    _silent_unwrap(ready, times=1)
+    report = await sync_external_key(ready.ctx)
+    assert report.status is ExternalKeyStatus.ENABLED and not report.inconclusive
+
+
+async def test_an_unwrap_proof_silent_while_ekms_was_too_busy_is_inconclusive(
+    ready: World,
+) -> None:
+    _silent_unwrap(ready, times=2)
+    busy = dataclasses.replace(ready.ctx, stalls=StallingMeter(stalled=10.0))
+    report = await sync_external_key(busy)
+    assert report.inconclusive and report.status is ExternalKeyStatus.ENABLED
+    assert (await get_status(ready.ctx)).external_key_status is ExternalKeyStatus.ENABLED
+
+
+async def test_an_unwrap_proof_silent_while_ekms_was_responsive_is_unavailable(
+    ready: World,
+) -> None:
+    _silent_unwrap(ready, times=2)
+    report = await sync_external_key(ready.ctx)
+    assert report.status is ExternalKeyStatus.UNAVAILABLE and not report.inconclusive
+    assert (await get_status(ready.ctx)).status_reason_code == Reason.KMS_UNAVAILABLE.value
