@@ -1,0 +1,49 @@
+"""The ``ekms`` command.
+
+- ``serve``, ``migrate``, ``token`` (``_process``) and ``local-key`` (``_local_key``) run ekms
+  itself, from the process settings (``_settings``).
+- The admin commands (``status``, ``audit``, ``config``, ``modules``, ``keys``, ``policies``,
+  ``fields``, ``kek``: one module each) are clients of the REST API (``_http``) that only show
+  its answers (``_render``). The root callback keeps their client (``_options``). Destructive
+  actions ask for confirmation unless ``--yes``.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from app.cli._audit import audit
+from app.cli._config import config
+from app.cli._fields import fields
+from app.cli._kek import kek
+from app.cli._keys import keys
+from app.cli._local_key import local_key
+from app.cli._modules import modules
+from app.cli._options import connect
+from app.cli._policies import policies
+from app.cli._process import migrate, serve, token
+from app.cli._settings import load_settings
+from app.cli._status import status
+
+__all__ = ["cli", "load_settings", "main"]
+
+cli = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="External Key Management Service"
+)
+cli.callback()(connect)
+cli.command()(serve)
+cli.command()(migrate)
+cli.command()(token)
+cli.add_typer(local_key, name="local-key")
+cli.command("status")(status)
+cli.command("audit")(audit)
+cli.add_typer(config, name="config")
+cli.add_typer(modules, name="modules")
+cli.add_typer(keys, name="keys")
+cli.add_typer(policies, name="policies")
+cli.add_typer(fields, name="fields")
+cli.add_typer(kek, name="kek")
+
+
+def main() -> None:
+    cli()
