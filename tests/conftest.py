@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.db",
     "tests.fixtures.kms",
     "tests.fixtures.kms_gate",
+    "tests.fixtures.kmip",
 ]
