@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.kms",
     "tests.fixtures.kms_gate",
     "tests.fixtures.pkcs11",
+    "tests.fixtures.kmip",
 ]

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
         default=False, description="accept a plain-http EKMS_AWS_ENDPOINT_URL (emulators only)"
     )
     aws_region: str | None = None
+    kmip_host: str | None = Field(default=None, description="the KMIP server (kmip provider)")
+    kmip_port: int = Field(default=5696, ge=1, le=65535)
+    kmip_cert_file: Path | None = Field(default=None, description="client certificate (PEM)")
+    kmip_key_file: Path | None = Field(default=None, description="its private key (PEM)")
+    kmip_ca_file: Path | None = Field(default=None, description="CA of the server's certificate")
     kms_connect_timeout_seconds: float = Field(default=2.0, gt=0)
     kms_read_timeout_seconds: float = Field(default=5.0, gt=0)
 
@@ -99,7 +104,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    @field_validator("database_url", "aws_endpoint_url")
+    @field_validator("database_url", "aws_endpoint_url", "kmip_host")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
