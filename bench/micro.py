@@ -249,13 +249,13 @@ async def _rest(
 ) -> None:
     import httpx
 
-    from app.api.app import create_app
+    from app.bootstrap import build_rest_app
     from app.infra.system import SystemClock
     from app.infra.tokens import mint_dev_token
 
     token = mint_dev_token(_SECRET, sub="bench-app", roles=[cases.APP_ROLE], clock=SystemClock())
     headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
-    transport = httpx.ASGITransport(app=create_app(container))
+    transport = httpx.ASGITransport(app=build_rest_app(container))
     async with httpx.AsyncClient(transport=transport, base_url="http://micro") as http:
         for name, workload in (
             ("rest.encrypt.64", cases.rest_encrypt(64)),

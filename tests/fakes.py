@@ -16,6 +16,8 @@ from typing import Any, Self
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from app.application.context import AppContext
+from app.application.keychain import KeyChain
 from app.application.ports import (
     AuditQuery,
     ExternalKeyDescription,
@@ -23,6 +25,7 @@ from app.application.ports import (
     KmsWrapped,
     RotationState,
 )
+from app.domain.alerts import KeyStatusChange
 from app.domain.audit import AuditEvent
 from app.domain.errors import (
     AlreadyExists,
@@ -429,3 +432,28 @@ class FakeKmsConnector:
 
     async def aclose(self) -> None:
         return None
+
+
+class LocalChangeFeed:
+    """A ``ChangeFeed`` for one process: every change applies to this process's key chain."""
+
+    def __init__(self, chain: KeyChain) -> None:
+        self._chain = chain
+
+    async def publish(self, scope: str) -> None:
+        if scope == "purge":
+            self._chain.purge()
+        else:
+            self._chain.invalidate()
+
+    def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def status_history(ctx: AppContext, limit: int = 50) -> Sequence[KeyStatusChange]:
+    """The external key's recorded status changes, newest first."""
+    async with ctx.uow() as uow:
+        return await uow.status.history(limit)

@@ -10,7 +10,7 @@ from fastapi.routing import APIRoute
 from app.api import errors, openapi
 from app.api.middleware import RequestContextMiddleware
 from app.api.routes import audit, crypto, ekms, fields, modules, policies, probes
-from app.bootstrap import Container
+from app.api.services import ApiServices
 
 ROUTERS: tuple[APIRouter, ...] = (
     ekms.router,
@@ -36,10 +36,11 @@ def api_routes() -> list[APIRoute]:
     return [r for router in ROUTERS for r in router.routes if isinstance(r, APIRoute)]
 
 
-def create_app(container: Container) -> FastAPI:
+def create_app(services: ApiServices) -> FastAPI:
+    """The REST app on ``services`` (built by ``app.bootstrap.build_rest_app``)."""
     # No CORS middleware on purpose: browsers on other origins get no access.
     api = FastAPI(title="ekms", version="1", description=DESCRIPTION, openapi_tags=openapi.TAGS)
-    api.state.container = container
+    api.state.services = services
     for router in ROUTERS:
         api.include_router(router)
     errors.install_error_handlers(api)

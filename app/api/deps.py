@@ -6,23 +6,23 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.api.security import ADMIN, ANY_ADMIN_ROLE, AUDITOR, DATA_PLANE, KEY_MANAGER, container_of
+from app.api.security import ADMIN, ANY_ADMIN_ROLE, AUDITOR, DATA_PLANE, KEY_MANAGER
+from app.api.services import ApiServices, services_of
 from app.application.context import AppContext
-from app.application.crypto import CryptoService
 from app.domain.values import Caller
 
 
 # async on purpose: FastAPI runs a plain ``def`` dependency in its thread pool, a hop per request.
 async def _ctx(request: Request) -> AppContext:
-    return container_of(request).ctx
+    return services_of(request).ctx
 
 
-async def _crypto(request: Request) -> CryptoService:
-    return container_of(request).crypto
+async def _services(request: Request) -> ApiServices:
+    return services_of(request)
 
 
 Ctx = Annotated[AppContext, Depends(_ctx)]
-Crypto = Annotated[CryptoService, Depends(_crypto)]
+Services = Annotated[ApiServices, Depends(_services)]
 
 Admin = Annotated[Caller, Depends(ADMIN)]
 KeyManager = Annotated[Caller, Depends(KEY_MANAGER)]

@@ -1,16 +1,8 @@
 """The one table from domain error to HTTP status, and the exception handlers built on it.
 
-    EkmsError class        status  notes
-    Unauthenticated        401     with ``WWW-Authenticate: Bearer``
-    Forbidden              403     an admin route without the needed role (ROLE_REQUIRED)
-    AccessDenied           403     a module access policy rejected (MAP_REJECTED)
-    InvalidInput           422     names the field
-    DecryptionFailed       400     one opaque answer for any ciphertext that does not verify
-    NotFound               404
-    Conflict               409     AlreadyExists is a Conflict
-    KeyUnavailable         409     the key chain cannot serve (a state conflict, not an outage)
-    ResourceExhausted      429     the caller's rate limit (RATE_LIMITED); ``Retry-After``
-    ServiceUnavailable     503     transient; with ``Retry-After``
+``STATUS_BY_ERROR`` below is the table; an error's status is that of the nearest class in its
+MRO that the table names (``AlreadyExists`` is a ``Conflict``: 409), 500 if none does. A 401
+carries ``WWW-Authenticate: Bearer``; a 429 and a 503 carry ``Retry-After``.
 
 Framework errors become problems too: malformed JSON 400, unknown route 404, wrong method 405,
 body too large 413, wrong content type 415, request validation 422. Anything else is a bug:
@@ -49,15 +41,15 @@ log = structlog.get_logger(__name__)
 
 STATUS_BY_ERROR: dict[type[EkmsError], int] = {
     Unauthenticated: 401,
-    Forbidden: 403,
-    AccessDenied: 403,
-    InvalidInput: 422,
-    DecryptionFailed: 400,
+    Forbidden: 403,  # an admin route without the needed role (ROLE_REQUIRED)
+    AccessDenied: 403,  # a module access policy rejected (MAP_REJECTED)
+    InvalidInput: 422,  # names the field
+    DecryptionFailed: 400,  # one opaque answer for any ciphertext that does not verify
     NotFound: 404,
     Conflict: 409,
-    KeyUnavailable: 409,
-    ResourceExhausted: 429,
-    ServiceUnavailable: 503,
+    KeyUnavailable: 409,  # the key chain cannot serve (a state conflict, not an outage)
+    ResourceExhausted: 429,  # the caller's rate limit (RATE_LIMITED)
+    ServiceUnavailable: 503,  # transient
 }
 
 RETRY_AFTER_SECONDS = 5
@@ -78,7 +70,7 @@ _HTTP_REASONS: dict[int, str] = {
 }
 
 
-def status_for(error: EkmsError) -> int:
+def http_status(error: EkmsError) -> int:
     """The status of the nearest class in the error's MRO that the table names."""
     for cls in type(error).__mro__:
         if issubclass(cls, EkmsError) and cls in STATUS_BY_ERROR:
@@ -106,7 +98,7 @@ def headers_for(error: EkmsError, status: int, *, token_given: bool) -> dict[str
 
 
 def error_response(request: Request, error: EkmsError) -> JSONResponse:
-    status = status_for(error)
+    status = http_status(error)
     errors: list[FieldError] | None = None
     if isinstance(error, InvalidInput) and error.field:
         errors = [FieldError(field=error.field, message=error.message, type="invalid")]

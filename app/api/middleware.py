@@ -30,7 +30,7 @@ from app.infra.metrics import HTTP_LATENCY, HTTP_REQUESTS
 log = structlog.get_logger("ekms.http")
 
 MAX_BODY_BYTES = 2 * 1024 * 1024  # a 1 MiB plaintext is ~1.4 MiB as base64 JSON
-REQUEST_ID_HEADER = "x-request-id"
+REQUEST_ID_HEADER = b"x-request-id"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _DOC_PATHS = ("/docs", "/redoc", "/openapi.json")
@@ -57,7 +57,7 @@ _DOCS_CSP = (
 
 def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
     for name, value in headers:
-        if name.lower() == b"x-request-id":
+        if name.lower() == REQUEST_ID_HEADER:
             text = value.decode("latin-1").strip()
             if _REQUEST_ID.fullmatch(text):
                 return text
@@ -107,13 +107,13 @@ class RequestContextMiddleware:
                 response_started = True
                 status = int(message["status"])
                 headers = [
-                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER
                 ]
                 headers.extend(SECURITY_HEADERS)
                 if over_tls:
                     headers.append(HSTS)
                 headers.append((b"content-security-policy", csp))
-                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                headers.append((REQUEST_ID_HEADER, request_id.encode("latin-1")))
                 if not path.startswith(_DOC_PATHS):
                     headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
                     headers.append((b"cache-control", b"no-store"))

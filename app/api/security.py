@@ -1,4 +1,4 @@
-"""Who may call a route: bearer-token authentication (the shared ``JwtVerifier``) and roles.
+"""Who may call a route: bearer-token authentication (the shared ``TokenVerifier``) and roles.
 
 Every ``/api/v1`` route declares one ``Access`` rule as a dependency, e.g.
 ``caller: Annotated[Caller, Depends(ADMIN)]``. ``SecuredRoute`` runs that rule *before* the
@@ -28,7 +28,7 @@ from fastapi import HTTPException, Request, Response, Security
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.bootstrap import Container
+from app.api.services import ApiServices, services_of
 from app.domain.errors import Forbidden, InvalidInput, Reason, Unauthenticated
 from app.domain.values import Caller
 
@@ -49,9 +49,9 @@ bearer_scheme = HTTPBearer(
 _CALLER_KEY = "caller"
 
 
-def container_of(request: Request) -> Container:
-    container: Container = request.app.state.container
-    return container
+def container_of(request: Request) -> ApiServices:
+    """Old name of ``services_of``, kept while ``routes/crypto.py`` still calls it."""
+    return services_of(request)
 
 
 async def authenticate(request: Request) -> Caller:
@@ -60,18 +60,13 @@ async def authenticate(request: Request) -> Caller:
     cached = state.get(_CALLER_KEY)
     if isinstance(cached, Caller):
         return cached
-    verifier = container_of(request).verifier
+    verifier = services_of(request).verifier
     if verifier is None:
         raise Unauthenticated("this server has no token source configured")
-    caller = await verifier.verify(request.headers.get("authorization"))
+    caller = (await verifier.verify_token(request.headers.get("authorization"))).caller
     state[_CALLER_KEY] = caller
     structlog.contextvars.bind_contextvars(subject=caller.subject)
     return caller
-
-
-def caller_of(request: Request) -> Caller | None:
-    cached = request.scope.get("state", {}).get(_CALLER_KEY)
-    return cached if isinstance(cached, Caller) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -11,7 +10,7 @@ from app.application.context import AppContext
 from app.application.kek_mint import mint_kek
 from app.application.lookups import external_ref, require_config
 from app.application.ports import ExternalKeyDescription
-from app.domain.alerts import Alert, KeyStatusChange
+from app.domain.alerts import Alert
 from app.domain.audit import AuditResult
 from app.domain.ekms_config import DEFAULT_SYNC_INTERVAL, ExternalInstanceKey, ExternalKmsConfig
 from app.domain.errors import AlreadyExists, EkmsError, KeyUnavailable, Reason
@@ -257,9 +256,3 @@ async def get_status(ctx: AppContext) -> EkmsStatus:
         kek_created_at=ekek.created_at if ekek else None,
         open_alerts=snap.open_alerts,
     )
-
-
-async def status_history(ctx: AppContext, limit: int = 50) -> Sequence[KeyStatusChange]:
-    """The external key's status changes, newest first."""
-    async with ctx.uow() as uow:
-        return await uow.status.history(limit)

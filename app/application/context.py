@@ -63,16 +63,3 @@ class AppContext:
             reason=reason,
             details=details or {},
         )
-
-
-class LocalChangeFeed:
-    """Single-process change feed: invalidates this process's key chain."""
-
-    def __init__(self, chain: KeyChain) -> None:
-        self._chain = chain
-
-    async def publish(self, scope: str) -> None:
-        if scope == "purge":
-            self._chain.purge()
-        else:
-            self._chain.invalidate()

@@ -2,35 +2,29 @@
 
     EkmsError                      every error the service raises on purpose
     ├── Unauthenticated            no token, or a token that does not verify
-    │                                                               401 / UNAUTHENTICATED
     ├── Forbidden                  an admin route without the needed role
-    │                                                               403 / PERMISSION_DENIED
-    ├── InvalidInput               malformed request data           422 / INVALID_ARGUMENT
+    ├── InvalidInput               malformed request data
     ├── DecryptionFailed           opaque: any ciphertext that does not verify
-    │                                                               400 / INVALID_ARGUMENT
     ├── NotFound                   unknown module, field config, key version, policy, config
-    │                                                               404 / NOT_FOUND
     ├── Conflict                   duplicate, immutable field, illegal lifecycle transition,
-    │   │                          concurrent update                409 / FAILED_PRECONDITION
+    │   │                          concurrent update
     │   └── AlreadyExists          a second configuration, a duplicate name
-    │                                                               409 / ALREADY_EXISTS
-    ├── AccessDenied               a module access policy rejected  403 / PERMISSION_DENIED
+    ├── AccessDenied               a module access policy rejected
     ├── KeyUnavailable             the key chain cannot serve this (external key disabled,
     │                              pending deletion, deleted, access refused, unavailable
-    │                              past grace; key
-    │                              version suspended/revoked/destroyed; not configured)
-    │                                                               409 / FAILED_PRECONDITION
-    │                              (also KEY_USAGE_LIMIT_REACHED: a GCM key version has used
-    │                              its 2^32 encryptions; rotate the module key)
+    │                              past grace; key version suspended/revoked/destroyed; not
+    │                              configured; KEY_USAGE_LIMIT_REACHED: a GCM key version has
+    │                              used its 2^32 encryptions, rotate the module key)
     ├── ResourceExhausted          a caller's limit: requests per second (RATE_LIMITED) or
     │                              concurrent streams (TOO_MANY_STREAMS); ``retry_after``
-    │                                                               429 / RESOURCE_EXHAUSTED
     └── ServiceUnavailable         transient: KMS or database out of reach, throttled
-                                                                    503 / UNAVAILABLE
 
 Every error carries a stable machine-readable ``reason`` (``Reason``) and a message that is safe
 to show a caller: messages never contain key material, tokens or plaintext, nor raw control
 characters (a caller's name quoted in a message has them escaped, ``\\n``, ``\\x00``).
+
+Each inbound adapter answers these with its own codes, from one table each: HTTP in
+``app/api/errors.py`` (``STATUS_BY_ERROR``), gRPC in ``app/grpc/errors.py`` (``STATUS_CODES``).
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """Authentication: a server interceptor turns the ``authorization`` metadata into a ``Caller``.
 
-The token is checked by the shared verifier (``JwtVerifier``), which caches verified tokens, so
-a repeat caller costs one SHA-256, not a signature check. The ``Grant`` (the ``Caller`` and its
-verified token) is put in a contextvar: grpc.aio runs the interceptors and the handler of one
-call in the same ``contextvars.Context``, a fresh one per call, so the servicer reads it with
-``current_caller()`` / ``current_grant()`` and no call can see another's. Authorisation is not
-decided here: the module's access policies decide it inside ``CryptoService``.
+The token is checked by the shared ``TokenVerifier`` (``JwtVerifier``), which caches verified
+tokens, so a repeat caller costs one SHA-256, not a signature check. The ``Grant`` (the
+``Caller`` and its verified token) is put in a contextvar: grpc.aio runs the interceptors and
+the handler of one call in the same ``contextvars.Context``, a fresh one per call, so the
+servicer reads it with ``current_caller()`` / ``current_grant()`` and no call can see
+another's. Authorisation is not decided here: the module's access policies decide it inside
+``CryptoService``.
 
 Health and reflection are exempt; every other method, including any added later, needs a token
 (fail closed). A refused token ends the call with UNAUTHENTICATED (mapped by the boundary).
@@ -21,14 +22,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import grpc
 
+from app.application.ports import TokenVerifier, VerifiedToken
 from app.domain.errors import Unauthenticated
 from app.domain.values import Caller
 from app.grpc._handlers import Behavior, replace_behavior
-from app.infra.tokens import VerifiedToken
 
 AUTHORIZATION = "authorization"
 
@@ -37,14 +38,6 @@ EXEMPT_PREFIXES = (
     "/grpc.reflection.v1alpha.ServerReflection/",
     "/grpc.reflection.v1.ServerReflection/",
 )
-
-
-class TokenVerifier(Protocol):
-    """Bearer token in, verified token out; raises ``Unauthenticated``. ``JwtVerifier`` is one."""
-
-    async def verify_token(self, authorization: str | None) -> VerifiedToken: ...
-
-    def check_still_valid(self, token: VerifiedToken) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

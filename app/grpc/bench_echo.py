@@ -15,8 +15,6 @@ from app.grpc.auth import current_caller
 from app.grpc.gen.ekms.bench.v1 import echo_pb2 as pb
 from app.grpc.gen.ekms.bench.v1 import echo_pb2_grpc as pb_grpc
 
-ECHO_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Echo"].full_name
-
 
 class EchoServicer(pb_grpc.EchoServicer):
     async def Echo(self, request: pb.EchoRequest, context: Any) -> pb.EchoResponse:

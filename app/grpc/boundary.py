@@ -17,23 +17,20 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import grpc
 from grpc_status import rpc_status
 
+from app.application.ports import CallMetrics
 from app.grpc._handlers import Behavior, method_name, replace_behavior
 from app.grpc.auth import is_exempt
-from app.grpc.errors import to_status
-
-
-class CallMetrics(Protocol):
-    """Where call outcomes go (Prometheus in production)."""
-
-    def observe(self, method: str, code: str, seconds: float) -> None: ...
+from app.grpc.errors import code_of, to_status
 
 
 class NoMetrics:
+    """A ``CallMetrics`` that keeps nothing (tests, or a server built without metrics)."""
+
     def observe(self, method: str, code: str, seconds: float) -> None:
         return None
 
@@ -102,14 +99,11 @@ class BoundaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return run
 
 
-_CODES: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
-
-
 async def _abort(
     context: grpc.aio.ServicerContext, exc: Exception, method: str, outcome: _Outcome
 ) -> None:
     status = to_status(exc, method=method)
-    code = _CODES.get(status.code, grpc.StatusCode.UNKNOWN)
+    code = code_of(status)
     outcome.code = code.name
     if status.details:
         await context.abort_with_status(rpc_status.to_status(status))

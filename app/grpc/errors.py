@@ -1,17 +1,10 @@
 """The one table from domain error to gRPC status, and the ``google.rpc.Status`` it becomes.
 
-    EkmsError subclass             status code
-    ─────────────────────────────  ──────────────────────────────────────────────────
-    Unauthenticated                UNAUTHENTICATED
-    Forbidden, AccessDenied        PERMISSION_DENIED
-    NotFound                       NOT_FOUND
-    InvalidInput, DecryptionFailed INVALID_ARGUMENT
-    KeyUnavailable                 FAILED_PRECONDITION
-    AlreadyExists                  ALREADY_EXISTS
-    Conflict                       FAILED_PRECONDITION (ABORTED for CONCURRENT_UPDATE)
-    ResourceExhausted              RESOURCE_EXHAUSTED (RATE_LIMITED, TOO_MANY_STREAMS)
-    ServiceUnavailable             UNAVAILABLE
-    anything else                  INTERNAL, no details (the boundary logs a correlation id)
+``STATUS_CODES`` below is the table: a key is an ``EkmsError`` class, or a (class, ``Reason``)
+pair for a reason that answers differently from its class (``CONCURRENT_UPDATE`` is ABORTED,
+retry; any other ``Conflict`` is FAILED_PRECONDITION). The most specific entry wins: for each
+class of the error's MRO, its (class, reason) pair, then the class. Anything unmapped is
+INTERNAL, no details (the boundary logs a correlation id).
 
 A mapped error's status carries one ``google.rpc.ErrorInfo`` in its details: ``reason`` is the
 error's ``Reason`` value, ``domain`` is ``"ekms"``, and ``metadata["field"]`` names the offending
@@ -49,30 +42,37 @@ log = structlog.get_logger(__name__)
 
 ERROR_DOMAIN = "ekms"
 
-STATUS_CODES: dict[type[EkmsError], grpc.StatusCode] = {
+STATUS_CODES: dict[type[EkmsError] | tuple[type[EkmsError], Reason], grpc.StatusCode] = {
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     Forbidden: grpc.StatusCode.PERMISSION_DENIED,
-    AccessDenied: grpc.StatusCode.PERMISSION_DENIED,
+    AccessDenied: grpc.StatusCode.PERMISSION_DENIED,  # a module access policy rejected
     NotFound: grpc.StatusCode.NOT_FOUND,
     InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
-    DecryptionFailed: grpc.StatusCode.INVALID_ARGUMENT,
-    KeyUnavailable: grpc.StatusCode.FAILED_PRECONDITION,
+    DecryptionFailed: grpc.StatusCode.INVALID_ARGUMENT,  # one opaque answer
+    KeyUnavailable: grpc.StatusCode.FAILED_PRECONDITION,  # the key chain cannot serve
     AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     Conflict: grpc.StatusCode.FAILED_PRECONDITION,
-    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    ServiceUnavailable: grpc.StatusCode.UNAVAILABLE,
+    (Conflict, Reason.CONCURRENT_UPDATE): grpc.StatusCode.ABORTED,  # retry
+    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,  # RATE_LIMITED, TOO_MANY_STREAMS
+    ServiceUnavailable: grpc.StatusCode.UNAVAILABLE,  # transient
 }
+
+_BY_NUMBER: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
 
 
 def code_for(error: EkmsError) -> grpc.StatusCode | None:
-    """The status code for ``error`` (most specific class wins); ``None`` if unmapped."""
-    if isinstance(error, Conflict) and error.reason is Reason.CONCURRENT_UPDATE:
-        return grpc.StatusCode.ABORTED
+    """The status code for ``error`` (most specific entry wins); ``None`` if unmapped."""
     for cls in type(error).__mro__:
-        code = STATUS_CODES.get(cls)
+        code = STATUS_CODES.get((cls, error.reason)) or STATUS_CODES.get(cls)
         if code is not None:
             return code
     return None
+
+
+def code_of(status: status_pb2.Status) -> grpc.StatusCode:
+    """The ``grpc.StatusCode`` a ``google.rpc.Status`` carries (UNKNOWN for a number gRPC
+    does not define)."""
+    return _BY_NUMBER.get(status.code, grpc.StatusCode.UNKNOWN)
 
 
 def to_status(exc: BaseException, *, method: str) -> status_pb2.Status:
@@ -85,7 +85,7 @@ def to_status(exc: BaseException, *, method: str) -> status_pb2.Status:
     if isinstance(exc, EkmsError):
         code = code_for(exc)
         if code is not None:
-            return status_for(exc, code)
+            return mapped_status(exc, code)
     correlation_id = uuid.uuid4().hex
     # The type and the stack, never the message or the locals: either may hold request data.
     log.error(
@@ -98,7 +98,7 @@ def to_status(exc: BaseException, *, method: str) -> status_pb2.Status:
     return internal_status(correlation_id)
 
 
-def status_for(error: EkmsError, code: grpc.StatusCode) -> status_pb2.Status:
+def mapped_status(error: EkmsError, code: grpc.StatusCode) -> status_pb2.Status:
     """A ``google.rpc.Status`` for a mapped error, with its ``ErrorInfo``."""
     info = error_details_pb2.ErrorInfo(reason=error.reason.value, domain=ERROR_DOMAIN)
     field = getattr(error, "field", None)

@@ -26,8 +26,9 @@ from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from app.application.crypto import CryptoService
-from app.grpc.auth import AuthInterceptor, TokenVerifier
-from app.grpc.boundary import BoundaryInterceptor, CallMetrics
+from app.application.ports import CallMetrics, TokenVerifier
+from app.grpc.auth import AuthInterceptor
+from app.grpc.boundary import BoundaryInterceptor
 from app.grpc.gen.ekms.v1 import crypto_pb2, crypto_pb2_grpc
 from app.grpc.health import ReadinessCheck, ReadinessHealth
 from app.grpc.servicer import CryptoServicer

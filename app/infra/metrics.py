@@ -32,9 +32,6 @@ KMS_CALLS = Counter(
     "ekms_kms_calls_total", "external KMS calls", ["operation", "outcome"], registry=REGISTRY
 )
 DB_QUERIES = Counter("ekms_db_queries_total", "database statements executed", registry=REGISTRY)
-CACHE = Counter(
-    "ekms_cache_total", "key chain cache lookups", ["cache", "result"], registry=REGISTRY
-)
 AUDIT_BUFFER_DEPTH = Gauge(
     "ekms_audit_buffer_depth", "aggregated audit events waiting to be written", registry=REGISTRY
 )

@@ -17,6 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from app.application.context import AppContext
 from app.application.maintenance import TickReport, run_due_jobs
+from app.application.ports import Leader
 from app.application.sync import ProbeReport, probe_revocation
 from app.domain.errors import EkmsError
 
@@ -31,7 +32,7 @@ class MaintenanceScheduler:
     def __init__(
         self,
         ctx: AppContext,
-        leader: Any,
+        leader: Leader,
         *,
         tick_seconds: float = 60.0,
         revocation_probe_seconds: float | None = None,

@@ -5,6 +5,7 @@
 - External key state, last sync, open alerts, cache loads: read from the cached key chain
   snapshot at scrape time (no I/O in a scrape).
 - Audit buffer depth and flush latency: read from the buffer.
+- gRPC calls: ``PrometheusCallMetrics``, the ``CallMetrics`` the boundary interceptor reports to.
 """
 
 from __future__ import annotations
@@ -25,11 +26,19 @@ from app.application.ports import (
     KeyManagementService,
     KmsConnector,
     KmsWrapped,
+    Leader,
     RotationState,
 )
 from app.domain.errors import EkmsError
 from app.domain.values import ExternalKeyStatus
-from app.infra.metrics import AUDIT_BUFFER_DEPTH, DB_QUERIES, KMS_CALLS, REGISTRY
+from app.infra.metrics import (
+    AUDIT_BUFFER_DEPTH,
+    DB_QUERIES,
+    GRPC_LATENCY,
+    GRPC_REQUESTS,
+    KMS_CALLS,
+    REGISTRY,
+)
 
 
 class InstrumentedKms:
@@ -87,6 +96,14 @@ class InstrumentedKmsConnector:
         await self._inner.aclose()
 
 
+class PrometheusCallMetrics:
+    """``CallMetrics`` into the gRPC call counter (method, code) and latency histogram."""
+
+    def observe(self, method: str, code: str, seconds: float) -> None:
+        GRPC_REQUESTS.labels(method=method, code=code).inc()
+        GRPC_LATENCY.labels(method=method).observe(seconds)
+
+
 def count_statements(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def _count(*_: Any) -> None:
@@ -99,7 +116,7 @@ class ChainCollector(Collector):
     def __init__(self) -> None:
         self.chain: KeyChain | None = None
         self.audit: AuditBuffer | None = None
-        self.leader: Any = None
+        self.leader: Leader | None = None
 
     def collect(self) -> Iterator[Any]:
         chain = self.chain
@@ -145,7 +162,7 @@ COLLECTOR = ChainCollector()
 REGISTRY.register(COLLECTOR)
 
 
-def instrument(engine: AsyncEngine, chain: KeyChain, audit: AuditBuffer, leader: Any) -> None:
+def instrument(engine: AsyncEngine, chain: KeyChain, audit: AuditBuffer, leader: Leader) -> None:
     count_statements(engine)
     COLLECTOR.leader = leader
     COLLECTOR.chain = chain
@@ -153,4 +170,4 @@ def instrument(engine: AsyncEngine, chain: KeyChain, audit: AuditBuffer, leader:
     AUDIT_BUFFER_DEPTH.set_function(lambda: audit.depth)
 
 
-__all__ = ["InstrumentedKmsConnector", "instrument"]
+__all__ = ["InstrumentedKmsConnector", "PrometheusCallMetrics", "instrument"]

@@ -9,12 +9,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from app.bootstrap import running
+from app.bootstrap import build_grpc_server, grpc_options, running
 from app.grpc.gen.ekms.bench.v1 import echo_pb2, echo_pb2_grpc
 from app.infra.settings import Settings
 from app.infra.system import SystemClock
 from app.infra.tokens import mint_dev_token
-from app.server import build_grpc_server, grpc_options
 
 SECRET = "bench-echo-test-secret-0123456789abcdef"
 

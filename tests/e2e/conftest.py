@@ -37,7 +37,7 @@ from app.application.configuration import ConfigInput, configure_ekms
 from app.application.field_configs import FieldConfigInput, create_field_config
 from app.application.modules import ModuleInput, create_module
 from app.application.policies import PolicyInput, create_policy
-from app.bootstrap import Container, running
+from app.bootstrap import Container, build_grpc_server, grpc_options, running
 from app.domain.values import (
     AccessResult,
     Caller,
@@ -52,7 +52,6 @@ from app.grpc.server import GrpcOptions, GrpcServer
 from app.infra.settings import Settings
 from app.infra.system import SystemClock
 from app.infra.tokens import mint_dev_token
-from app.server import build_grpc_server, grpc_options
 
 JWT_SECRET = "e2e-hs256-secret-that-is-long-enough-0123456789"
 JWT_ISSUER = "https://issuer.ekms.test"

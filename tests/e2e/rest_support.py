@@ -25,8 +25,7 @@ import httpx
 import pytest
 import uvicorn
 
-from app.api.app import create_app
-from app.bootstrap import Container, running
+from app.bootstrap import Container, build_rest_app, running
 from app.infra.settings import Settings
 from app.infra.system import SystemClock
 from app.infra.tokens import mint_dev_token
@@ -114,7 +113,7 @@ def asgi_client(app: Any) -> httpx.AsyncClient:
 
 @asynccontextmanager
 async def rest_app(settings: Settings) -> AsyncIterator[Rest]:
-    async with running(settings) as container, asgi_client(create_app(container)) as client:
+    async with running(settings) as container, asgi_client(build_rest_app(container)) as client:
         yield Rest(client, container)
 
 
@@ -146,7 +145,7 @@ async def serve(settings: Settings) -> AsyncIterator[LiveServer]:
     async with running(settings) as container:
         server = _QuietServer(
             uvicorn.Config(
-                create_app(container),
+                build_rest_app(container),
                 host="127.0.0.1",
                 port=0,
                 lifespan="off",

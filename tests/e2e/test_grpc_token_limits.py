@@ -18,12 +18,11 @@ import grpc
 import jwt
 import pytest
 
-from app.bootstrap import running
+from app.bootstrap import build_grpc_server, grpc_options, running
 from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
 from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 from app.infra.system import SystemClock
 from app.infra.tokens import mint_dev_token
-from app.server import build_grpc_server, grpc_options
 from tests.e2e.conftest import (
     JWT_AUDIENCE,
     JWT_ISSUER,

@@ -12,7 +12,7 @@ from typing import Any, cast
 import pytest
 
 from app.api.app import api_routes, create_app
-from app.bootstrap import Container
+from app.api.services import ApiServices
 from tests.e2e.rest_support import (
     ADMIN,
     ADMIN_ROLES,
@@ -87,7 +87,7 @@ CASES = [
 @pytest.fixture(scope="module")
 def openapi_doc() -> dict[str, Any]:
     # The document does not depend on the container's state.
-    return create_app(cast(Container, None)).openapi()
+    return create_app(cast(ApiServices, None)).openapi()
 
 
 def documented(doc: dict[str, Any], case: Case) -> set[int]:

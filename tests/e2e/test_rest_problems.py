@@ -14,8 +14,7 @@ import pytest
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
-from app.api.app import create_app
-from app.bootstrap import build_container
+from app.bootstrap import build_container, build_rest_app
 from tests.e2e.rest_support import (
     ADMIN,
     APP_ROLE,
@@ -233,7 +232,7 @@ async def test_unmapped_exception_is_an_opaque_500_with_a_logged_correlation_id(
     sqlite_url: str, tmp_path: Path
 ) -> None:
     container = build_container(settings_for(sqlite_url, tmp_path))
-    app = create_app(container)
+    app = build_rest_app(container)
 
     async def boom() -> None:
         raise RuntimeError("internal detail that must not leak")
@@ -263,7 +262,7 @@ async def unreachable_db(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     url = f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/ekms"
     container = build_container(settings_for(url, tmp_path))
     try:
-        async with asgi_client(create_app(container)) as client:
+        async with asgi_client(build_rest_app(container)) as client:
             yield client
     finally:
         await container.engine.dispose()
@@ -285,7 +284,7 @@ async def test_no_token_source_means_every_call_is_401(sqlite_url: str, tmp_path
     container = build_container(settings_for(sqlite_url, tmp_path, jwt_hs256_secret=None))
     assert container.verifier is None
     try:
-        async with asgi_client(create_app(container)) as client:
+        async with asgi_client(build_rest_app(container)) as client:
             response = await client.get("/api/v1/ekms/status", headers=auth(AUDITOR))
     finally:
         await container.engine.dispose()

@@ -31,12 +31,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from app.api.app import create_app
-from app.bootstrap import running
+from app.bootstrap import build_grpc_server, build_rest_app, running
 from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
 from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 from app.grpc.server import GrpcOptions
-from app.server import build_grpc_server
 from tests.e2e.rest_support import SECRET, asgi_client, settings_for
 
 NOW = int(time.time())
@@ -212,7 +210,7 @@ async def both(
         jwt_jwks_url=jwks_hosts[0].url,
         grpc_port=0,
     )
-    async with running(settings) as container, asgi_client(create_app(container)) as rest:
+    async with running(settings) as container, asgi_client(build_rest_app(container)) as rest:
         server = build_grpc_server(container, GrpcOptions(port=0))
         port = await server.start()
         try:

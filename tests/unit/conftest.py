@@ -7,14 +7,13 @@ from datetime import timedelta
 
 import pytest
 
-from app.application.audit import AuditBuffer
 from app.application.configuration import ConfigInput, configure_ekms
-from app.application.context import AppContext, LocalChangeFeed
+from app.application.context import AppContext
 from app.application.crypto import CryptoService, Item
-from app.application.keychain import KeyChain
 from app.application.modules import ModuleInput, create_module
 from app.application.policies import PolicyInput, create_policy
 from app.application.targets import Target
+from app.bootstrap import wire_application
 from app.domain.values import (
     AccessResult,
     Algorithm,
@@ -24,7 +23,7 @@ from app.domain.values import (
     TargetType,
 )
 from app.infra.system import SystemRandom
-from tests.fakes import FakeClock, FakeKms, FakeKmsConnector, InMemoryDatabase
+from tests.fakes import FakeClock, FakeKms, FakeKmsConnector, InMemoryDatabase, LocalChangeFeed
 
 ADMIN = Caller("alice", frozenset({"ekms.admin", "ekms.key_manager"}))
 APP = Caller("payroll-svc", frozenset({"payroll"}))
@@ -78,14 +77,20 @@ class World:
 
 
 def build_world(grace: timedelta = timedelta(minutes=15)) -> World:
+    """The application wired by the composition root, on fakes of its ports."""
     db = InMemoryDatabase()
     connector = FakeKmsConnector()
     clock = FakeClock()
-    rng = SystemRandom()
-    chain = KeyChain(db, connector, clock, instance_id="test-instance", unavailable_grace=grace)
-    audit = AuditBuffer(db, clock, rng, capacity=1000)
-    ctx = AppContext(db, connector, clock, rng, chain, audit, LocalChangeFeed(chain))
-    return World(ctx, db, connector, clock, CryptoService(ctx))
+    app = wire_application(
+        uow=db,
+        kms=connector,
+        clock=clock,
+        rng=SystemRandom(),
+        changes=LocalChangeFeed,
+        instance_id="test-instance",
+        unavailable_grace=grace,
+    )
+    return World(app.ctx, db, connector, clock, app.crypto)
 
 
 @pytest.fixture

@@ -22,9 +22,8 @@ import httpx
 import pytest
 import yaml
 
-from app.api.app import create_app
 from app.api.metrics_app import metrics_app
-from app.bootstrap import refuse_public_bind_with_dev_secret, running
+from app.bootstrap import build_rest_app, refuse_public_bind_with_dev_secret, running
 from app.infra.settings import Settings
 
 ROOT = Path(__file__).parents[2]
@@ -228,7 +227,7 @@ async def test_probe_and_metrics_paths_answer_on_a_healthy_app(
     metrics = deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/path"]
     settings = Settings(data_dir=tmp_path, scheduler_enabled=False)
     async with running(settings) as app_container:
-        transport = httpx.ASGITransport(app=create_app(app_container))
+        transport = httpx.ASGITransport(app=build_rest_app(app_container))
         async with httpx.AsyncClient(transport=transport, base_url="http://ekms") as client:
             for path in paths.values():
                 response = await client.get(path)

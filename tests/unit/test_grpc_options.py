@@ -7,14 +7,13 @@ from pathlib import Path
 import pytest
 
 from app.application.targets import Target
-from app.bootstrap import StartupError
+from app.bootstrap import StartupError, grpc_options
 from app.domain.errors import InvalidInput
 from app.domain.values import FieldRef
 from app.grpc.convert import TargetCache, target_from
 from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
 from app.grpc.server import GrpcOptions, TlsFiles
 from app.infra.settings import Settings
-from app.server import grpc_options
 
 
 def test_options_follow_the_settings(tmp_path: Path) -> None:

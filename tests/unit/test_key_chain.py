@@ -11,7 +11,6 @@ from app.application.configuration import (
     configure_ekms,
     get_status,
     probe_ekms_config,
-    status_history,
     update_ekms_config,
 )
 from app.application.crypto import Item
@@ -40,6 +39,7 @@ from app.domain.errors import (
     ServiceUnavailable,
 )
 from app.domain.values import Algorithm, Caller, ExternalKeyStatus, KeyState, KmsProvider
+from tests.fakes import status_history
 from tests.unit.conftest import ADMIN, APP, KEY_ID, World
 
 MODULE = "global.payroll"

@@ -9,7 +9,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
-from app.api.errors import headers_for, status_for
+from app.api.errors import headers_for, http_status
 from app.application.crypto import CryptoService, Item
 from app.application.limits import DataPlaneLimits, RateLimiter, StreamSlots
 from app.application.targets import Target
@@ -133,7 +133,7 @@ def test_both_adapters_answer_resource_exhausted_with_when_to_retry() -> None:
     info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
     assert status.details[0].Unpack(info) and info.reason == "RATE_LIMITED"
     assert status.details[1].Unpack(retry) and retry.retry_delay.ToNanoseconds() == 2_200_000_000
-    assert status_for(error) == 429
+    assert http_status(error) == 429
     assert headers_for(error, 429, token_given=True) == {"Retry-After": "3"}
     streams = ResourceExhausted("busy", reason=Reason.TOO_MANY_STREAMS)
     assert len(to_status(streams, method="EncryptStream").details) == 1  # no RetryInfo

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.api.app import api_routes
-from app.api.errors import STATUS_BY_ERROR, headers_for, status_for
+from app.api.errors import STATUS_BY_ERROR, headers_for, http_status
 from app.api.middleware import request_id_from, route_label
 from app.api.problems import problem_body, problem_type
 from app.api.schemas.audit import decode_cursor, encode_cursor
@@ -38,7 +38,7 @@ def test_every_domain_error_class_has_a_status() -> None:
     assert _all_error_classes() <= set(STATUS_BY_ERROR) | {e.AlreadyExists}
     for cls in _all_error_classes():
         error = cls() if cls is e.DecryptionFailed else cls("x")  # type: ignore[call-arg]
-        assert 400 <= status_for(error) < 600
+        assert 400 <= http_status(error) < 600
 
 
 @pytest.mark.parametrize(
@@ -57,14 +57,14 @@ def test_every_domain_error_class_has_a_status() -> None:
     ],
 )
 def test_status_table(error: e.EkmsError, status: int) -> None:
-    assert status_for(error) == status
+    assert http_status(error) == status
 
 
 def test_unknown_subclass_falls_back_to_its_parent() -> None:
     class Special(e.KeyUnavailable):
         pass
 
-    assert status_for(Special("x")) == 409
+    assert http_status(Special("x")) == 409
 
 
 def test_challenge_and_retry_headers() -> None:

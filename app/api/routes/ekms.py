@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
-from app.api.deps import Admin, AnyAdminRole, Ctx, KeyManager
+from app.api.deps import Admin, AnyAdminRole, Ctx, KeyManager, Services
 from app.api.openapi import problems
 from app.api.schemas.config import (
     ConfigIn,
@@ -57,14 +57,14 @@ async def read_config(ctx: Ctx, _caller: Admin) -> ConfigOut:
     },
 )
 async def put_config(
-    body: ConfigIn, ctx: Ctx, caller: Admin, request: Request, response: Response
+    body: ConfigIn, ctx: Ctx, services: Services, caller: Admin, response: Response
 ) -> ConfigOut:
     try:
         await get_config(ctx)
     except NotFound as exc:
         if exc.reason is not Reason.NOT_CONFIGURED:
             raise
-        default_minutes = request.app.state.container.settings.sync_interval_minutes
+        default_minutes = services.sync_interval_minutes
         config = await configure_ekms(ctx, caller, body.to_input(default_minutes))
         response.status_code = 201
         response.headers["Location"] = CONFIG_PATH

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from app.api.security import container_of
+from app.api.services import services_of
 
 router = APIRouter(tags=["probes"])
 log = structlog.get_logger(__name__)
@@ -40,7 +40,7 @@ async def livez() -> Liveness:
 )
 async def readyz(request: Request) -> JSONResponse:
     try:
-        readiness = await container_of(request).readiness()
+        readiness = await services_of(request).readiness()
     except Exception:  # a probe answers, whatever broke
         log.exception("readiness_check_failed")
         body = ReadinessOut(ready=False, reason="READINESS_CHECK_FAILED", checks={})

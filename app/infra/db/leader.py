@@ -8,11 +8,12 @@ over on its next tick. SQLite means one process, which always leads.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
 import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.application.ports import Leader
 
 log = structlog.get_logger(__name__)
 
@@ -20,6 +21,8 @@ LOCK_KEY = 0x656B6D73  # "ekms"
 
 
 class PgAdvisoryLeader:
+    """The ``Leader`` of several replicas: whoever holds the advisory lock."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._conn: AsyncConnection | None = None
@@ -70,6 +73,8 @@ class PgAdvisoryLeader:
 
 
 class AlwaysLeader:
+    """The ``Leader`` of one process (SQLite)."""
+
     holding = True
 
     async def acquire(self) -> bool:
@@ -79,5 +84,5 @@ class AlwaysLeader:
         return None
 
 
-def make_leader(engine: AsyncEngine) -> Any:
+def make_leader(engine: AsyncEngine) -> Leader:
     return PgAdvisoryLeader(engine) if engine.dialect.name == "postgresql" else AlwaysLeader()

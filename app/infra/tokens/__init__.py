@@ -5,19 +5,19 @@
     verifier = JwtVerifier(TokenSettings(hs256_secret=...), clock)
     caller = await verifier.verify(request.headers.get("authorization"))
 
-Modules: ``_settings`` (configuration, clock), ``_parse`` (Authorization value, JOSE header),
+Modules: ``_settings`` (configuration), ``_parse`` (Authorization value, JOSE header),
 ``_keys`` (keys bound to one algorithm each), ``_jwks`` (JWKS fetching and refresh),
 ``_claims`` (exp/nbf/iat/iss/aud/sub/roles), ``_cache`` (verified-token LRU),
-``_verifier`` (``JwtVerifier``), ``_mint`` (``mint_dev_token``).
+``_verifier`` (``JwtVerifier``), ``_mint`` (``mint_dev_token``). The clock is
+``app.application.ports.Clock``; ``VerifiedToken`` is the ``TokenVerifier`` port's value.
 """
 
-from app.infra.tokens._claims import VerifiedToken
+from app.application.ports import VerifiedToken
 from app.infra.tokens._mint import mint_dev_token
-from app.infra.tokens._settings import Clock, TokenSettings
+from app.infra.tokens._settings import TokenSettings
 from app.infra.tokens._verifier import JwtVerifier, VerifierStats
 
 __all__ = [
-    "Clock",
     "JwtVerifier",
     "TokenSettings",
     "VerifiedToken",

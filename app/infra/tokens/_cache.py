@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 
-from app.infra.tokens._claims import VerifiedToken
+from app.application.ports import VerifiedToken
 
 
 def token_digest(token: str) -> bytes:

@@ -27,30 +27,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from typing import Any
 
-from app.domain.errors import Reason, Unauthenticated
+from app.application.ports import VerifiedToken
+from app.domain.errors import Unauthenticated
 from app.domain.values import RESERVED_SUBJECT_PREFIX, Caller
 from app.infra.tokens._settings import TokenSettings
 
 MAX_SUBJECT_CHARS = 255
-
-
-@dataclass(frozen=True, slots=True)
-class VerifiedToken:
-    """A verified token's caller and the window (epoch seconds, leeway included) it is valid in."""
-
-    caller: Caller
-    not_before: float
-    not_after: float
-
-    def check_window(self, now: float) -> None:
-        """Refuse the token outside its validity window. Used on fresh and on cached tokens."""
-        if now >= self.not_after:
-            raise Unauthenticated("token has expired", reason=Reason.TOKEN_EXPIRED)
-        if now < self.not_before:
-            raise Unauthenticated("token is not yet valid")
 
 
 def check_claims(payload: bytes, settings: TokenSettings, now: float) -> VerifiedToken:

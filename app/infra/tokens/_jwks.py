@@ -20,9 +20,9 @@ from collections.abc import Callable
 import httpx
 import structlog
 
+from app.application.ports import Clock
 from app.domain.errors import Unauthenticated
 from app.infra.tokens._keys import VerifyingKey, public_key_from_jwk
-from app.infra.tokens._settings import Clock
 
 MAX_JWKS_BYTES = 256 * 1024
 FETCH_TIMEOUT_SECONDS = 5.0

@@ -8,7 +8,8 @@ from typing import Any
 
 import jwt
 
-from app.infra.tokens._settings import Clock, check_hs256_secret
+from app.application.ports import Clock
+from app.infra.tokens._settings import check_hs256_secret
 
 
 def mint_dev_token(

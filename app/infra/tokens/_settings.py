@@ -1,22 +1,12 @@
-"""What the token verifier is configured with, and the clock it reads."""
+"""What the token verifier is configured with."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Protocol
 from urllib.parse import urlsplit
 
 #: RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
 MIN_HS256_SECRET_BYTES = 32
-
-
-class Clock(Protocol):
-    """Anything with ``now()``; ``app.application.ports.Clock`` fits."""
-
-    def now(self) -> datetime:
-        """Timezone-aware UTC."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,11 @@ import httpx
 from jwt import PyJWS
 from jwt.exceptions import InvalidSignatureError, PyJWTError
 
+from app.application.ports import Clock, VerifiedToken
 from app.domain.errors import Reason, Unauthenticated
 from app.domain.values import Caller
 from app.infra.tokens._cache import VerifiedTokenCache, token_digest
-from app.infra.tokens._claims import VerifiedToken, check_claims
+from app.infra.tokens._claims import check_claims
 from app.infra.tokens._jwks import JwksKeySource
 from app.infra.tokens._keys import (
     ASYMMETRIC_ALGORITHMS,
@@ -21,7 +22,7 @@ from app.infra.tokens._keys import (
     public_key_from_pem,
 )
 from app.infra.tokens._parse import TokenHeader, bearer_token, unverified_header
-from app.infra.tokens._settings import Clock, TokenSettings
+from app.infra.tokens._settings import TokenSettings
 
 
 @dataclass(frozen=True, slots=True)

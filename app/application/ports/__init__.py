@@ -1,0 +1,73 @@
+"""Ports: what the use cases need from the outside world, as Protocols named by role.
+
+One module per concern, every name re-exported here (``from app.application.ports import X``):
+
+- ``kms``: the external root key (``KeyManagementService``, ``KmsConnector``, ``StallMeter``);
+- ``persistence``: the repositories, ``UnitOfWork`` and its factory;
+- ``system``: ``Clock`` and ``RandomSource`` (the only clock and randomness the use cases see);
+- ``replicas``: ``ChangeFeed`` (tell every replica of a change) and ``Leader`` (who runs jobs);
+- ``identity``: ``TokenVerifier`` and the ``VerifiedToken`` it returns;
+- ``telemetry``: ``CallMetrics``.
+
+Adapters live in ``app.infra`` (``AwsKms``, ``LocalKms``, ``SqlaUnitOfWork``, ``JwtVerifier``,
+...); test doubles in ``tests/fakes.py`` (``InMemoryUnitOfWork``, ``FakeKms``, ``FakeClock``).
+"""
+
+from app.application.ports.identity import TokenVerifier, VerifiedToken
+from app.application.ports.kms import (
+    ExternalKeyDescription,
+    ExternalKeyRef,
+    KeyManagementService,
+    KmsConnector,
+    KmsWrapped,
+    RotationState,
+    StallMark,
+    StallMeter,
+)
+from app.application.ports.persistence import (
+    AuditQuery,
+    AuditRepository,
+    ConfigRepository,
+    FieldConfigRepository,
+    InstanceKeyRepository,
+    KeyStatusRepository,
+    KeyStore,
+    ModuleKeyRepository,
+    ModuleRepository,
+    PolicyRepository,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+from app.application.ports.replicas import ChangeFeed, Leader
+from app.application.ports.system import Clock, RandomSource
+from app.application.ports.telemetry import CallMetrics
+
+__all__ = [
+    "AuditQuery",
+    "AuditRepository",
+    "CallMetrics",
+    "ChangeFeed",
+    "Clock",
+    "ConfigRepository",
+    "ExternalKeyDescription",
+    "ExternalKeyRef",
+    "FieldConfigRepository",
+    "InstanceKeyRepository",
+    "KeyManagementService",
+    "KeyStatusRepository",
+    "KeyStore",
+    "KmsConnector",
+    "KmsWrapped",
+    "Leader",
+    "ModuleKeyRepository",
+    "ModuleRepository",
+    "PolicyRepository",
+    "RandomSource",
+    "RotationState",
+    "StallMark",
+    "StallMeter",
+    "TokenVerifier",
+    "UnitOfWork",
+    "UnitOfWorkFactory",
+    "VerifiedToken",
+]

@@ -1,0 +1,26 @@
+"""Several replicas on one database: telling them of a change, and choosing who runs the jobs."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class ChangeFeed(Protocol):
+    """Tells every replica's key chain (this one included) that persisted state changed."""
+
+    async def publish(self, scope: str) -> None: ...
+
+
+class Leader(Protocol):
+    """Which replica runs the scheduled jobs (``PgAdvisoryLeader``; ``AlwaysLeader`` alone)."""
+
+    @property
+    def holding(self) -> bool:
+        """Whether this replica leads right now (for metrics)."""
+        ...
+
+    async def acquire(self) -> bool:
+        """True while this replica leads; tries to take the lead when it does not."""
+        ...
+
+    async def release(self) -> None: ...

@@ -1,0 +1,62 @@
+"""The application wired to a set of ports: no I/O, no settings, nothing started.
+
+``build_container`` calls it with the real adapters; the unit tests call it with fakes
+(``tests/unit/conftest.build_world``), so both run the same wiring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Generic, TypeVar
+
+from app.application.audit import AuditBuffer
+from app.application.context import AppContext, NeverStalled
+from app.application.crypto import CryptoService
+from app.application.keychain import KeyChain
+from app.application.limits import DataPlaneLimits
+from app.application.ports import (
+    ChangeFeed,
+    Clock,
+    KmsConnector,
+    RandomSource,
+    StallMeter,
+    UnitOfWorkFactory,
+)
+
+Feed = TypeVar("Feed", bound=ChangeFeed)
+
+
+@dataclass(frozen=True, slots=True)
+class Application(Generic[Feed]):
+    """What every inbound adapter is handed (the use cases' context and the data plane), and
+    the change feed, whose lifespan is the caller's."""
+
+    ctx: AppContext
+    crypto: CryptoService
+    changes: Feed
+
+
+def wire_application(
+    *,
+    uow: UnitOfWorkFactory,
+    kms: KmsConnector,
+    clock: Clock,
+    rng: RandomSource,
+    changes: Callable[[KeyChain], Feed],
+    instance_id: str,
+    unavailable_grace: timedelta,
+    audit_interval: float = 1.0,
+    limits: DataPlaneLimits | None = None,
+    stalls: StallMeter | None = None,
+) -> Application[Feed]:
+    """The key chain, the audit buffer, the use cases' context and the data plane on ``uow``,
+    ``kms``, ``clock`` and ``rng``. ``changes`` builds the change feed of the key chain (the
+    feed applies every change to it); ``stalls``: how long the loop running KMS calls was held
+    up (``None``: KMS calls share the caller's loop)."""
+    chain = KeyChain(uow, kms, clock, instance_id=instance_id, unavailable_grace=unavailable_grace)
+    audit = AuditBuffer(uow, clock, rng, interval=audit_interval)
+    feed = changes(chain)
+    ctx = AppContext(uow, kms, clock, rng, chain, audit, feed, stalls=stalls or NeverStalled())
+    return Application(ctx, CryptoService(ctx, limits=limits), feed)

@@ -1,0 +1,226 @@
+"""The process's container: every long-lived resource, built from the settings, and the one
+lifespan (``running``) that opens and closes them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Protocol
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.application.configuration import ConfigInput, configure_ekms
+from app.application.context import AppContext
+from app.application.crypto import CryptoService
+from app.application.health import Readiness, check_readiness
+from app.application.keychain import KeyChain
+from app.application.limits import DataPlaneLimits, RateLimiter, StreamSlots
+from app.application.ports import (
+    ChangeFeed,
+    Clock,
+    KmsConnector,
+    RandomSource,
+    UnitOfWorkFactory,
+)
+from app.bootstrap._application import wire_application
+from app.bootstrap._errors import StartupError
+from app.bootstrap._tokens import build_verifier
+from app.domain.errors import AlreadyExists
+from app.domain.values import SYSTEM, KmsProvider
+from app.infra.control_loop import ControlLoop
+from app.infra.db.engine import create_engine
+from app.infra.db.leader import make_leader
+from app.infra.db.migrate import is_at_head, upgrade_to_head
+from app.infra.db.notify import LocalReconcilingFeed, PgChangeFeed
+from app.infra.db.uow import SqlaUnitOfWorkFactory
+from app.infra.kms.aws import AwsKmsConnector
+from app.infra.kms.isolated import IsolatedKmsConnector
+from app.infra.kms.local import open_local_kms
+from app.infra.kms.routing import RoutingKmsConnector
+from app.infra.scheduler import MaintenanceScheduler
+from app.infra.settings import Settings
+from app.infra.system import SystemClock, SystemRandom
+from app.infra.telemetry import InstrumentedKmsConnector, instrument
+from app.infra.tokens import JwtVerifier
+
+log = structlog.get_logger(__name__)
+
+LOCAL_KEY_ID = "ekms-local-root"
+
+
+class RunningChangeFeed(ChangeFeed, Protocol):
+    """A ``ChangeFeed`` with the lifespan ``running`` gives it (listen, reconcile, stop)."""
+
+    def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class Container:
+    """Everything one process runs on; ``build_rest_app`` and ``build_grpc_server`` hand its
+    services to the inbound adapters."""
+
+    settings: Settings
+    engine: AsyncEngine
+    ctx: AppContext
+    crypto: CryptoService
+    verifier: JwtVerifier | None
+    changes: RunningChangeFeed
+    scheduler: MaintenanceScheduler
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def schema_at_head(self) -> bool:
+        return await is_at_head(self.engine)
+
+    async def readiness(self) -> Readiness:
+        return await check_readiness(self.ctx, self.schema_at_head)
+
+
+def build_kms(settings: Settings) -> KmsConnector:
+    connectors: dict[KmsProvider, KmsConnector] = {
+        KmsProvider.AWS: AwsKmsConnector(
+            default_region=settings.aws_region,
+            default_endpoint_url=settings.aws_endpoint_url,
+            connect_timeout=settings.kms_connect_timeout_seconds,
+            read_timeout=settings.kms_read_timeout_seconds,
+        )
+    }
+    env_key = settings.local_root_key.get_secret_value() if settings.local_root_key else None
+    if settings.kms_provider == "local" or env_key or settings.local_root_key_file:
+        connectors[KmsProvider.LOCAL] = open_local_kms(
+            env_value=env_key,
+            file=settings.effective_local_root_key_file,
+            create_if_missing=settings.kms_provider == "local",
+        )
+    return RoutingKmsConnector(connectors)
+
+
+def build_limits(settings: Settings, clock: Clock) -> DataPlaneLimits:
+    rate = settings.rate_limit_per_caller
+    return DataPlaneLimits(
+        rate=None
+        if rate is None
+        else RateLimiter(clock, rate=rate, burst=settings.effective_rate_limit_burst),
+        streams=StreamSlots(per_caller=settings.max_streams_per_caller, total=settings.max_streams),
+    )
+
+
+def build_container(
+    settings: Settings,
+    *,
+    uow: UnitOfWorkFactory | None = None,
+    kms: KmsConnector | None = None,
+    clock: Clock | None = None,
+    rng: RandomSource | None = None,
+    changes: Callable[[KeyChain], RunningChangeFeed] | None = None,
+) -> Container:
+    """The process from ``settings``. Each port given replaces the adapter the settings name;
+    ``changes`` builds the change feed on the container's key chain."""
+    engine = create_engine(settings.effective_database_url)
+    clock = clock or SystemClock()
+    control = ControlLoop()
+
+    def change_feed(chain: KeyChain) -> RunningChangeFeed:
+        if changes is not None:
+            return changes(chain)
+        if engine.dialect.name == "postgresql":
+            return PgChangeFeed(engine, chain, reconcile_seconds=settings.reconcile_seconds)
+        return LocalReconcilingFeed(chain)
+
+    app = wire_application(
+        uow=uow or SqlaUnitOfWorkFactory(engine),
+        kms=InstrumentedKmsConnector(IsolatedKmsConnector(kms or build_kms(settings), control)),
+        clock=clock,
+        rng=rng or SystemRandom(),
+        changes=change_feed,
+        instance_id=settings.instance_id,
+        unavailable_grace=timedelta(minutes=settings.unavailable_grace_minutes),
+        audit_interval=settings.audit_flush_seconds,
+        limits=build_limits(settings, clock),
+        stalls=control,
+    )
+    ctx = app.ctx
+    leader = make_leader(engine)
+    instrument(engine, ctx.chain, ctx.audit, leader)
+    scheduler = MaintenanceScheduler(
+        ctx,
+        leader,
+        tick_seconds=settings.scheduler_tick_seconds,
+        revocation_probe_seconds=settings.revocation_probe_seconds,
+    )
+    verifier = build_verifier(settings, clock)
+    return Container(settings, engine, ctx, app.crypto, verifier, app.changes, scheduler)
+
+
+async def _prepare_schema(settings: Settings) -> None:
+    url = settings.effective_database_url
+    if settings.effective_auto_migrate:
+        await upgrade_to_head(url)
+    elif not await is_at_head(url):
+        raise StartupError(
+            "the database schema is not at head: run `ekms migrate` first "
+            "(or set EKMS_AUTO_MIGRATE=true)"
+        )
+
+
+async def _configure_local_default(container: Container) -> None:
+    """The embedded default configures itself against the local root key on first start."""
+    if container.settings.kms_provider != "local":
+        return
+    try:
+        await configure_ekms(
+            container.ctx,
+            SYSTEM,
+            ConfigInput(
+                KmsProvider.LOCAL,
+                LOCAL_KEY_ID,
+                sync_interval=timedelta(minutes=container.settings.sync_interval_minutes),
+            ),
+        )
+        log.info("ekms_configured", provider="local", key_id=LOCAL_KEY_ID)
+    except AlreadyExists:
+        return
+
+
+@contextlib.asynccontextmanager
+async def running(
+    settings: Settings,
+    *,
+    uow: UnitOfWorkFactory | None = None,
+    kms: KmsConnector | None = None,
+    clock: Clock | None = None,
+    rng: RandomSource | None = None,
+    changes: Callable[[KeyChain], RunningChangeFeed] | None = None,
+) -> AsyncIterator[Container]:
+    """The schema brought to head (or checked), the container built, its background work
+    started; everything closed on exit. The ports are ``build_container``'s overrides."""
+    await _prepare_schema(settings)
+    container = build_container(settings, uow=uow, kms=kms, clock=clock, rng=rng, changes=changes)
+    try:
+        container.changes.start()
+        await _configure_local_default(container)
+        container.tasks.append(asyncio.create_task(container.ctx.audit.run(), name="audit-flush"))
+        if settings.scheduler_enabled:
+            container.scheduler.start()
+        readiness = await container.readiness()
+        log.info(
+            "ekms_started", ready=readiness.ready, reason=readiness.reason, checks=readiness.checks
+        )
+        yield container
+    finally:
+        await container.scheduler.aclose()
+        await container.changes.aclose()
+        for task in container.tasks:
+            task.cancel()
+        await asyncio.gather(*container.tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await container.ctx.audit.flush()
+        await container.ctx.kms.aclose()
+        if container.verifier is not None:
+            await container.verifier.aclose()
+        await container.engine.dispose()
