@@ -20,7 +20,6 @@ from app.bootstrap._container import (
     Container,
     RunningChangeFeed,
     build_container,
-    build_kms,
     build_limits,
     running,
 )
@@ -32,6 +31,7 @@ from app.bootstrap._inbound import (
     build_rest_app,
     grpc_options,
 )
+from app.bootstrap._providers import PROVIDERS, build_kms
 from app.bootstrap._tokens import (
     build_verifier,
     dev_jwt_secret_file,
@@ -51,6 +51,7 @@ __all__ = [
     "api_services",
     "build_container",
     "build_grpc_server",
+    "PROVIDERS",
     "build_kms",
     "build_limits",
     "build_rest_app",

@@ -28,6 +28,7 @@ from app.application.ports import (
 )
 from app.bootstrap._application import wire_application
 from app.bootstrap._errors import StartupError
+from app.bootstrap._providers import build_kms
 from app.bootstrap._tokens import build_verifier
 from app.domain.errors import AlreadyExists
 from app.domain.values import SYSTEM, KmsProvider
@@ -37,10 +38,7 @@ from app.infra.db.leader import make_leader
 from app.infra.db.migrate import is_at_head, upgrade_to_head
 from app.infra.db.notify import LocalReconcilingFeed, PgChangeFeed
 from app.infra.db.uow import SqlaUnitOfWorkFactory
-from app.infra.kms.aws import AwsKmsConnector
 from app.infra.kms.isolated import IsolatedKmsConnector
-from app.infra.kms.local import open_local_kms
-from app.infra.kms.routing import RoutingKmsConnector
 from app.infra.scheduler import MaintenanceScheduler
 from app.infra.settings import Settings
 from app.infra.system import SystemClock, SystemRandom
@@ -79,25 +77,6 @@ class Container:
 
     async def readiness(self) -> Readiness:
         return await check_readiness(self.ctx, self.schema_at_head)
-
-
-def build_kms(settings: Settings) -> KmsConnector:
-    connectors: dict[KmsProvider, KmsConnector] = {
-        KmsProvider.AWS: AwsKmsConnector(
-            default_region=settings.aws_region,
-            default_endpoint_url=settings.aws_endpoint_url,
-            connect_timeout=settings.kms_connect_timeout_seconds,
-            read_timeout=settings.kms_read_timeout_seconds,
-        )
-    }
-    env_key = settings.local_root_key.get_secret_value() if settings.local_root_key else None
-    if settings.kms_provider == "local" or env_key or settings.local_root_key_file:
-        connectors[KmsProvider.LOCAL] = open_local_kms(
-            env_value=env_key,
-            file=settings.effective_local_root_key_file,
-            create_if_missing=settings.kms_provider == "local",
-        )
-    return RoutingKmsConnector(connectors)
 
 
 def build_limits(settings: Settings, clock: Clock) -> DataPlaneLimits:

@@ -12,6 +12,8 @@ from app.domain.errors import InvalidInput
 class KmsProvider(StrEnum):
     LOCAL = "local"
     AWS = "aws"
+    PKCS11 = "pkcs11"
+    KMIP = "kmip"
 
 
 class ExternalKeyStatus(StrEnum):

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     )
     workers: int = Field(default=1, ge=1, le=64)
 
-    kms_provider: Literal["local", "aws"] = "local"
+    kms_provider: Literal["local", "aws", "pkcs11", "kmip"] = "local"
     local_root_key: SecretStr | None = None
     local_root_key_file: Path | None = None
     aws_endpoint_url: str | None = Field(
@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         default=False, description="accept a plain-http EKMS_AWS_ENDPOINT_URL (emulators only)"
     )
     aws_region: str | None = None
+    pkcs11_library: str = Field(
+        default="/usr/lib/softhsm/libsofthsm2.so", description="the PKCS#11 module (pkcs11)"
+    )
+    pkcs11_token_label: str | None = Field(default=None, description="the token (pkcs11)")
+    pkcs11_pin: SecretStr | None = None
+    pkcs11_pin_file: Path | None = None
     kmip_host: str | None = Field(default=None, description="the KMIP server (kmip provider)")
     kmip_port: int = Field(default=5696, ge=1, le=65535)
     kmip_cert_file: Path | None = Field(default=None, description="client certificate (PEM)")
@@ -104,7 +110,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    @field_validator("database_url", "aws_endpoint_url", "kmip_host")
+    @field_validator("database_url", "aws_endpoint_url", "kmip_host", "pkcs11_token_label")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
