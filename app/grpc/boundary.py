@@ -16,7 +16,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -37,7 +37,19 @@ class NoMetrics:
 
 @dataclass(slots=True)
 class _Outcome:
+    """How a call ended. ``observe`` records it once: before an error status is sent (grpc.aio's
+    ``abort`` sends the status, then raises), so a caller that saw the error finds it counted."""
+
+    method: str
+    metrics: CallMetrics
+    started: float = field(default_factory=time.perf_counter)
     code: str = "OK"
+    observed: bool = False
+
+    def observe(self) -> None:
+        if not self.observed:
+            self.observed = True
+            self.metrics.observe(self.method, self.code, time.perf_counter() - self.started)
 
 
 class BoundaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -61,15 +73,14 @@ class BoundaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     @contextmanager
     def _observed(self, method: str) -> Iterator[_Outcome]:
-        outcome = _Outcome()
-        started = time.perf_counter()
+        outcome = _Outcome(method, self._metrics)
         try:
             yield outcome
         except (asyncio.CancelledError, GeneratorExit):
             outcome.code = "CANCELLED"
             raise
         finally:
-            self._metrics.observe(method, outcome.code, time.perf_counter() - started)
+            outcome.observe()
 
     def _unary(self, method: str, behavior: Behavior) -> Behavior:
         async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -105,6 +116,7 @@ async def _abort(
     status = to_status(exc, method=method)
     code = code_of(status)
     outcome.code = code.name
+    outcome.observe()
     if status.details:
         await context.abort_with_status(rpc_status.to_status(status))
     else:  # INTERNAL: no details trailer at all
