@@ -11,11 +11,11 @@ and copied: both showed in the profile of the batch path.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from typing import Any, Protocol
 
 from app.application.crypto import CryptoService, Item, ItemResult
-from app.domain.errors import EkmsError, InvalidInput
+from app.domain.errors import EkmsError
 from app.domain.values import Caller
 from app.grpc.auth import Grant, current_caller, current_grant
 from app.grpc.convert import TargetCache, item_status
@@ -24,7 +24,16 @@ from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
 from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 from app.grpc.streams import holds_stream_slot
 
-_BatchOp = Callable[[Caller, Sequence[Item]], Awaitable[list[ItemResult]]]
+
+class _BatchOp(Protocol):
+    def __call__(
+        self,
+        caller: Caller,
+        items: Sequence[Item],
+        *,
+        refused: Mapping[int, EkmsError] = ...,
+        max_items: int | None = ...,
+    ) -> Awaitable[list[ItemResult]]: ...
 
 
 class CryptoServicer(pb_grpc.CryptoServicer):
@@ -96,25 +105,15 @@ class CryptoServicer(pb_grpc.CryptoServicer):
         request: pb.EncryptBatchRequest | pb.DecryptBatchRequest,
         values: list[bytes],
     ) -> list[ItemResult]:
-        messages = request.items
-        if len(messages) > self._max_batch_items:
-            raise InvalidInput(
-                f"a batch holds at most {self._max_batch_items} items", field="items"
-            )
-        caller = current_caller()
         resolve = TargetCache(request.target if request.HasField("target") else None).resolve
-        refused: dict[int, ItemResult] = {}
+        refused: dict[int, EkmsError] = {}
         items: list[Item] = []
-        for index, (message, data) in enumerate(zip(messages, values, strict=True)):
+        for index, (message, data) in enumerate(zip(request.items, values, strict=True)):
             try:
                 items.append(Item(resolve(_target_of(message)), data, message.context))
             except EkmsError as exc:
-                refused[index] = ItemResult(error=exc)
-        results = await op(caller, items) if items else []
-        if not refused:
-            return results
-        served = iter(results)
-        return [refused[i] if i in refused else next(served) for i in range(len(messages))]
+                refused[index] = exc
+        return await op(current_caller(), items, refused=refused, max_items=self._max_batch_items)
 
     # --- streams --------------------------------------------------------------------------------
 
