@@ -6,17 +6,18 @@ caller and kind are served from what it found (``dataplane.permits``, ``dataplan
 Audit is aggregated in memory (``AuditBuffer``) and written in batches. A single call is a batch
 of one: every operation has one path.
 
-Limits, before any of that: a batch's size (``max_items``, counting the items the adapter could
-not translate), the caller's rate (``limits.RateLimiter``, a call costs its item count), and for
-AES-GCM the key version's nonce budget (``budget``): a call first makes sure the leases of the
-versions it will encrypt under hold enough reserved encryptions (no query when they do, the
-usual case), then each GCM encrypt spends one, or is refused. The shortcut is not used while the
-chain is inside its unavailable-grace deadline (the one check that reads the clock).
+Limits, before any of that: a batch's size (``run_batch``, before its entries are read), the
+caller's rate (``limits.RateLimiter``, a call costs its item count), and for AES-GCM the key
+version's nonce budget (``budget``): a call first makes sure the leases of the versions it will
+encrypt under hold enough reserved encryptions (no query when they do, the usual case), then
+each GCM encrypt spends one, or is refused. The shortcut is not used while the chain is inside
+its unavailable-grace deadline (the one check that reads the clock).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from app.application.budget import EncryptionBudget, Lease
 from app.application.context import AppContext
@@ -32,7 +33,7 @@ from app.domain.values import Caller, Operation
 
 __all__ = ["CryptoService", "Item", "ItemResult", "require_ok"]
 
-_NO_REFUSALS: Mapping[int, EkmsError] = {}
+_Entry = TypeVar("_Entry")
 
 
 class CryptoService:
@@ -66,44 +67,46 @@ class CryptoService:
         """Re-encrypt one ciphertext under the active key version; its error is raised."""
         return require_ok((await self._serve(Operation.REWRAP, caller, (item,)))[0])
 
-    async def encrypt_batch(
-        self,
-        caller: Caller,
-        items: Sequence[Item],
-        *,
-        refused: Mapping[int, EkmsError] = _NO_REFUSALS,
-        max_items: int | None = None,
-    ) -> list[ItemResult]:
-        """Encrypt many values: one result per item (keywords: see ``check_size``)."""
-        check_size(items, refused, max_items)
-        results = await self._serve(Operation.ENCRYPT, caller, items) if items else []
-        return in_place(results, refused) if refused else results
+    async def encrypt_batch(self, caller: Caller, items: Sequence[Item]) -> list[ItemResult]:
+        """Encrypt many values: one result per item."""
+        return await self._serve(Operation.ENCRYPT, caller, items) if items else []
 
-    async def decrypt_batch(
-        self,
-        caller: Caller,
-        items: Sequence[Item],
-        *,
-        refused: Mapping[int, EkmsError] = _NO_REFUSALS,
-        max_items: int | None = None,
-    ) -> list[ItemResult]:
-        """Decrypt many ciphertexts: one result per item (keywords: see ``check_size``)."""
-        check_size(items, refused, max_items)
-        results = await self._serve(Operation.DECRYPT, caller, items) if items else []
-        return in_place(results, refused) if refused else results
+    async def decrypt_batch(self, caller: Caller, items: Sequence[Item]) -> list[ItemResult]:
+        """Decrypt many ciphertexts: one result per item."""
+        return await self._serve(Operation.DECRYPT, caller, items) if items else []
 
-    async def rewrap_batch(
+    async def rewrap_batch(self, caller: Caller, items: Sequence[Item]) -> list[ItemResult]:
+        """Rewrap many ciphertexts: one result per item."""
+        return await self._serve(Operation.REWRAP, caller, items) if items else []
+
+    async def run_batch(
         self,
+        operation: Operation,
         caller: Caller,
-        items: Sequence[Item],
+        entries: Sequence[_Entry],
+        to_item: Callable[[_Entry], Item],
         *,
-        refused: Mapping[int, EkmsError] = _NO_REFUSALS,
-        max_items: int | None = None,
+        max_items: int,
     ) -> list[ItemResult]:
-        """Rewrap many ciphertexts: one result per item (keywords: see ``check_size``)."""
-        check_size(items, refused, max_items)
-        results = await self._serve(Operation.REWRAP, caller, items) if items else []
-        return in_place(results, refused) if refused else results
+        """A batch as an adapter received it: one result per entry, in order.
+
+        More than ``max_items`` entries: ``InvalidInput``, before any is read. An entry that
+        ``to_item`` cannot turn into an ``Item`` (an ``EkmsError``) has that error as its
+        result; the others run."""
+        if len(entries) > max_items:
+            raise InvalidInput(f"a batch holds at most {max_items} items", field="items")
+        refused: dict[int, ItemResult] = {}
+        items: list[Item] = []
+        for index, entry in enumerate(entries):
+            try:
+                items.append(to_item(entry))
+            except EkmsError as exc:
+                refused[index] = ItemResult(error=exc)
+        results = await self._serve(operation, caller, items) if items else []
+        if not refused:
+            return results
+        served = iter(results)
+        return [refused[i] if i in refused else next(served) for i in range(len(entries))]
 
     def open_stream(self, caller: Caller) -> StreamSlot:
         """A slot for one stream of ``caller``, held until released; ``ResourceExhausted``
@@ -171,19 +174,3 @@ class CryptoService:
             if held.left < need and not held.exhausted:
                 return needs
         return None
-
-
-def check_size(
-    items: Sequence[Item], refused: Mapping[int, EkmsError], max_items: int | None
-) -> None:
-    """``InvalidInput`` for a batch over ``max_items``. ``refused``: the request's items an
-    adapter could not turn into ``Item``s, by position, with their errors; they count too."""
-    if max_items is not None and len(items) + len(refused) > max_items:
-        raise InvalidInput(f"a batch holds at most {max_items} items", field="items")
-
-
-def in_place(results: list[ItemResult], refused: Mapping[int, EkmsError]) -> list[ItemResult]:
-    """The results of a batch's items with its refused items back in their places."""
-    served = iter(results)
-    size = len(results) + len(refused)
-    return [ItemResult(error=refused[i]) if i in refused else next(served) for i in range(size)]
