@@ -94,6 +94,16 @@ def check_plaintext(plaintext: bytes) -> bytes:
     return plaintext
 
 
+def within_limits(plaintext: bytes, context: bytes) -> bool:
+    """Whether ``check_plaintext`` and ``check_context`` would both pass: a test, no error."""
+    return len(plaintext) <= MAX_PLAINTEXT and len(context) <= MAX_CONTEXT
+
+
+def min_size(algorithm: Algorithm) -> int:
+    """The length of the shortest ciphertext ``parse`` accepts for ``algorithm``."""
+    return HEADER_SIZE + _MIN_BODY[algorithm]
+
+
 def parse(blob: bytes) -> Ciphertext:
     """Split a binary ciphertext. Anything malformed is the one opaque DecryptionFailed."""
     if len(blob) < HEADER_SIZE:

@@ -1,8 +1,9 @@
 """The ``ekms.v1.Crypto`` servicer: translation only; ``CryptoService`` does the work.
 
-Errors are raised, never aborted here: ``boundary`` maps them. Items of batches and streams are
-turned into ``Item``s first; an item that cannot be (no or a bad target) gets its own error
-result and the rest still run.
+Errors are raised, never aborted here: ``boundary`` maps them. A batch goes to
+``CryptoService.run_batch`` with the way each message becomes an ``Item``: the use case checks
+its size first, and a message that cannot be translated (no or a bad target) gets its own error
+result while the rest still run. A stream item that cannot be is that item's error result.
 
 Parsed targets are cached (``TargetCache``: per batch or stream, and one for single calls), and
 batch responses are filled in place (``results.add``) rather than built as separate messages
@@ -11,12 +12,13 @@ and copied: both showed in the profile of the batch path.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from app.application.crypto import CryptoService, Item, ItemResult
-from app.domain.errors import EkmsError, InvalidInput
-from app.domain.values import Caller
+from app.domain.errors import EkmsError
+from app.domain.values import Caller, Operation
 from app.grpc.auth import Grant, current_caller, current_grant
 from app.grpc.convert import TargetCache, item_status
 from app.grpc.errors import OK_STATUS
@@ -25,6 +27,8 @@ from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 from app.grpc.streams import holds_stream_slot
 
 _BatchOp = Callable[[Caller, Sequence[Item]], Awaitable[list[ItemResult]]]
+_PLAINTEXT = operator.attrgetter("plaintext")
+_CIPHERTEXT = operator.attrgetter("ciphertext")
 
 
 class CryptoServicer(pb_grpc.CryptoServicer):
@@ -60,9 +64,7 @@ class CryptoServicer(pb_grpc.CryptoServicer):
         self, request: pb.EncryptBatchRequest, context: Any
     ) -> pb.EncryptBatchResponse:
         items = request.items
-        results = await self._batch(
-            self._crypto.encrypt_batch, request, [m.plaintext for m in items]
-        )
+        results = await self._batch(Operation.ENCRYPT, request, _PLAINTEXT)
         response = pb.EncryptBatchResponse()
         add = response.results.add
         for m, r in zip(items, results, strict=True):
@@ -78,9 +80,7 @@ class CryptoServicer(pb_grpc.CryptoServicer):
         self, request: pb.DecryptBatchRequest, context: Any
     ) -> pb.DecryptBatchResponse:
         items = request.items
-        results = await self._batch(
-            self._crypto.decrypt_batch, request, [m.ciphertext for m in items]
-        )
+        results = await self._batch(Operation.DECRYPT, request, _CIPHERTEXT)
         response = pb.DecryptBatchResponse()
         add = response.results.add
         for m, r in zip(items, results, strict=True):
@@ -92,29 +92,18 @@ class CryptoServicer(pb_grpc.CryptoServicer):
 
     async def _batch(
         self,
-        op: _BatchOp,
+        operation: Operation,
         request: pb.EncryptBatchRequest | pb.DecryptBatchRequest,
-        values: list[bytes],
+        value: Callable[[Any], bytes],
     ) -> list[ItemResult]:
-        messages = request.items
-        if len(messages) > self._max_batch_items:
-            raise InvalidInput(
-                f"a batch holds at most {self._max_batch_items} items", field="items"
-            )
-        caller = current_caller()
         resolve = TargetCache(request.target if request.HasField("target") else None).resolve
-        refused: dict[int, ItemResult] = {}
-        items: list[Item] = []
-        for index, (message, data) in enumerate(zip(messages, values, strict=True)):
-            try:
-                items.append(Item(resolve(_target_of(message)), data, message.context))
-            except EkmsError as exc:
-                refused[index] = ItemResult(error=exc)
-        results = await op(caller, items) if items else []
-        if not refused:
-            return results
-        served = iter(results)
-        return [refused[i] if i in refused else next(served) for i in range(len(messages))]
+
+        def to_item(message: pb.EncryptItem | pb.DecryptItem) -> Item:
+            return Item(resolve(_target_of(message)), value(message), message.context)
+
+        return await self._crypto.run_batch(
+            operation, current_caller(), request.items, to_item, max_items=self._max_batch_items
+        )
 
     # --- streams --------------------------------------------------------------------------------
 

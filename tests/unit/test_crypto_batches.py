@@ -179,13 +179,13 @@ async def test_only_the_first_item_of_a_kind_goes_item_by_item(
     await _world(ready)
     crypto = ready.crypto
     slow: list[Item] = []
-    guard = crypto._guard
+    run = crypto.item_path.run
 
-    def counting(operation: object, snap: object, caller: object, item: Item) -> ItemResult:
+    def counting(operation: object, snap: object, caller: object, item: Item) -> object:
         slow.append(item)
-        return guard(operation, snap, caller, item)  # type: ignore[arg-type]
+        return run(operation, snap, caller, item)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(crypto, "_guard", counting)
+    monkeypatch.setattr(crypto.item_path, "run", counting)
     sealed = await crypto.encrypt_batch(APP, [Item(SALARY, b"%d" % i, b"r") for i in range(50)])
     assert len(slow) == 1 and all(r.error is None for r in sealed)
     opened = await crypto.decrypt_batch(APP, [Item(SALARY, r.data or b"", b"r") for r in sealed])

@@ -33,19 +33,31 @@ class InputModel(BaseModel):
         return value
 
 
-def decode_b64(value: str) -> bytes:
-    """Strict standard base64 (RFC 4648 section 4, padding required)."""
-    return base64.b64decode(value.encode("ascii"), validate=True)
+class Base64Value(str):
+    """A text ``Base64Text`` accepted, holding the bytes it decoded to: decoded once."""
+
+    data: bytes
 
 
 def _check_b64(value: str) -> str:
+    """Strict standard base64 (RFC 4648 section 4, padding required)."""
     try:
         if len(value) % 4:
             raise ValueError
-        decode_b64(value)
+        data = base64.b64decode(value.encode("ascii"), validate=True)
     except (ValueError, binascii.Error, UnicodeEncodeError):
         raise ValueError("must be standard base64 with padding") from None
-    return value
+    text = Base64Value(value)
+    text.data = data
+    return text
 
 
 Base64Text = Annotated[str, AfterValidator(_check_b64)]
+
+
+def decode_b64(value: str) -> bytes:
+    """The bytes of a ``Base64Text`` field: those it decoded to when it was validated (a
+    default, which pydantic does not validate, is decoded here)."""
+    if isinstance(value, Base64Value):
+        return value.data
+    return base64.b64decode(value.encode("ascii"), validate=True)

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.schemas.common import Base64Text, InputModel
+from app.api.schemas.common import Base64Text, InputModel, decode_b64
+from app.application.crypto import Item
 from app.application.targets import Target
+from app.domain import ciphertext as ct
 
-# 1 MiB of plaintext and 4 KiB of context, as base64.
-_MAX_PLAINTEXT_B64 = 4 * ((1 << 20) + 2) // 3
-_MAX_CONTEXT_B64 = 4 * (4096 + 2) // 3
+
+def _base64_length(size: int) -> int:
+    return 4 * ((size + 2) // 3)
+
+
+# The domain's limits on a value and its context, as base64.
+_MAX_PLAINTEXT_B64 = _base64_length(ct.MAX_PLAINTEXT)
+_MAX_CONTEXT_B64 = _base64_length(ct.MAX_CONTEXT)
 
 
 class _Targeted(InputModel):
@@ -45,6 +52,9 @@ class EncryptIn(_Targeted):
         max_length=_MAX_PLAINTEXT_B64, description="base64, at most 1 MiB decoded"
     )
 
+    def item(self) -> Item:
+        return Item(self.target(), decode_b64(self.plaintext), decode_b64(self.context))
+
 
 class EncryptOut(BaseModel):
     ciphertext: str = Field(examples=["ekms:v1:AQE..."])
@@ -66,6 +76,10 @@ class DecryptIn(_Targeted):
     )
 
     ciphertext: str = Field(max_length=2 * _MAX_PLAINTEXT_B64, description="`ekms:v1:` text form")
+
+    def item(self) -> Item:
+        """``DecryptionFailed`` for a ciphertext that is not the canonical text form."""
+        return Item(self.target(), ct.from_text(self.ciphertext), decode_b64(self.context))
 
 
 class DecryptOut(BaseModel):
