@@ -28,7 +28,7 @@ from fastapi import HTTPException, Request, Response, Security
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.api.services import ApiServices, services_of
+from app.api.services import services_of
 from app.domain.errors import Forbidden, InvalidInput, Reason, Unauthenticated
 from app.domain.values import Caller
 
@@ -47,11 +47,6 @@ bearer_scheme = HTTPBearer(
 )
 
 _CALLER_KEY = "caller"
-
-
-def container_of(request: Request) -> ApiServices:
-    """Old name of ``services_of``, kept while ``routes/crypto.py`` still calls it."""
-    return services_of(request)
 
 
 async def authenticate(request: Request) -> Caller:

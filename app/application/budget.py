@@ -35,8 +35,8 @@ from collections.abc import Mapping
 
 import structlog
 
-from app.application.keychain import ModuleView
 from app.application.ports import ChangeFeed, Clock, RandomSource, UnitOfWork, UnitOfWorkFactory
+from app.application.snapshot import ModuleView
 from app.domain.alerts import Alert
 from app.domain.errors import EkmsError, KeyUnavailable, Reason, ServiceUnavailable
 from app.domain.module import GCM_SAFE_LIMIT, NONCE_WARN_AT, key_usage_alert_kind

@@ -24,8 +24,8 @@ from app.application.context import AppContext
 from app.application.dataplane.item_path import ItemPath
 from app.application.dataplane.items import Item, ItemResult, require_ok
 from app.application.dataplane.shortcut import PermitCache, serve_batch
-from app.application.keychain import Snapshot
 from app.application.limits import DataPlaneLimits, StreamSlot
+from app.application.snapshot import Snapshot
 from app.application.targets import Target
 from app.domain.audit import AuditResult
 from app.domain.errors import EkmsError, InvalidInput, ResourceExhausted

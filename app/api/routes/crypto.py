@@ -13,7 +13,8 @@ from fastapi import APIRouter, Request
 from app.api.deps import DataPlaneCaller
 from app.api.openapi import problems
 from app.api.schemas.crypto import DecryptIn, DecryptOut, EncryptIn, EncryptOut
-from app.api.security import SecuredRoute, container_of
+from app.api.security import SecuredRoute
+from app.api.services import services_of
 from app.application.crypto import CryptoService, ItemResult
 from app.domain import ciphertext as ct
 
@@ -36,7 +37,7 @@ _RESPONSES = problems(
 
 
 def _crypto(request: Request) -> CryptoService:
-    return container_of(request).crypto
+    return services_of(request).crypto
 
 
 def _data(result: ItemResult) -> bytes:

@@ -21,7 +21,8 @@ from app.application.dataplane.permits import (
     RewrapPermit,
     SuccessAudit,
 )
-from app.application.keychain import KeyChain, ModuleView, Snapshot
+from app.application.keychain import KeyChain
+from app.application.snapshot import ModuleView, Snapshot
 from app.application.targets import Target
 from app.domain import ciphertext as ct
 from app.domain.audit import AuditResult

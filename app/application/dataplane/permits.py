@@ -19,7 +19,7 @@ from typing import Protocol
 
 from app.application.audit import AuditBuffer
 from app.application.budget import Lease
-from app.application.keychain import ModuleView
+from app.application.snapshot import ModuleView
 from app.application.targets import Target
 from app.domain import ciphertext as ct
 from app.domain.audit import AuditResult

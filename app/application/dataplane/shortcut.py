@@ -23,7 +23,7 @@ from app.application.audit import AuditBuffer
 from app.application.dataplane.item_path import ItemPath
 from app.application.dataplane.items import Item, ItemResult
 from app.application.dataplane.permits import Permit
-from app.application.keychain import Snapshot
+from app.application.snapshot import Snapshot
 from app.application.targets import Target
 from app.domain import ciphertext as ct
 from app.domain.values import Caller, Operation
