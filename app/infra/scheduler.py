@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -22,6 +23,8 @@ from app.application.sync import ProbeReport, probe_revocation
 from app.domain.errors import EkmsError
 
 log = structlog.get_logger(__name__)
+
+_R = TypeVar("_R")
 
 
 def replica_name() -> str:
@@ -50,13 +53,22 @@ class MaintenanceScheduler:
         self._closing = False
 
     async def tick(self) -> TickReport | None:
+        """One maintenance tick (leader only): the sync when due, lifecycle automation."""
+        return await self._tracked(self._tick)
+
+    async def probe(self) -> ProbeReport | None:
+        """The revocation probe (leader only): one unwrap of the EKEK."""
+        return await self._tracked(self._probe)
+
+    async def _tracked(self, job: Callable[[], Awaitable[_R | None]]) -> _R | None:
+        """Run a job unless closing, known to ``aclose`` while it runs."""
         if self._closing:
             return None
         task = asyncio.current_task()
         if task is not None:
             self._in_flight.add(task)
         try:
-            return await self._tick()
+            return await job()
         finally:
             if task is not None:
                 self._in_flight.discard(task)
@@ -77,13 +89,7 @@ class MaintenanceScheduler:
             log.info("scheduler_tick", ran=report.ran, errors=report.errors, replica=self.replica)
         return report
 
-    async def probe(self) -> ProbeReport | None:
-        """The revocation probe (leader only): one unwrap of the EKEK."""
-        if self._closing:
-            return None
-        task = asyncio.current_task()
-        if task is not None:
-            self._in_flight.add(task)
+    async def _probe(self) -> ProbeReport | None:
         try:
             if not await self._leader.acquire():
                 return None
@@ -97,9 +103,6 @@ class MaintenanceScheduler:
         except Exception:
             log.exception("revocation_probe_failed")
             return None
-        finally:
-            if task is not None:
-                self._in_flight.discard(task)
         if report.changed:
             log.error("revocation_probe_refused", reason=report.refusal and report.refusal.reason)
         return report
