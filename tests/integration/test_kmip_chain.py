@@ -1,0 +1,96 @@
+"""The whole key chain rooted in a key on PyKMIP's real server through the provider registry:
+configure, test, round trip, states reached by acting on the server itself, a ReKey rewrapping
+the EKEK, restart and decrypt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.application.configuration import (
+    ConfigInput,
+    configure_ekms,
+    get_status,
+    probe_ekms_config,
+)
+from app.application.crypto import Item
+from app.application.modules import ModuleInput, create_module
+from app.application.policies import PolicyInput, create_policy
+from app.application.sync import sync_external_key
+from app.application.targets import Target
+from app.bootstrap import running
+from app.domain.errors import KeyUnavailable, Reason
+from app.domain.values import (
+    AccessResult,
+    Caller,
+    ExternalKeyStatus,
+    KmsProvider,
+    Operation,
+    TargetType,
+)
+from app.infra.settings import Settings
+from tests.fixtures.kmip import KmipAdmin, KmipServer
+
+ADMIN = Caller("admin", frozenset({"ekms.admin"}))
+APP = Caller("svc", frozenset({"svc"}))
+TARGET = Target(module="global.kmip")
+
+
+def _settings(pg_url: str, server: KmipServer, tmp_path: Path) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": pg_url,
+        "kms_provider": "kmip",
+        "kmip_host": server.host,
+        "kmip_port": server.port,
+        "kmip_cert_file": server.pki.client_cert,
+        "kmip_key_file": server.pki.client_key,
+        "kmip_ca_file": server.pki.ca,
+        "data_dir": tmp_path,
+        "jwt_hs256_secret": "z" * 40,
+        "scheduler_enabled": False,
+        "metrics_port": None,
+    }
+    return Settings(**values)
+
+
+async def _refused(node: Any, blob: bytes) -> Reason:
+    with pytest.raises(KeyUnavailable) as err:
+        await node.crypto.decrypt(APP, Item(TARGET, blob))
+    return err.value.reason
+
+
+async def test_a_chain_rooted_in_a_kmip_key_serves_rekeys_fails_closed_and_restarts(
+    pg_url: str, kmip_server: KmipServer, kmip_admin: KmipAdmin, kmip_key: str, tmp_path: Path
+) -> None:
+    settings = _settings(pg_url, kmip_server, tmp_path)
+    async with running(settings) as node:
+        await configure_ekms(node.ctx, ADMIN, ConfigInput(KmsProvider.KMIP, kmip_key))
+        probe = await probe_ekms_config(node.ctx, ADMIN)
+        assert probe.ok, probe.reason
+        print(f"kmip config test (wrap + unwrap through PyKMIP): {probe.latency_ms:.1f} ms")
+        await create_module(node.ctx, ADMIN, ModuleInput("global.kmip"))
+        await create_policy(
+            node.ctx,
+            ADMIN,
+            "global.kmip",
+            PolicyInput(TargetType.ROLE, "svc", frozenset(Operation), AccessResult.TRACK),
+        )
+        blob = (await node.crypto.encrypt(APP, Item(TARGET, b"salary"))).data
+        assert blob is not None
+        status = await get_status(node.ctx)
+        assert status.kms_endpoint == f"kmip://{kmip_server.host}:{kmip_server.port}"
+
+        kmip_admin.rekey(kmip_key)  # the key owner rotates the key on the server
+        report = await sync_external_key(node.ctx)
+        assert report.status is ExternalKeyStatus.ENABLED and report.rewrapped, report
+        assert (await node.crypto.decrypt(APP, Item(TARGET, blob))).data == b"salary"
+
+    async with running(settings) as node:  # a restart unwraps the KEK under the new key
+        assert (await node.crypto.decrypt(APP, Item(TARGET, blob))).data == b"salary"
+        current = (await get_status(node.ctx)).ekek_rotation_marker or ""
+        current_uid = current.rsplit(":", 1)[-1]
+        kmip_admin.revoke(current_uid)  # Deactivated: the customer disables the key
+        assert (await sync_external_key(node.ctx)).status is ExternalKeyStatus.DISABLED
+        assert await _refused(node, blob) is Reason.EXTERNAL_KEY_DISABLED
