@@ -10,31 +10,22 @@ from typing import Any
 import pytest
 
 from app.application.configuration import (
-    ConfigInput,
-    configure_ekms,
     get_status,
     probe_ekms_config,
 )
 from app.application.crypto import Item
-from app.application.modules import ModuleInput, create_module
-from app.application.policies import PolicyInput, create_policy
 from app.application.sync import sync_external_key
 from app.application.targets import Target
 from app.bootstrap import running
 from app.domain.errors import KeyUnavailable, Reason
 from app.domain.values import (
-    AccessResult,
-    Caller,
     ExternalKeyStatus,
     KmsProvider,
-    Operation,
-    TargetType,
 )
 from app.infra.settings import Settings
+from tests.chain_support import ADMIN, APP, open_module
 from tests.fixtures.kmip import KmipAdmin, KmipServer
 
-ADMIN = Caller("admin", frozenset({"ekms.admin"}))
-APP = Caller("svc", frozenset({"svc"}))
 TARGET = Target(module="global.kmip")
 
 
@@ -66,17 +57,10 @@ async def test_a_chain_rooted_in_a_kmip_key_serves_rekeys_fails_closed_and_resta
 ) -> None:
     settings = _settings(pg_url, kmip_server, tmp_path)
     async with running(settings) as node:
-        await configure_ekms(node.ctx, ADMIN, ConfigInput(KmsProvider.KMIP, kmip_key))
+        await open_module(node.ctx, KmsProvider.KMIP, kmip_key, "global.kmip")
         probe = await probe_ekms_config(node.ctx, ADMIN)
         assert probe.ok, probe.reason
         print(f"kmip config test (wrap + unwrap through PyKMIP): {probe.latency_ms:.1f} ms")
-        await create_module(node.ctx, ADMIN, ModuleInput("global.kmip"))
-        await create_policy(
-            node.ctx,
-            ADMIN,
-            "global.kmip",
-            PolicyInput(TargetType.ROLE, "svc", frozenset(Operation), AccessResult.TRACK),
-        )
         blob = (await node.crypto.encrypt(APP, Item(TARGET, b"salary"))).data
         assert blob is not None
         status = await get_status(node.ctx)

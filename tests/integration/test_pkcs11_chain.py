@@ -7,31 +7,22 @@ from pathlib import Path
 from typing import Any
 
 from app.application.configuration import (
-    ConfigInput,
-    configure_ekms,
     get_status,
     probe_ekms_config,
 )
 from app.application.crypto import Item
-from app.application.modules import ModuleInput, create_module
-from app.application.policies import PolicyInput, create_policy
 from app.application.sync import sync_external_key
 from app.application.targets import Target
 from app.bootstrap import running
 from app.domain.errors import KeyUnavailable, Reason
 from app.domain.values import (
-    AccessResult,
-    Caller,
     ExternalKeyStatus,
     KmsProvider,
-    Operation,
-    TargetType,
 )
 from app.infra.settings import Settings
+from tests.chain_support import ADMIN, APP, open_module
 from tests.fixtures.pkcs11 import HsmAdmin, SoftHsmToken
 
-ADMIN = Caller("admin", frozenset({"ekms.admin"}))
-APP = Caller("svc", frozenset({"svc"}))
 TARGET = Target(module="global.hsm")
 
 
@@ -55,17 +46,10 @@ async def test_a_chain_rooted_in_an_hsm_serves_fails_closed_and_survives_a_resta
 ) -> None:
     settings = _settings(pg_url, pkcs11_token, tmp_path)
     async with running(settings) as node:
-        await configure_ekms(node.ctx, ADMIN, ConfigInput(KmsProvider.PKCS11, pkcs11_key))
+        await open_module(node.ctx, KmsProvider.PKCS11, pkcs11_key, "global.hsm")
         probe = await probe_ekms_config(node.ctx, ADMIN)
         assert probe.ok, probe.reason
         print(f"pkcs11 config test (wrap + unwrap through SoftHSM2): {probe.latency_ms:.1f} ms")
-        await create_module(node.ctx, ADMIN, ModuleInput("global.hsm"))
-        await create_policy(
-            node.ctx,
-            ADMIN,
-            "global.hsm",
-            PolicyInput(TargetType.ROLE, "svc", frozenset(Operation), AccessResult.TRACK),
-        )
         blob = (await node.crypto.encrypt(APP, Item(TARGET, b"salary"))).data
         assert blob is not None
         status = await get_status(node.ctx)

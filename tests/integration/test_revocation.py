@@ -11,27 +11,20 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.application.configuration import ConfigInput, configure_ekms, get_status
+from app.application.configuration import get_status
 from app.application.crypto import Item
-from app.application.modules import ModuleInput, create_module
-from app.application.policies import PolicyInput, create_policy
 from app.application.sync import sync_external_key
 from app.application.targets import Target
 from app.bootstrap import Container, running
 from app.domain.errors import KeyUnavailable, Reason
 from app.domain.values import (
-    AccessResult,
-    Caller,
     ExternalKeyStatus,
     KmsProvider,
-    Operation,
-    TargetType,
 )
 from app.infra.settings import Settings
+from tests.chain_support import APP, open_module
 from tests.fixtures.kms_gate import KmsGate
 
-ADMIN = Caller("admin", frozenset({"ekms.admin"}))
-APP = Caller("svc", frozenset({"svc"}))
 TARGET = Target(module="global.revoke")
 
 
@@ -53,14 +46,7 @@ def _settings(pg_url: str, url: str, region: str, tmp_path: Path, **extra: objec
 
 
 async def _prepare(container: Container, key_id: str) -> bytes:
-    await configure_ekms(container.ctx, ADMIN, ConfigInput(KmsProvider.AWS, key_id))
-    await create_module(container.ctx, ADMIN, ModuleInput("global.revoke"))
-    await create_policy(
-        container.ctx,
-        ADMIN,
-        "global.revoke",
-        PolicyInput(TargetType.ROLE, "svc", frozenset(Operation), AccessResult.TRACK),
-    )
+    await open_module(container.ctx, KmsProvider.AWS, key_id, "global.revoke")
     blob = (await container.crypto.encrypt(APP, Item(TARGET, b"payroll"))).data
     assert blob is not None
     return blob

@@ -7,6 +7,7 @@ import math
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,26 +16,19 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from app.application.configuration import ConfigInput, configure_ekms, get_status
+from app.application.configuration import get_status
 from app.application.crypto import Item
-from app.application.modules import ModuleInput, create_module
-from app.application.policies import PolicyInput, create_policy
 from app.application.sync import sync_external_key
 from app.application.targets import Target
 from app.bootstrap import Container, running
 from app.domain.errors import KeyUnavailable, Reason
 from app.domain.values import (
-    AccessResult,
-    Caller,
     ExternalKeyStatus,
     KmsProvider,
-    Operation,
-    TargetType,
 )
 from app.infra.settings import Settings
+from tests.chain_support import APP, open_module
 
-ADMIN = Caller("admin", frozenset({"ekms.admin"}))
-APP = Caller("svc", frozenset({"svc"}))
 TARGET = Target(module="global.sync")
 
 
@@ -58,36 +52,34 @@ def own_moto(aws_env: str) -> Iterator[tuple[ThreadedMotoServer, str, Any]]:
     server.stop()
 
 
-async def _container(pg_url: str, url: str, region: str, key_id: str, tmp_path: Path) -> Any:
-    settings = Settings(
-        database_url=pg_url,
-        kms_provider="aws",
-        aws_endpoint_url=url,
-        allow_insecure_kms_endpoint=True,
-        aws_region=region,
-        data_dir=tmp_path,
-        jwt_hs256_secret="z" * 40,
-        scheduler_enabled=False,
-    )
-    return running(settings)
+@asynccontextmanager
+async def _node(
+    pg_url: str, moto: tuple[ThreadedMotoServer, str, Any], tmp_path: Path, **overrides: Any
+) -> AsyncIterator[Container]:
+    """A node on ``moto``'s fresh key, configured with module global.sync open to role svc."""
+    _, url, admin = moto
+    key_id = admin.create_key()["KeyMetadata"]["KeyId"]
+    values: dict[str, Any] = {
+        "database_url": pg_url,
+        "kms_provider": "aws",
+        "aws_endpoint_url": url,
+        "allow_insecure_kms_endpoint": True,
+        "aws_region": admin.meta.region_name,
+        "data_dir": tmp_path,
+        "jwt_hs256_secret": "z" * 40,
+        "scheduler_enabled": False,
+    }
+    async with running(Settings(**{**values, **overrides})) as container:
+        await open_module(container.ctx, KmsProvider.AWS, key_id, "global.sync")
+        container.key_id = key_id  # type: ignore[attr-defined]
+        yield container
 
 
 @pytest.fixture
 async def node(
     pg_url: str, aws_env: str, own_moto: tuple[ThreadedMotoServer, str, Any], tmp_path: Path
 ) -> AsyncIterator[Container]:
-    _, url, admin = own_moto
-    key_id = admin.create_key()["KeyMetadata"]["KeyId"]
-    async with await _container(pg_url, url, aws_env, key_id, tmp_path) as container:
-        await configure_ekms(container.ctx, ADMIN, ConfigInput(KmsProvider.AWS, key_id))
-        await create_module(container.ctx, ADMIN, ModuleInput("global.sync"))
-        await create_policy(
-            container.ctx,
-            ADMIN,
-            "global.sync",
-            PolicyInput(TargetType.ROLE, "svc", frozenset(Operation), AccessResult.TRACK),
-        )
-        container.key_id = key_id  # type: ignore[attr-defined]
+    async with _node(pg_url, own_moto, tmp_path) as container:
         yield container
 
 
@@ -166,34 +158,15 @@ async def busy_node(
 ) -> AsyncIterator[Container]:
     """A node whose KMS timeouts (1 s) are far shorter than the loop stalls a saturated data
     plane causes, so a KMS call that shared the data plane's loop would time out."""
-    _, url, admin = own_moto
-    key_id = admin.create_key()["KeyMetadata"]["KeyId"]
-    settings = Settings(
-        database_url=pg_url,
-        kms_provider="aws",
-        aws_endpoint_url=url,
-        allow_insecure_kms_endpoint=True,
-        aws_region=aws_env,
-        data_dir=tmp_path,
-        jwt_hs256_secret="z" * 40,
-        scheduler_enabled=False,
-        kms_connect_timeout_seconds=1.0,
-        kms_read_timeout_seconds=1.0,
+    overrides = {
+        "kms_connect_timeout_seconds": 1.0,
+        "kms_read_timeout_seconds": 1.0,
         # The database still shares the main loop: keep the flusher from holding a pooled
         # connection, so the sync does not have to open one under the stall (asyncpg's 10 s
         # connect timeout fired once on a loaded machine with twice this load).
-        audit_flush_seconds=60,
-    )
-    async with running(settings) as container:
-        await configure_ekms(container.ctx, ADMIN, ConfigInput(KmsProvider.AWS, key_id))
-        await create_module(container.ctx, ADMIN, ModuleInput("global.sync"))
-        await create_policy(
-            container.ctx,
-            ADMIN,
-            "global.sync",
-            PolicyInput(TargetType.ROLE, "svc", frozenset(Operation), AccessResult.TRACK),
-        )
-        container.key_id = key_id  # type: ignore[attr-defined]
+        "audit_flush_seconds": 60,
+    }
+    async with _node(pg_url, own_moto, tmp_path, **overrides) as container:
         yield container
 
 

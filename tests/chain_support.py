@@ -1,0 +1,25 @@
+"""Setting up a key chain in integration tests: configure against an external key, create a
+module and a policy granting role ``svc`` every operation."""
+
+from __future__ import annotations
+
+from app.application.configuration import ConfigInput, configure_ekms
+from app.application.context import AppContext
+from app.application.modules import ModuleInput, create_module
+from app.application.policies import PolicyInput, create_policy
+from app.domain.values import AccessResult, Caller, KmsProvider, Operation, TargetType
+
+ADMIN = Caller("admin", frozenset({"ekms.admin"}))
+APP = Caller("svc", frozenset({"svc"}))
+
+
+async def open_module(ctx: AppContext, provider: KmsProvider, key_id: str, module: str) -> None:
+    """Configure ekms on ``key_id`` and open ``module`` to role ``svc`` (Track)."""
+    await configure_ekms(ctx, ADMIN, ConfigInput(provider, key_id))
+    await create_module(ctx, ADMIN, ModuleInput(module))
+    await create_policy(
+        ctx,
+        ADMIN,
+        module,
+        PolicyInput(TargetType.ROLE, "svc", frozenset(Operation), AccessResult.TRACK),
+    )
