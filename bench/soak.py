@@ -166,14 +166,23 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 class Mix:
     """One call of the mix at a time, checked."""
 
-    def __init__(self, plan: dict[str, Any], client: httpx.AsyncClient, seed: int) -> None:
+    def __init__(
+        self,
+        plan: dict[str, Any],
+        client: httpx.AsyncClient,
+        seed: int,
+        one_admin: asyncio.Lock | None = None,
+    ) -> None:
         self.plan = plan
         self.client = client
         self.rng = random.Random(seed)  # noqa: S311 - picks load, nothing secret
         self.app = {"Authorization": f"Bearer {plan['app_token']}"}
         self.admin = {"Authorization": f"Bearer {plan['admin_token']}"}
         self.writes = 0
-        self.one_admin = asyncio.Lock()  # one administrator: writes never race each other
+        # One administrator: writes never race each other. Shared by every Mix of a run: the
+        # closed loop gives each worker its own Mix, and per-Mix locks let two workers' PATCHes
+        # race into a (correct) 409 CONCURRENT_UPDATE (seen in a CI run under load).
+        self.one_admin = one_admin or asyncio.Lock()
 
     def pick(self) -> str:
         r, total = self.rng.random(), 0.0
@@ -231,8 +240,10 @@ async def closed_loop(plan: dict[str, Any], seconds: float, concurrency: int) ->
         warm_until = time.monotonic() + min(2.0, seconds / 3)
         end = warm_until + seconds
 
+        one_admin = asyncio.Lock()
+
         async def worker(n: int) -> None:
-            mix = Mix(plan, client, seed=n)
+            mix = Mix(plan, client, seed=n, one_admin=one_admin)
             while (now := time.monotonic()) < end:
                 kind = mix.pick()
                 started = time.perf_counter()
