@@ -98,8 +98,9 @@ class CryptoServicer(pb_grpc.CryptoServicer):
     ) -> list[ItemResult]:
         resolve = TargetCache(request.target if request.HasField("target") else None).resolve
 
-        def to_item(message: pb.EncryptItem | pb.DecryptItem) -> Item:
-            return Item(resolve(_target_of(message)), value(message), message.context)
+        def to_item(message: pb.EncryptItem | pb.DecryptItem) -> Item:  # runs per item
+            target = message.target if message.HasField("target") else None
+            return Item(resolve(target), value(message), message.context)
 
         return await self._crypto.run_batch(
             operation, current_caller(), request.items, to_item, max_items=self._max_batch_items
