@@ -13,7 +13,7 @@ and copied: both showed in the profile of the batch path.
 from __future__ import annotations
 
 import operator
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from app.application.crypto import CryptoService, Item, ItemResult
@@ -26,7 +26,7 @@ from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
 from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 from app.grpc.streams import holds_stream_slot
 
-_BatchOp = Callable[[Caller, Sequence[Item]], Awaitable[list[ItemResult]]]
+_ItemOp = Callable[[Caller, Item], Awaitable[ItemResult]]
 _PLAINTEXT = operator.attrgetter("plaintext")
 _CIPHERTEXT = operator.attrgetter("ciphertext")
 
@@ -98,8 +98,9 @@ class CryptoServicer(pb_grpc.CryptoServicer):
     ) -> list[ItemResult]:
         resolve = TargetCache(request.target if request.HasField("target") else None).resolve
 
-        def to_item(message: pb.EncryptItem | pb.DecryptItem) -> Item:
-            return Item(resolve(_target_of(message)), value(message), message.context)
+        def to_item(message: pb.EncryptItem | pb.DecryptItem) -> Item:  # runs per item
+            target = message.target if message.HasField("target") else None
+            return Item(resolve(target), value(message), message.context)
 
         return await self._crypto.run_batch(
             operation, current_caller(), request.items, to_item, max_items=self._max_batch_items
@@ -114,7 +115,7 @@ class CryptoServicer(pb_grpc.CryptoServicer):
         grant, targets = current_grant(), TargetCache()
         async for message in request_iterator:
             result = await self._stream_item(
-                self._crypto.encrypt_batch, grant, targets, message, message.plaintext
+                self._crypto.encrypt, grant, targets, message, message.plaintext
             )
             yield _encrypt_result(message.id, result, "EncryptStream")
 
@@ -125,13 +126,13 @@ class CryptoServicer(pb_grpc.CryptoServicer):
         grant, targets = current_grant(), TargetCache()
         async for message in request_iterator:
             result = await self._stream_item(
-                self._crypto.decrypt_batch, grant, targets, message, message.ciphertext
+                self._crypto.decrypt, grant, targets, message, message.ciphertext
             )
             yield _decrypt_result(message.id, result, "DecryptStream")
 
     @staticmethod
     async def _stream_item(
-        op: _BatchOp,
+        op: _ItemOp,
         grant: Grant,
         targets: TargetCache,
         message: pb.EncryptItem | pb.DecryptItem,
@@ -143,7 +144,7 @@ class CryptoServicer(pb_grpc.CryptoServicer):
         # goes on.
         try:
             item = Item(targets.resolve(_target_of(message)), data, message.context)
-            return (await op(grant.caller, (item,)))[0]
+            return await op(grant.caller, item)
         except EkmsError as exc:
             return ItemResult(error=exc)
 
