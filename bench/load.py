@@ -6,9 +6,12 @@ does not parse responses (raw-bytes gRPC methods, a minimal HTTP/1.1 keep-alive 
 REST), so it spends as little CPU per operation as possible; it parses a sample of responses
 to check that they succeed.
 
-Timing: the orchestrator gives absolute ``time.monotonic()`` instants (the clock is shared by
-all processes on the host). A client starts at once (warm-up), counts only operations that
-complete inside ``[start_at, end_at]``, and records its own CPU time at both ends.
+Timing: a client first opens its connections and says it is ready; when every client is, the
+orchestrator gives the window as absolute ``time.monotonic()`` instants (the clock is shared by
+all processes on the host). So a client slow to connect on a loaded machine cannot miss the
+window (a CI run once counted no operation in a 0.3 s window). A client then starts at once
+(warm-up), counts only operations that complete inside ``[start_at, end_at]``, and records its
+own CPU time at both ends.
 
 Open-loop mode (``rate`` set): requests leave on a fixed schedule, and a latency is measured
 from the scheduled instant, so a slow server cannot hide its queueing delay (no coordinated
@@ -29,6 +32,7 @@ from typing import Any
 import grpc
 
 MAX_SAMPLES = 200_000
+READY = "ready"  # a client's word to the orchestrator: connected, waiting for the window
 VALIDATE_EVERY = 64
 
 
@@ -38,7 +42,7 @@ class Spec:
 
     case: str
     kind: str  # "unary" | "stream" | "rest"
-    start_at: float
+    start_at: float  # set by the orchestrator once every client is ready (see Window)
     end_at: float
     target: str  # host:port
     method: str = ""  # gRPC full method, or the REST path
@@ -195,7 +199,7 @@ async def _stream_worker(
         writer.cancel()
 
 
-async def _run_grpc(rec: _Recorder) -> None:
+async def _run_grpc(rec: _Recorder, ready: Ready) -> None:
     spec = rec.spec
     metadata = (("authorization", f"Bearer {spec.token}"),)
     options = [
@@ -211,6 +215,7 @@ async def _run_grpc(rec: _Recorder) -> None:
     try:
         for channel in channels:
             await asyncio.wait_for(channel.channel_ready(), 10)
+        await _wait_window(spec, ready)
         if spec.kind == "stream":
             workers = [
                 _stream_worker(rec, channels[i % len(channels)], i, metadata)
@@ -259,10 +264,14 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, body
 
 
-async def _rest_worker(rec: _Recorder, raw: list[bytes], index: int) -> None:
+async def _rest_worker(
+    rec: _Recorder,
+    raw: list[bytes],
+    index: int,
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+) -> None:
     spec = rec.spec
-    host, port = spec.target.rsplit(":", 1)
-    reader, writer = await asyncio.open_connection(host, int(port))
+    reader, writer = connection
     n = index
     count = 0
     try:
@@ -285,9 +294,14 @@ async def _rest_worker(rec: _Recorder, raw: list[bytes], index: int) -> None:
         writer.close()
 
 
-async def _run_rest(rec: _Recorder) -> None:
+async def _run_rest(rec: _Recorder, ready: Ready) -> None:
     raw = _http_requests(rec.spec)
-    await _timed(rec, [_rest_worker(rec, raw, i) for i in range(rec.spec.concurrency)])
+    host, port = rec.spec.target.rsplit(":", 1)
+    connections = [
+        await asyncio.open_connection(host, int(port)) for _ in range(rec.spec.concurrency)
+    ]
+    await _wait_window(rec.spec, ready)
+    await _timed(rec, [_rest_worker(rec, raw, i, c) for i, c in enumerate(connections)])
 
 
 # --- driver --------------------------------------------------------------------------------------
@@ -312,12 +326,27 @@ async def _timed(rec: _Recorder, workers: list[Awaitable[None]]) -> None:
             rec.error(f"{type(result).__name__}: {result}")
 
 
-async def run_spec(spec: Spec) -> Outcome:
+# Told the client is connected; answers the window ``(start_at, end_at)``, or None to keep the
+# spec's own.
+Ready = Callable[[], Awaitable[tuple[float, float] | None]]
+
+
+async def _keep_window() -> None:
+    return None
+
+
+async def _wait_window(spec: Spec, ready: Ready) -> None:
+    window = await ready()
+    if window is not None:
+        spec.start_at, spec.end_at = window
+
+
+async def run_spec(spec: Spec, ready: Ready = _keep_window) -> Outcome:
     rec = _Recorder(spec)
     if spec.kind == "rest":
-        await _run_rest(rec)
+        await _run_rest(rec, ready)
     else:
-        await _run_grpc(rec)
+        await _run_grpc(rec, ready)
     return rec.outcome
 
 
@@ -333,8 +362,14 @@ def worker_main(conn: Connection) -> None:
         spec = conn.recv()
         if spec is None:
             return
+
+        async def ready() -> tuple[float, float]:
+            conn.send(READY)
+            window: tuple[float, float] = await asyncio.to_thread(conn.recv)
+            return window
+
         try:
-            conn.send(run(run_spec(spec)))
+            conn.send(run(run_spec(spec, ready)))
         except Exception as exc:  # report, keep serving
             outcome = Outcome(spec.case)
             outcome.errors = 1

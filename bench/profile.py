@@ -62,12 +62,11 @@ def _settings(database_url: str, kms_url: str, data_dir: Path, http: int, grpc_p
 async def _profile_load(
     server: Server, clients: Clients, name: str, workload: cases.Workload, out: Path, conc: int
 ) -> None:
-    start_at = time.monotonic() + 1.0
     spec = Spec(
         case=name,
         kind=workload.kind,
-        start_at=start_at,
-        end_at=start_at + SECONDS,
+        start_at=0.0,  # set by Clients.start
+        end_at=0.0,
         target=server.grpc_target if workload.kind != "rest" else f"127.0.0.1:{server.http_port}",
         method=workload.method,
         requests=workload.requests,
@@ -77,7 +76,9 @@ async def _profile_load(
         channels=2,
         token=token("bench-app", APP_ROLE),
     )
-    clients.send([replace(spec) for _ in range(len(clients))])
+    start_at, _ = await asyncio.to_thread(
+        clients.start, [replace(spec) for _ in range(len(clients))], 1.0, SECONDS
+    )
     await asyncio.sleep(max(start_at - time.monotonic(), 0))
     profiler = Profiler(interval=0.0005, async_mode="disabled")
     profiler.start()

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from bench import cases, inproc, report
-from bench.load import Outcome, Spec, worker_main
+from bench.load import READY, Outcome, Spec, worker_main
 from bench.stack import (
     APP_ROLE,
     Server,
@@ -66,6 +66,9 @@ class Plan:
 
 
 FULL = Plan(seconds=1.2, warmup=0.5, rounds=5, clients=2, inproc_seconds=1.0, idle_seconds=3.0)
+# How long a client may take to open its connections (a bound for a hang, not a speed: each
+# channel's own wait is 10 s).
+CONNECT_SECONDS = 90.0
 QUICK = Plan(seconds=0.3, warmup=0.3, rounds=1, clients=1, inproc_seconds=0.05, idle_seconds=0.3)
 
 
@@ -97,17 +100,35 @@ class Clients:
     def __len__(self) -> int:
         return len(self._conns)
 
-    def send(self, specs: list[Spec]) -> None:
+    def start(self, specs: list[Spec], warmup: float, seconds: float) -> tuple[float, float]:
+        """Hand each client its spec, wait until every one is connected, then open the window
+        ``warmup`` from now: ``(start_at, end_at)``. A client that failed before it was ready
+        has already sent its outcome; ``receive`` returns it."""
+        self._early: dict[int, Outcome] = {}
         for conn, spec in zip(self._conns, specs, strict=True):
             conn.send(spec)
+        for i, conn in enumerate(self._conns):
+            message = self._next(conn, CONNECT_SECONDS)
+            if message != READY:
+                self._early[i] = message
+        start_at = time.monotonic() + warmup
+        window = (start_at, start_at + seconds)
+        for i, conn in enumerate(self._conns):
+            if i not in self._early:
+                conn.send(window)
+        return window
 
     def receive(self, timeout: float) -> list[Outcome]:
-        outcomes = []
-        for conn in self._conns:
-            if not conn.poll(timeout):
-                raise RuntimeError("a client process did not report back")
-            outcomes.append(conn.recv())
-        return outcomes
+        return [
+            self._early.pop(i) if i in self._early else self._next(conn, timeout)
+            for i, conn in enumerate(self._conns)
+        ]
+
+    @staticmethod
+    def _next(conn: Connection, timeout: float) -> Any:
+        if not conn.poll(timeout):
+            raise RuntimeError("a client process did not report back")
+        return conn.recv()
 
     def close(self) -> None:
         for conn in self._conns:
@@ -125,14 +146,12 @@ def _sleep_until(instant: float) -> None:
 def run_case(
     server: Server, clients: Clients, case: Case, plan: Plan, app_token: str
 ) -> dict[str, Any]:
-    start_at = time.monotonic() + plan.warmup
-    end_at = start_at + plan.seconds
     w = case.workload
     base = Spec(
         case=case.name,
         kind=w.kind,
-        start_at=start_at,
-        end_at=end_at,
+        start_at=0.0,  # Clients.start sets the window once every client is connected
+        end_at=0.0,
         target=server.grpc_target if w.kind != "rest" else f"127.0.0.1:{server.http_port}",
         method=w.method,
         requests=w.requests,
@@ -144,7 +163,9 @@ def run_case(
         rate=case.rate / len(clients) if case.rate else None,
         token=app_token,
     )
-    clients.send([replace(base) for _ in range(len(clients))])
+    start_at, end_at = clients.start(
+        [replace(base) for _ in range(len(clients))], plan.warmup, plan.seconds
+    )
     _sleep_until(start_at)
     exact_counters = server.workers == 1
     before = server.counters() if exact_counters else {}
@@ -275,11 +296,9 @@ def aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     # The rounds during which the rest of the machine was nearly idle, if any.
     quiet = [r for r in rounds if r["other_cores"] < QUIET_CORES]
     out["quiet_rounds"] = len(quiet)
-    out["ops_per_s_quiet"] = float(np.median([r["ops_per_s"] for r in quiet])) if quiet else None
-    out["server_cpu_us_per_field_quiet"] = (
-        float(np.median([r["server_cpu_us_per_field"] for r in quiet])) if quiet else None
-    )
-    out["p99_ms_quiet"] = float(np.median([r["p99_ms"] for r in quiet])) if quiet else None
+    for name in ("ops_per_s", "server_cpu_us_per_field", "p99_ms"):
+        values = [r[name] for r in quiet if r[name] is not None]
+        out[f"{name}_quiet"] = float(np.median(values)) if values else None
     return out
 
 
