@@ -408,7 +408,7 @@ class FakeKms:
                 reason="access denied",
                 reason_code=Reason.EXTERNAL_KEY_ACCESS_DENIED,
             )
-        return ExternalKeyDescription(self.status, key_arn=self.arn, reason=self.reason)
+        return ExternalKeyDescription(self.status, key_name=self.arn, reason=self.reason)
 
     async def rotation_state(self) -> RotationState:
         self._call("rotation_state")

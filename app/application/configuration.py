@@ -34,7 +34,7 @@ class ProbeResult:
     """The outcome of wrapping and unwrapping a probe key through the external KMS."""
 
     ok: bool
-    key_arn: str | None
+    key_name: str | None
     status: ExternalKeyStatus
     latency_ms: float
     reason: str | None = None
@@ -167,7 +167,7 @@ async def probe_ekms_config(ctx: AppContext, caller: Caller) -> ProbeResult:
         ok = constant_time_equal(probe, back)
         result = ProbeResult(
             ok=ok,
-            key_arn=wrapped.key_arn,
+            key_name=wrapped.key_name,
             status=description.status,
             latency_ms=(time.perf_counter() - started) * 1000,
             reason=None if ok else "the probe did not round-trip",
@@ -175,7 +175,7 @@ async def probe_ekms_config(ctx: AppContext, caller: Caller) -> ProbeResult:
     except EkmsError as exc:
         result = ProbeResult(
             ok=False,
-            key_arn=description.key_arn,
+            key_name=description.key_name,
             status=description.status,
             latency_ms=(time.perf_counter() - started) * 1000,
             reason=exc.message,
@@ -211,7 +211,7 @@ class EkmsStatus:
     unavailable_since: datetime | None
     serving: bool
     serving_reason: str | None
-    ekek_key_arn: str | None
+    ekek_key_name: str | None
     ekek_rotation_marker: str | None
     ekek_rewrapped_at: datetime | None
     kek_fingerprint: str | None
@@ -249,7 +249,7 @@ async def get_status(ctx: AppContext) -> EkmsStatus:
         unavailable_since=config.unavailable_since if config else None,
         serving=serving,
         serving_reason=serving_reason,
-        ekek_key_arn=ekek.kms_key_arn if ekek else None,
+        ekek_key_name=ekek.kms_key_arn if ekek else None,
         ekek_rotation_marker=ekek.rotation_marker if ekek else None,
         ekek_rewrapped_at=ekek.rewrapped_at if ekek else None,
         kek_fingerprint=ekek.fingerprint if ekek else None,

@@ -96,7 +96,7 @@ class EkekRewrapResult:
 
 
 async def rewrap_ekek(ctx: AppContext, caller: Caller) -> EkekRewrapResult:
-    """Re-encrypt the wrapped KEK under the external key's current material (KMS ReEncrypt).
+    """Wrap the KEK again under the external key's current material (``kms.rewrap``).
 
     The KEK and every DEK stay the same, so no cache is touched and no call is interrupted.
     """
@@ -110,7 +110,7 @@ async def rewrap_ekek(ctx: AppContext, caller: Caller) -> EkekRewrapResult:
     rewrapped = await kms.rewrap(ekek.wrapped_kek, ekek.encryption_context)
     old_marker = ekek.rotation_marker
     async with ctx.uow() as uow:
-        ekek.rewrapped(rewrapped.ciphertext, rewrapped.key_arn, rotation.marker, ctx.clock.now())
+        ekek.rewrapped(rewrapped.ciphertext, rewrapped.key_name, rotation.marker, ctx.clock.now())
         await uow.instance_keys.save(ekek)
         await uow.audit.append(
             [

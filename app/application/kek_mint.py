@@ -23,7 +23,7 @@ async def mint_kek(
     ekek = ExternalInstanceKey(
         id=kek_id,
         wrapped_kek=wrapped.ciphertext,
-        kms_key_arn=wrapped.key_arn,
+        kms_key_arn=wrapped.key_name,
         rotation_marker=rotation.marker,
         encryption_context=context,
         fingerprint=kek.fingerprint,

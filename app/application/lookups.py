@@ -30,7 +30,7 @@ async def require_module(uow: UnitOfWork, name: str) -> CryptoModule:
 
 def external_ref(config: ExternalKmsConfig) -> ExternalKeyRef:
     """The provider's reference to the configuration's external key."""
-    return ExternalKeyRef(config.provider, config.key_id, config.region)
+    return ExternalKeyRef(config.provider, config.key_id, location=config.region)
 
 
 def kek_context(instance_id: str, kek_id: uuid.UUID) -> dict[str, str]:

@@ -1,10 +1,11 @@
 """The external key status sync: read the key's state, prove the key still unwraps the EKEK,
 record what was seen, rewrap after a rotation of the key material.
 
-moto (and a KMS behind a proxy) may keep answering Encrypt/Decrypt for a disabled key, so
-ekms never infers "enabled" from those calls: it asks DescribeKey and ListKeyRotations. It does
-infer "refused" from them: a key policy that denies kms:Decrypt while DescribeKey still works
-is caught by the unwrap proof, and fails closed at once.
+A KMS may keep answering wrap/unwrap for a disabled key (moto does, and so may a KMS behind a
+proxy), so ekms never infers "enabled" from those calls: it asks the provider to describe the
+key and read its rotation marker. It does infer "refused" from them: a key policy that denies
+unwrapping (AWS: kms:Decrypt) while describing still works is caught by the unwrap proof, and
+fails closed at once.
 
 A KMS that does not answer is asked again before the sync counts it Unavailable; when ekms
 itself was too busy to hear the answer (``StallMeter``), the sync is inconclusive instead and
@@ -188,7 +189,7 @@ async def _asked_again(
 async def _observe(
     ctx: AppContext, kms: KeyManagementService, ekek: ExternalInstanceKey | None
 ) -> tuple[ExternalKeyDescription, str | None]:
-    """DescribeKey, then (for an enabled key with an EKEK) the unwrap proof, each asked again
+    """Describe the key, then (for an enabled key with an EKEK) the unwrap proof, each asked again
     when the KMS did not answer. Returns what was seen, and a reason when a silence was ekms's
     own (the loop that runs KMS calls stalled through the wait)."""
     mark = ctx.stalls.mark()

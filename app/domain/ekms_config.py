@@ -133,7 +133,8 @@ class ExternalInstanceKey:
 
     id: uuid.UUID
     wrapped_kek: bytes = field(repr=False)
-    kms_key_arn: str
+    kms_key_arn: str  # the provider's key_name that wrapped it (named for the first provider:
+    # the column keeps its name, since renaming one breaks a rolling upgrade)
     rotation_marker: str
     encryption_context: dict[str, str]
     fingerprint: str

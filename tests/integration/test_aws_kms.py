@@ -33,7 +33,7 @@ def aws_ref(key_id: str, **kwargs: Any) -> ExternalKeyRef:
 async def test_wrap_unwrap_round_trip_with_context(aws_kms: AwsKms, kms_key: str) -> None:
     wrapped = await aws_kms.wrap(SECRET, CONTEXT)
 
-    assert wrapped.key_arn.startswith("arn:aws:kms:") and wrapped.key_arn.endswith(kms_key)
+    assert wrapped.key_name.startswith("arn:aws:kms:") and wrapped.key_name.endswith(kms_key)
     assert SECRET not in wrapped.ciphertext
     assert SECRET.hex() not in repr(wrapped)
     assert await aws_kms.unwrap(wrapped.ciphertext, CONTEXT) == SECRET
@@ -80,7 +80,7 @@ async def test_rewrap_gives_a_new_blob_for_the_same_key(aws_kms: AwsKms, kms_key
     rewrapped = await aws_kms.rewrap(wrapped.ciphertext, CONTEXT)
 
     assert rewrapped.ciphertext != wrapped.ciphertext
-    assert rewrapped.key_arn.endswith(kms_key)
+    assert rewrapped.key_name.endswith(kms_key)
     assert await aws_kms.unwrap(rewrapped.ciphertext, CONTEXT) == SECRET
     with pytest.raises(DecryptionFailed):
         await aws_kms.rewrap(wrapped.ciphertext, {"other": "context"})
@@ -90,7 +90,7 @@ async def test_describe_enabled_key(aws_kms: AwsKms, kms_key: str) -> None:
     description = await aws_kms.describe()
 
     assert description.status is ExternalKeyStatus.ENABLED
-    assert description.key_arn is not None and description.key_arn.endswith(kms_key)
+    assert description.key_name is not None and description.key_name.endswith(kms_key)
     assert description.deletion_date is None
     assert description.rotation_enabled is False
     assert description.reason is None
@@ -142,7 +142,7 @@ async def test_describe_unknown_key_is_deleted(aws_connector: AwsKmsConnector) -
     description = await kms.describe()
 
     assert description.status is ExternalKeyStatus.DELETED
-    assert description.key_arn is None
+    assert description.key_name is None
 
 
 async def test_operations_on_unknown_key_raise_deleted(aws_connector: AwsKmsConnector) -> None:
@@ -310,7 +310,7 @@ async def test_connector_pools_one_client_per_region_and_endpoint(
 ) -> None:
     key_a = kms_admin.create_key()["KeyMetadata"]["KeyId"]
     key_b = kms_admin.create_key()["KeyMetadata"]["KeyId"]
-    ref_a, ref_b = aws_ref(key_a), aws_ref(key_b, region=AWS_TEST_REGION)
+    ref_a, ref_b = aws_ref(key_a), aws_ref(key_b, location=AWS_TEST_REGION)
     kms_a, kms_b = aws_connector.connect(ref_a), aws_connector.connect(ref_b)
 
     # Concurrent first use must still create a single client.
@@ -320,7 +320,7 @@ async def test_connector_pools_one_client_per_region_and_endpoint(
     assert await aws_connector.client_for(ref_a) is await aws_connector.client_for(aws_ref(key_b))
     assert await aws_connector.client_for(ref_b) is not await aws_connector.client_for(ref_a)
 
-    other = aws_ref(key_a, region="us-west-2")
+    other = aws_ref(key_a, location="us-west-2")
     assert (await aws_connector.connect(other).describe()).status is ExternalKeyStatus.DELETED
     assert aws_connector.pool_size == 3
 

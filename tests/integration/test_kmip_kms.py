@@ -37,7 +37,7 @@ async def test_wrap_unwrap_round_trip_with_context(
 ) -> None:
     wrapped = await kmip_kms.wrap(SECRET, CONTEXT)
 
-    assert wrapped.key_arn == f"kmip://127.0.0.1:{kmip_server.port}/{kmip_key}"
+    assert wrapped.key_name == f"kmip://127.0.0.1:{kmip_server.port}/{kmip_key}"
     assert wrapped.ciphertext.startswith(FORMAT_HEADER)
     assert SECRET not in wrapped.ciphertext
     assert await kmip_kms.unwrap(wrapped.ciphertext, CONTEXT) == SECRET
@@ -140,7 +140,7 @@ async def test_active_key_is_enabled(kmip_kms: KmipKms, kmip_key: str) -> None:
     description = await kmip_kms.describe()
 
     assert description.status is ExternalKeyStatus.ENABLED
-    assert description.key_arn is not None and description.key_arn.endswith(f"/{kmip_key}")
+    assert description.key_name is not None and description.key_name.endswith(f"/{kmip_key}")
 
 
 async def test_pre_active_key_is_disabled_until_activated(
@@ -249,17 +249,17 @@ async def test_rekey_changes_the_marker_and_rewrap_moves_the_blob(
     assert (await kmip_kms.rotation_state()).marker == after.marker  # stable until the next
 
     moved = await kmip_kms.rewrap(wrapped.ciphertext, CONTEXT)
-    assert moved.key_arn.endswith(f"/{replacement}")
+    assert moved.key_name.endswith(f"/{replacement}")
     assert await kmip_kms.unwrap(moved.ciphertext, CONTEXT) == SECRET
     with pytest.raises(DecryptionFailed):
         await kmip_kms.unwrap(moved.ciphertext, {**CONTEXT, "ekms:kek": "kek-2"})
-    assert (await kmip_kms.wrap(SECRET, CONTEXT)).key_arn.endswith(f"/{replacement}")
+    assert (await kmip_kms.wrap(SECRET, CONTEXT)).key_name.endswith(f"/{replacement}")
     # The old blob still opens while the old key is kept (until the EKEK is rewrapped).
     assert await kmip_kms.unwrap(wrapped.ciphertext, CONTEXT) == SECRET
 
     third = kmip_admin.rekey(replacement)
     assert (await kmip_kms.rotation_state()).marker == f"kmip:rekeys=2:{third}"
-    assert (await kmip_kms.rewrap(moved.ciphertext, CONTEXT)).key_arn.endswith(f"/{third}")
+    assert (await kmip_kms.rewrap(moved.ciphertext, CONTEXT)).key_name.endswith(f"/{third}")
 
 
 async def test_a_fresh_connector_follows_the_chain_to_unwrap(
@@ -267,7 +267,7 @@ async def test_a_fresh_connector_follows_the_chain_to_unwrap(
 ) -> None:
     replacement = kmip_admin.rekey(kmip_key)
     moved = await kmip_kms.rewrap((await kmip_kms.wrap(SECRET, CONTEXT)).ciphertext, CONTEXT)
-    assert moved.key_arn.endswith(f"/{replacement}")
+    assert moved.key_name.endswith(f"/{replacement}")
 
     restarted = KmipKmsConnector(kmip_server.settings())  # as after a restart: nothing cached
     try:

@@ -44,8 +44,8 @@ async def test_wrap_unwrap_round_trip_with_context(pkcs11_kms: Pkcs11Kms, pkcs11
     assert blob[:3] == b"\x01\x01\x01"  # version 1, a 1-byte CKA_ID, CKA_ID 01
     assert len(blob) == 3 + IV_SIZE + len(SECRET) + TAG_SIZE
     assert SECRET not in blob and SECRET.hex() not in repr(wrapped)
-    assert wrapped.key_arn.startswith("pkcs11:token=ekms-")
-    assert f";object={pkcs11_key};id=%01;type=secret-key" in wrapped.key_arn
+    assert wrapped.key_name.startswith("pkcs11:token=ekms-")
+    assert f";object={pkcs11_key};id=%01;type=secret-key" in wrapped.key_name
     assert await pkcs11_kms.unwrap(blob, dict(reversed(list(CONTEXT.items())))) == SECRET
     assert (await pkcs11_kms.wrap(SECRET, CONTEXT)).ciphertext != blob  # a fresh IV each time
 
@@ -97,7 +97,7 @@ async def test_an_enabled_key_is_described_enabled(pkcs11_kms: Pkcs11Kms) -> Non
     described = await pkcs11_kms.describe()
 
     assert described.status is ExternalKeyStatus.ENABLED
-    assert described.key_arn is not None and described.key_arn.endswith(";id=%01;type=secret-key")
+    assert described.key_name is not None and described.key_name.endswith(";id=%01;type=secret-key")
     assert described.rotation_enabled is False and described.reason_code is None
 
 
@@ -194,7 +194,7 @@ async def test_a_new_version_rotates_and_rewrap_keeps_the_plaintext(
     assert after.rotation_count == 1
     assert await pkcs11_kms.rotation_state() == after  # stable until the next rotation
     rewrapped = await pkcs11_kms.rewrap(old, CONTEXT)
-    assert rewrapped.ciphertext[:3] == b"\x01\x01\x02" and rewrapped.key_arn.find(";id=%02;") > 0
+    assert rewrapped.ciphertext[:3] == b"\x01\x01\x02" and rewrapped.key_name.find(";id=%02;") > 0
     assert await pkcs11_kms.unwrap(rewrapped.ciphertext, CONTEXT) == SECRET
     assert await pkcs11_kms.unwrap(old, CONTEXT) == SECRET  # the old version still unwraps
     assert (await pkcs11_kms.wrap(SECRET, CONTEXT)).ciphertext[2] == 2

@@ -94,7 +94,7 @@ async def test_configuring_against_a_disabled_key_is_refused(world: World) -> No
 async def test_probe_round_trips_and_is_audited(world: World) -> None:
     await world.configure()
     result = await probe_ekms_config(world.ctx, ADMIN)
-    assert result.ok and result.key_arn == world.kms.arn
+    assert result.ok and result.key_name == world.kms.arn
     assert world.db.committed.audit[-1].action == "ekms.config.test"
 
 

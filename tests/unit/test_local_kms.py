@@ -56,7 +56,7 @@ async def test_round_trip_with_context() -> None:
     assert wrapped.ciphertext.startswith(FORMAT_HEADER)
     assert len(wrapped.ciphertext) == len(FORMAT_HEADER) + 12 + len(SECRET) + 16
     assert SECRET not in wrapped.ciphertext
-    assert wrapped.key_arn == local.key_arn
+    assert wrapped.key_name == local.key_name
     assert await local.unwrap(wrapped.ciphertext, CONTEXT) == SECRET
 
 
@@ -159,7 +159,7 @@ async def test_rewrap_gives_a_new_blob_with_the_same_content() -> None:
     rewrapped = await local.rewrap(wrapped.ciphertext, CONTEXT)
 
     assert rewrapped.ciphertext != wrapped.ciphertext
-    assert rewrapped.key_arn == wrapped.key_arn
+    assert rewrapped.key_name == wrapped.key_name
     assert await local.unwrap(rewrapped.ciphertext, CONTEXT) == SECRET
     with pytest.raises(DecryptionFailed):
         await local.rewrap(wrapped.ciphertext, {"other": "context"})
@@ -173,13 +173,13 @@ async def test_describe_is_enabled_with_a_fingerprint_arn() -> None:
     description = await local.describe()
 
     assert description.status is ExternalKeyStatus.ENABLED
-    assert description.key_arn is not None
-    prefix, fingerprint = description.key_arn.split(":")
+    assert description.key_name is not None
+    prefix, fingerprint = description.key_name.split(":")
     assert prefix == "local" and len(fingerprint) == 16
     int(fingerprint, 16)
     assert description.rotation_enabled is False
-    assert description.key_arn != (await kms(OTHER_ROOT).describe()).key_arn
-    assert_no_key_material(description.key_arn)
+    assert description.key_name != (await kms(OTHER_ROOT).describe()).key_name
+    assert_no_key_material(description.key_name)
 
 
 async def test_rotation_state_is_fixed_per_root_key() -> None:

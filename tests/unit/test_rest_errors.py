@@ -139,7 +139,7 @@ def _status(**overrides: object) -> EkmsStatus:
         "unavailable_since": None,
         "serving": True,
         "serving_reason": None,
-        "ekek_key_arn": None,
+        "ekek_key_name": None,
         "ekek_rotation_marker": None,
         "ekek_rewrapped_at": None,
         "kek_fingerprint": None,

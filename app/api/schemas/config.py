@@ -138,7 +138,7 @@ class ProbeOut(BaseModel):
     def of(cls, result: ProbeResult) -> ProbeOut:
         return cls(
             ok=result.ok,
-            key_arn=result.key_arn,
+            key_arn=result.key_name,
             status=result.status,
             latency_ms=round(result.latency_ms, 3),
             reason=result.reason,
@@ -216,7 +216,7 @@ class StatusOut(BaseModel):
             instance_key=InstanceKeyOut(
                 kek_fingerprint=status.kek_fingerprint,
                 kek_created_at=status.kek_created_at,
-                wrapped_under_key_arn=status.ekek_key_arn,
+                wrapped_under_key_arn=status.ekek_key_name,
                 rotation_marker=status.ekek_rotation_marker,
                 rewrapped_at=status.ekek_rewrapped_at,
             ),

@@ -14,28 +14,39 @@ from app.domain.values import ExternalKeyStatus, KmsProvider
 
 @dataclass(frozen=True, slots=True)
 class ExternalKeyRef:
-    """Which external key. Where its KMS lives is the adapter's server setting, never data."""
+    """Which external key: opaque to ekms, read only by its provider's adapter.
+
+    ``key_id`` is the provider's own name for the key (an AWS key id, alias or ARN; a PKCS#11
+    key label; a KMIP unique identifier). ``location`` is where within the provider, for the
+    providers that have one (an AWS region); ``None`` means the adapter's default. Where the
+    provider's server lives is the adapter's server setting, never data.
+    """
 
     provider: KmsProvider
     key_id: str
-    region: str | None = None
+    location: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class KmsWrapped:
+    """A key wrapped by the external key. ``key_name`` is the provider's full name of the key
+    (and version, where the provider has versions) that wrapped it: an AWS key ARN, an RFC 7512
+    PKCS#11 URI, a ``kmip://`` URI. ekms stores and shows it, never parses it."""
+
     ciphertext: bytes = field(repr=False)
-    key_arn: str
+    key_name: str
 
 
 @dataclass(frozen=True, slots=True)
 class ExternalKeyDescription:
-    """What DescribeKey said, mapped to our states. ``reason`` explains UNAVAILABLE;
-    ``reason_code`` says which kind: a refusal (``EXTERNAL_KEY_ACCESS_DENIED``, fails closed at
-    once) or no answer (``KMS_UNAVAILABLE`` / ``KMS_THROTTLED``, retried, then the grace period).
+    """What the provider said of the key, mapped to our states; ``key_name`` as in
+    ``KmsWrapped``. ``reason`` explains UNAVAILABLE; ``reason_code`` says which kind: a
+    refusal (``EXTERNAL_KEY_ACCESS_DENIED``, fails closed at once) or no answer
+    (``KMS_UNAVAILABLE`` / ``KMS_THROTTLED``, retried, then the grace period).
     """
 
     status: ExternalKeyStatus
-    key_arn: str | None = None
+    key_name: str | None = None
     deletion_date: datetime | None = None
     rotation_enabled: bool | None = None
     reason: str | None = None
@@ -62,7 +73,9 @@ class RotationState:
 
 
 class KeyManagementService(Protocol):
-    """One external root key (AWS KMS, or the local root key).
+    """One external root key, of any provider (AWS KMS, a PKCS#11 token, a KMIP server, the
+    local root key): wrap, unwrap, rewrap to the current key material, describe its state and
+    read its rotation marker.
 
     Errors: ``KeyUnavailable`` with reason EXTERNAL_KEY_DISABLED, _PENDING_DELETION, _DELETED
     or _UNAVAILABLE (access denied); ``ServiceUnavailable`` for network failures and throttling;
@@ -76,15 +89,20 @@ class KeyManagementService(Protocol):
     async def unwrap(self, wrapped: bytes, context: Mapping[str, str]) -> bytes: ...
 
     async def rewrap(self, wrapped: bytes, context: Mapping[str, str]) -> KmsWrapped:
-        """Re-encrypt under the key's current material (KMS ReEncrypt), plaintext never leaves."""
+        """Wrap again under the key's current material. The plaintext never reaches ekms's
+        code: AWS does it in one ReEncrypt; an HSM or KMIP adapter unwraps and wraps inside
+        its own call."""
         ...
 
     async def describe(self) -> ExternalKeyDescription:
-        """Never raises for the key's own state: NotFound maps to DELETED, access denied, missing
-        credentials and network failures to UNAVAILABLE with a reason."""
+        """The key's state. Never raises for it: a key that is gone maps to DELETED, a refusal,
+        missing credentials and network failures to UNAVAILABLE with a reason."""
         ...
 
-    async def rotation_state(self) -> RotationState: ...
+    async def rotation_state(self) -> RotationState:
+        """The rotation marker (and history): a new marker means new key material, so the
+        EKEK is due a rewrap."""
+        ...
 
 
 class KmsConnector(Protocol):

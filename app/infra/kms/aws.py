@@ -90,7 +90,7 @@ class AwsKmsConnector:
     def endpoint(self, ref: ExternalKeyRef) -> str:
         if self.default_endpoint_url:
             return self.default_endpoint_url
-        region = ref.region or self.default_region
+        region = ref.location or self.default_region
         return f"https://kms.{region}.amazonaws.com" if region else "AWS KMS (the chain's region)"
 
     @property
@@ -100,7 +100,7 @@ class AwsKmsConnector:
 
     async def client_for(self, ref: ExternalKeyRef) -> Any:
         """The pooled aiobotocore KMS client for ``ref``, created on first use."""
-        key: _ClientKey = (ref.region or self.default_region, self.default_endpoint_url)
+        key: _ClientKey = (ref.location or self.default_region, self.default_endpoint_url)
         client = self._clients.get(key)
         if client is not None:
             return client
@@ -151,7 +151,7 @@ class AwsKms(KeyManagementService):
             resp = await client.encrypt(
                 KeyId=self.ref.key_id, Plaintext=key_to_wrap, EncryptionContext=dict(context)
             )
-        return KmsWrapped(ciphertext=resp["CiphertextBlob"], key_arn=resp["KeyId"])
+        return KmsWrapped(ciphertext=resp["CiphertextBlob"], key_name=resp["KeyId"])
 
     async def unwrap(self, wrapped: bytes, context: Mapping[str, str]) -> bytes:
         _check_ciphertext(wrapped)
@@ -175,7 +175,7 @@ class AwsKms(KeyManagementService):
                 DestinationKeyId=self.ref.key_id,
                 DestinationEncryptionContext=dict(context),
             )
-        return KmsWrapped(ciphertext=resp["CiphertextBlob"], key_arn=resp["KeyId"])
+        return KmsWrapped(ciphertext=resp["CiphertextBlob"], key_name=resp["KeyId"])
 
     async def describe(self) -> ExternalKeyDescription:
         try:
@@ -189,7 +189,7 @@ class AwsKms(KeyManagementService):
         pending = status is ExternalKeyStatus.PENDING_DELETION
         return ExternalKeyDescription(
             status=status,
-            key_arn=meta.get("Arn"),
+            key_name=meta.get("Arn"),
             deletion_date=_utc(meta.get("DeletionDate")) if pending else None,
             rotation_enabled=await self._rotation_enabled_or_none(client),
             # Unavailable, PendingImport, Creating, Updating, or a state this code predates.

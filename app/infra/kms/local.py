@@ -90,7 +90,7 @@ class LocalKms(KeyManagementService):
         return f"LocalKms(ref={self.ref!r}, root_key_fingerprint={self._fingerprint!r})"
 
     @property
-    def key_arn(self) -> str:
+    def key_name(self) -> str:
         return f"local:{self._fingerprint}"
 
     async def _state(self) -> LocalKeyState:
@@ -124,7 +124,7 @@ class LocalKms(KeyManagementService):
         aead = await self._usable()
         nonce = secrets.token_bytes(NONCE_SIZE)
         sealed = aead.encrypt(nonce, key_to_wrap, self._aad(context))
-        return KmsWrapped(ciphertext=FORMAT_HEADER + nonce + sealed, key_arn=self.key_arn)
+        return KmsWrapped(ciphertext=FORMAT_HEADER + nonce + sealed, key_name=self.key_name)
 
     async def unwrap(self, wrapped: bytes, context: Mapping[str, str]) -> bytes:
         if not isinstance(wrapped, bytes):
@@ -148,11 +148,11 @@ class LocalKms(KeyManagementService):
         except UnreadableState:
             return ExternalKeyDescription(
                 status=ExternalKeyStatus.UNAVAILABLE,
-                key_arn=self.key_arn,
+                key_name=self.key_name,
                 reason="the local root key's state file cannot be read",
             )
         return ExternalKeyDescription(
-            status=_STATUS[state], key_arn=self.key_arn, rotation_enabled=False
+            status=_STATUS[state], key_name=self.key_name, rotation_enabled=False
         )
 
     async def rotation_state(self) -> RotationState:

@@ -85,7 +85,7 @@ class KmipKms(KeyManagementService):
         if encrypted.uid != current:
             raise KeyUnavailable("the KMIP server encrypted under another key than asked")
         sealed = _format.Sealed(uid=current, nonce=nonce, tag=tag, ciphertext=encrypted.data)
-        return KmsWrapped(ciphertext=sealed.to_bytes(), key_arn=self._key_arn(current))
+        return KmsWrapped(ciphertext=sealed.to_bytes(), key_name=self._key_arn(current))
 
     async def unwrap(self, wrapped: bytes, context: Mapping[str, str]) -> bytes:
         if not isinstance(wrapped, bytes):
@@ -115,10 +115,10 @@ class KmipKms(KeyManagementService):
         if status is None:
             return ExternalKeyDescription(
                 status=ExternalKeyStatus.UNAVAILABLE,
-                key_arn=self._key_arn(current.uid),
+                key_name=self._key_arn(current.uid),
                 reason=f"the KMIP key's State is {current.state or 'not reported'}",
             )
-        return ExternalKeyDescription(status=status, key_arn=self._key_arn(current.uid))
+        return ExternalKeyDescription(status=status, key_name=self._key_arn(current.uid))
 
     async def rotation_state(self) -> RotationState:
         chain = await self._chain()

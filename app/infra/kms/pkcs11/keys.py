@@ -132,7 +132,7 @@ def unwrap(
 
 
 def object_uri(session: pkcs11.Session, label: str, key_id: bytes) -> str:
-    """The key version as an RFC 7512 PKCS#11 URI (what ``KmsWrapped.key_arn`` reports)."""
+    """The key version as an RFC 7512 PKCS#11 URI (what ``KmsWrapped.key_name`` reports)."""
     token = quote(session.token.label, safe="")
     obj = quote(label, safe="")
     return f"pkcs11:token={token};object={obj};id={quote(key_id, safe='')};type=secret-key"

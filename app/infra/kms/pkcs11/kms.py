@@ -104,7 +104,7 @@ class Pkcs11Kms(KeyManagementService):
             raise InvalidInput(f"key_to_wrap must be 1 to {MAX_KEY_TO_WRAP} bytes")
         label, ctx = self.ref.key_id, _checked(context)
         wrapped, uri = await self._connector.call(lambda s: keys.wrap(s, label, key_to_wrap, ctx))
-        return KmsWrapped(ciphertext=wrapped, key_arn=uri)
+        return KmsWrapped(ciphertext=wrapped, key_name=uri)
 
     async def unwrap(self, wrapped: bytes, context: Mapping[str, str]) -> bytes:
         parsed, label, ctx = blob.parse(wrapped), self.ref.key_id, _checked(context)
@@ -121,7 +121,7 @@ class Pkcs11Kms(KeyManagementService):
             return keys.wrap(session, label, keys.unwrap(session, label, parsed, ctx), ctx)
 
         ciphertext, uri = await self._connector.call(rewrap)
-        return KmsWrapped(ciphertext=ciphertext, key_arn=uri)
+        return KmsWrapped(ciphertext=ciphertext, key_name=uri)
 
     async def describe(self) -> ExternalKeyDescription:
         label = self.ref.key_id
@@ -141,7 +141,7 @@ class Pkcs11Kms(KeyManagementService):
         usable = found[-1].can_encrypt and found[-1].can_decrypt
         return ExternalKeyDescription(
             status=ExternalKeyStatus.ENABLED if usable else ExternalKeyStatus.DISABLED,
-            key_arn=uri,
+            key_name=uri,
             rotation_enabled=False,
         )
 
