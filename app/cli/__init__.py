@@ -2,10 +2,12 @@
 
 - ``serve``, ``migrate``, ``token`` (``_process``) and ``local-key`` (``_local_key``) run ekms
   itself, from the process settings (``_settings``).
-- The admin commands (``status``, ``audit``, ``config``, ``modules``, ``keys``, ``policies``,
-  ``fields``, ``kek``: one module each) are clients of the REST API (``_http``) that only show
-  its answers (``_render``). The root callback keeps their client (``_options``). Destructive
-  actions ask for confirmation unless ``--yes``.
+- The admin commands (``status`` and ``sync``, ``audit``, ``config``, ``modules``, ``keys``,
+  ``policies``, ``fields``, ``kek``: one module each) are clients of the REST API (``_http``)
+  that only show its answers, as a table or as JSON or YAML (``-o``, ``_render``); a problem is
+  printed by ``_problems``. The root callback keeps their client (``_options``) and answers
+  ``--version``. Destructive actions ask for confirmation unless ``--yes``.
+- Shell completion: ``ekms --install-completion`` (or ``--show-completion``).
 """
 
 from __future__ import annotations
@@ -23,19 +25,18 @@ from app.cli._options import connect
 from app.cli._policies import policies
 from app.cli._process import migrate, serve, token
 from app.cli._settings import load_settings
-from app.cli._status import status
+from app.cli._status import status, sync
 
 __all__ = ["cli", "load_settings", "main"]
 
-cli = typer.Typer(
-    no_args_is_help=True, add_completion=False, help="External Key Management Service"
-)
+cli = typer.Typer(no_args_is_help=True, add_completion=True, help="External Key Management Service")
 cli.callback()(connect)
 cli.command()(serve)
 cli.command()(migrate)
 cli.command()(token)
 cli.add_typer(local_key, name="local-key")
 cli.command("status")(status)
+cli.command("sync")(sync)
 cli.command("audit")(audit)
 cli.add_typer(config, name="config")
 cli.add_typer(modules, name="modules")

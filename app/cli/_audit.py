@@ -1,16 +1,24 @@
-"""``ekms audit``: the audit events, a page at a time or every page."""
+"""``ekms audit``: the audit events, a page at a time or every page.
+
+One page is printed as the server's answer (``items`` and ``next_cursor``) in JSON or YAML. With
+``--all``, the events stream as they are fetched: NDJSON (one event a line) in JSON, one sequence
+in YAML, one table per page in a table.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
+from rich.text import Text
 
 from app.cli._http import Client
-from app.cli._options import JsonOpt, with_client
-from app.cli._render import dump, errors, styled, table
+from app.cli._options import with_client
+from app.cli._render import Output, cell, dump, errors, stream, styled, table
 
 COLUMNS = ["at", "actor", "action", "result", "module", "target", "count"]
+IDS = frozenset({"at", "target"})
 
 
 @with_client
@@ -24,8 +32,9 @@ def audit(
     result: Annotated[str | None, typer.Option(help="success, denied or failure")] = None,
     limit: Annotated[int, typer.Option(help="events per page")] = 50,
     cursor: Annotated[str | None, typer.Option(help="continue after this page")] = None,
-    all_pages: Annotated[bool, typer.Option("--all", help="follow every page")] = False,
-    as_json: JsonOpt = False,
+    all_pages: Annotated[
+        bool, typer.Option("--all", help="follow every page (NDJSON with -o json)")
+    ] = False,
 ) -> None:
     """Audit events, oldest first (ekms.auditor)."""
     params: dict[str, Any] = {
@@ -39,25 +48,27 @@ def audit(
     }
     while True:
         page = client.call("GET", "/audit", params={**params, "cursor": cursor})
-        if as_json:
-            dump(page)
+        if client.output is Output.TABLE:
+            table("audit", COLUMNS, [_row(event) for event in page["items"]], IDS)
+        elif all_pages:
+            stream(page["items"], client.output)
         else:
-            table("audit", COLUMNS, [_row(event) for event in page["items"]])
+            dump(page, client.output)
         cursor = page["next_cursor"]
         if cursor is None:
             return
         if not all_pages:
-            errors.print(f"more: ekms audit --cursor {cursor}  (or --all)", soft_wrap=True)
+            errors.print(f"more: ekms audit --cursor {escape(cursor)}  (or --all)", soft_wrap=True)
             return
 
 
-def _row(event: dict[str, Any]) -> list[str]:
+def _row(event: dict[str, Any]) -> list[Text]:
     return [
-        event["at"],
-        event["actor"],
-        event["action"],
+        cell(event["at"]),
+        cell(event["actor"]),
+        cell(event["action"]),
         styled(event["result"]),
-        event["module"] or "-",
-        event["target"] or "-",
-        str(event["count"]),
+        cell(event["module"]),
+        cell(event["target"]),
+        cell(event["count"]),
     ]

@@ -5,27 +5,20 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from app.cli._http import Client
-from app.cli._options import JsonOpt, with_client
-from app.cli._render import console, dump, fail, spinner, styled, table
+from app.cli._options import with_client
+from app.cli._render import done, fail, record, spinner, state_markup
 
 config = typer.Typer(no_args_is_help=True, help="The EKMS configuration (ekms.admin).")
 
 
 @config.command("show")
 @with_client
-def config_show(client: Client, as_json: JsonOpt = False) -> None:
+def config_show(client: Client) -> None:
     """Show the configuration."""
-    data = client.call("GET", "/ekms/config")
-    if as_json:
-        dump(data)
-        return
-    table(
-        "EKMS configuration",
-        ["field", "value"],
-        [[k, styled(v) if k == "external_key_status" else str(v)] for k, v in data.items()],
-    )
+    record(client.call("GET", "/ekms/config"), client.output, "EKMS configuration")
 
 
 @config.command("set")
@@ -55,9 +48,9 @@ def config_set(
             body[name] = value
     data = client.call("PUT", "/ekms/config", body=body)
     verb = "updated" if current else "created"
-    console.print(
-        f"configuration {verb}: {data['provider']}:{data['key_id']} active={data['active']}"
-    )
+    active = "yes" if data["active"] else "no"
+    message = f"configuration {verb}: {data['provider']}:{data['key_id']} active: {active}"
+    done(client.output, data, escape(message))
 
 
 @config.command("test")
@@ -67,7 +60,12 @@ def config_test(client: Client) -> None:
     with spinner("probing the external KMS"):
         data = client.call("POST", "/ekms/config/test")
     if data["ok"]:
-        console.print(f"[green]ok[/green]: {data['key_arn']} in {data['latency_ms']:.1f} ms")
+        done(
+            client.output,
+            data,
+            f"[green]ok[/green]: {escape(str(data['key_arn']))} in {data['latency_ms']:.1f} ms",
+        )
         return
-    console.print(f"[red]failed[/red]: {styled(data['status'])} {data['reason']}")
+    reason = escape(str(data["reason"]))
+    done(client.output, data, f"[red]failed[/red]: {state_markup(data['status'])} {reason}")
     raise typer.Exit(1)

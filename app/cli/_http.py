@@ -1,8 +1,8 @@
 """The admin commands' HTTP client of the REST API (``/api/v1``).
 
 The server decides everything; the client only calls and decodes. A problem answer is printed as
-``error: <status> <reason>: <detail>`` (with its field errors) and exits 1; so does a server that
-cannot be reached.
+``error: <status> <reason>: <detail>`` and exits 1; so does a server that cannot be reached. Each
+field error of a 422 follows as a sentence naming the field (``_problems``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import typer
 
-from app.cli._render import errors, fail
+from app.cli._problems import print_problem
+from app.cli._render import Output, fail
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 API = "/api/v1"
@@ -21,10 +22,12 @@ API = "/api/v1"
 
 @dataclass(frozen=True)
 class Client:
-    """Where ekms is (``url``) and who calls it (``token``, a bearer token, or none)."""
+    """Where ekms is (``url``), who calls it (``token``, a bearer token, or none) and how its
+    answers are shown (``output``)."""
 
     url: str
     token: str | None
+    output: Output = Output.TABLE
 
     def call(
         self,
@@ -48,22 +51,6 @@ class Client:
         if response.status_code in allow:
             return None
         if response.status_code >= 400:
-            _print_problem(response)
+            print_problem(response)
             raise typer.Exit(1)
         return response.json() if response.content else None
-
-
-def _print_problem(response: httpx.Response) -> None:
-    try:
-        problem = response.json()
-    except ValueError:
-        problem = {}
-    if not isinstance(problem, dict):
-        problem = {}
-    reason = problem.get("reason", "")
-    detail = problem.get("detail", response.reason_phrase)
-    errors.print(f"[red]error:[/red] {response.status_code} {reason}: {detail}")
-    for item in problem.get("errors") or []:
-        errors.print(f"  - {item.get('field')}: {item.get('message')}")
-    if response.status_code == 401:
-        errors.print("  (set EKMS_TOKEN or pass --token; mint one with `ekms token`)")

@@ -6,7 +6,7 @@ import typer
 
 from app.cli._http import Client
 from app.cli._options import YesOpt, with_client
-from app.cli._render import confirm, console, spinner
+from app.cli._render import confirm, done, spinner
 
 kek = typer.Typer(no_args_is_help=True, help="The key encryption key (ekms.key_manager).")
 
@@ -18,7 +18,9 @@ def kek_rotate(client: Client, yes: YesOpt = False) -> None:
     confirm(yes, "Rotate the key encryption key now?")
     with spinner("rotating the KEK and rewrapping every module key"):
         data = client.call("POST", "/ekms/kek/rotate")
-    console.print(
+    done(
+        client.output,
+        data,
         f"KEK rotated: {data['old_kek_id']} -> {data['new_kek_id']} "
-        f"(fingerprint {data['new_fingerprint']}), {data['rewrapped_keys']} key versions rewrapped"
+        f"(fingerprint {data['new_fingerprint']}), {data['rewrapped_keys']} key versions rewrapped",
     )

@@ -5,34 +5,34 @@ from __future__ import annotations
 import typer
 
 from app.cli._http import Client
-from app.cli._options import JsonOpt, YesOpt, with_client
-from app.cli._render import confirm, console, listing, styled
+from app.cli._options import YesOpt, with_client
+from app.cli._render import confirm, done, listing, state_markup, styled
 
 keys = typer.Typer(no_args_is_help=True, help="Module key versions (ekms.key_manager).")
 
 
 @keys.command("list")
 @with_client
-def keys_list(client: Client, module: str, as_json: JsonOpt = False) -> None:
+def keys_list(client: Client, module: str) -> None:
     """List a module's key versions."""
     listing(
         client.call("GET", f"/modules/{module}/keys"),
-        as_json,
+        client.output,
         f"key versions of {module}",
         ["version", "state", "encryptions", "created", "changed"],
         lambda k: [
-            str(k["version"]),
+            k["version"],
             styled(k["state"]),
-            str(k["encryption_count"]),
+            k["encryption_count"],
             k["created_at"],
-            k["state_changed_at"] or "-",
+            k["state_changed_at"],
         ],
     )
 
 
 def _act(client: Client, action: str, module: str, version: int) -> None:
     data = client.call("POST", f"/modules/{module}/keys/{version}/{action}")
-    console.print(f"{module} v{data['version']}: {styled(data['state'])}")
+    done(client.output, data, f"{module} v{data['version']}: {state_markup(data['state'])}")
 
 
 def _confirmed(action: str, summary: str, question: str) -> None:

@@ -2,34 +2,63 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from app.cli._http import Client
-from app.cli._options import JsonOpt, YesOpt, delete, with_client
-from app.cli._render import console, fail, listing
+from app.cli._options import YesOpt, delete, with_client
+from app.cli._render import done, fail, listing, record
 
 policies = typer.Typer(no_args_is_help=True, help="Module access policies (ekms.admin).")
+
+_OPS_HELP = "encrypt, decrypt or rewrap; repeat for more"
+RoleOpt = Annotated[list[str] | None, typer.Option("--role", help="the role the policy targets")]
+SubjectOpt = Annotated[
+    list[str] | None, typer.Option("--subject", help="the token subject the policy targets")
+]
+ResultHelp = "track (grant and record), reject or strict_reject"
 
 
 @policies.command("list")
 @with_client
-def policies_list(client: Client, module: str, as_json: JsonOpt = False) -> None:
+def policies_list(client: Client, module: str) -> None:
     """List a module's access policies."""
     listing(
         client.call("GET", f"/modules/{module}/policies"),
-        as_json,
+        client.output,
         f"policies of {module}",
-        ["id", "target", "operations", "result", "active"],
+        ["id", "target", "operations", "result", "active", "description"],
         lambda p: [
             p["id"],
             f"{p['target_type']}:{p['target']}",
-            ",".join(p["operations"]),
+            p["operations"],
             p["result"],
-            str(p["active"]),
+            p["active"],
+            p["description"],
         ],
     )
+
+
+@policies.command("show")
+@with_client
+def policies_show(client: Client, policy_id: str) -> None:
+    """Show one access policy (by its full id)."""
+    record(client.call("GET", f"/policies/{policy_id}"), client.output, f"policy {policy_id}")
+
+
+def _target(roles: list[str] | None, subjects: list[str] | None) -> tuple[str, str] | None:
+    """The one target named, ``None`` if none; more than one is refused (exit 2)."""
+    named = [("role", r) for r in roles or []] + [("subject", s) for s in subjects or []]
+    if len(named) > 1:
+        listed = ", ".join(f"--{kind} {value}" for kind, value in named)
+        raise fail(
+            f"a policy targets one role or one subject, and {len(named)} were given ({listed}): "
+            "nothing was created; run the command once per target",
+            code=2,
+        )
+    return named[0] if named else None
 
 
 @policies.command("create")
@@ -37,30 +66,77 @@ def policies_list(client: Client, module: str, as_json: JsonOpt = False) -> None
 def policies_create(
     client: Client,
     module: str,
-    role: Annotated[str | None, typer.Option(help="a role the policy targets")] = None,
-    subject: Annotated[str | None, typer.Option(help="a token subject the policy targets")] = None,
+    role: RoleOpt = None,
+    subject: SubjectOpt = None,
     op: Annotated[
-        list[str] | None, typer.Option("--op", help="encrypt, decrypt or rewrap; repeat")
+        list[str] | None,
+        typer.Option("--op", help=f"{_OPS_HELP}; left out: encrypt and decrypt (not rewrap)"),
     ] = None,
-    result: Annotated[str, typer.Option(help="track, reject or strict_reject")] = "track",
+    result: Annotated[str, typer.Option(help=ResultHelp)] = "track",
     description: Annotated[str, typer.Option()] = "",
+    inactive: Annotated[bool, typer.Option("--inactive", help="create it switched off")] = False,
 ) -> None:
-    """Add an access policy to a module (name exactly one of --role or --subject)."""
-    if (role is None) == (subject is None):
-        raise fail("name exactly one of --role or --subject", code=2)
+    """Add an access policy to a module. Name exactly one target: one --role or one
+    --subject (a repeated one is refused: create one policy per target)."""
+    target = _target(role, subject)
+    if target is None:
+        raise fail("name the target: one --role or one --subject", code=2)
     body = {
-        "target_type": "role" if role is not None else "subject",
-        "target": role if role is not None else subject,
+        "target_type": target[0],
+        "target": target[1],
         "operations": op or ["encrypt", "decrypt"],
         "result": result,
+        "active": not inactive,
         "description": description,
     }
     data = client.call("POST", f"/modules/{module}/policies", body=body)
-    console.print(f"policy {data['id']} created")
+    ops = ",".join(data["operations"])
+    message = f"policy {data['id']} created: {target[0]} {target[1]} may {ops} ({data['result']})"
+    done(client.output, data, escape(message))
+
+
+@policies.command("update")
+@with_client
+def policies_update(
+    client: Client,
+    policy_id: str,
+    role: RoleOpt = None,
+    subject: SubjectOpt = None,
+    op: Annotated[
+        list[str] | None,
+        typer.Option("--op", help=f"{_OPS_HELP}; given, they replace the policy's operations"),
+    ] = None,
+    result: Annotated[str | None, typer.Option(help=ResultHelp)] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+    active: Annotated[
+        bool | None, typer.Option("--active/--inactive", help="switch it on or off")
+    ] = None,
+) -> None:
+    """Change the given parts of an access policy (by its full id); the others are kept."""
+    target = _target(role, subject)
+    changes: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("operations", op),
+            ("result", result),
+            ("description", description),
+            ("active", active),
+        )
+        if v is not None
+    }
+    if target is not None:
+        changes |= {"target_type": target[0], "target": target[1]}
+    if not changes:
+        raise fail("nothing to change: give at least one option (see --help)", code=2)
+    current = client.call("GET", f"/policies/{policy_id}")
+    fields = ("target_type", "target", "operations", "result", "active", "description")
+    body = {name: current[name] for name in fields} | changes
+    data = client.call("PUT", f"/policies/{policy_id}", body=body)
+    done(client.output, data, escape(f"policy {data['id']} updated"))
 
 
 @policies.command("delete")
 @with_client
 def policies_delete(client: Client, policy_id: str, yes: YesOpt = False) -> None:
-    """Delete an access policy."""
-    delete(client, f"/policies/{policy_id}", f"policy {policy_id}", yes=yes)
+    """Delete an access policy (by its full id)."""
+    delete(client, f"/policies/{policy_id}", "policy", policy_id, yes=yes)

@@ -66,12 +66,26 @@ def token(
     role: Annotated[list[str], typer.Option("--role", help="a role; repeat for more")] = [],  # noqa: B006
     ttl: Annotated[int, typer.Option("--ttl", help="lifetime in seconds")] = 3600,
 ) -> None:
-    """Mint a development token (only when an HS256 secret is configured)."""
-    from app.bootstrap import resolve_token_settings
+    """Mint a development token, signed with the HS256 secret the server checks: from the same
+    settings as ``serve`` (EKMS_JWT_HS256_SECRET, or the development secret ``serve`` creates in
+    EKMS_DATA_DIR). It never creates a secret: a missing one is refused."""
+    from app.bootstrap import dev_jwt_secret_file, resolve_token_settings, uses_dev_secret
     from app.infra.system import SystemClock
     from app.infra.tokens import mint_dev_token
 
     settings = load_settings()
+    if uses_dev_secret(settings):
+        secret_file = dev_jwt_secret_file(settings).resolve()
+        if not secret_file.is_file():
+            typer.echo(
+                f"ekms: no development JWT secret at {secret_file}: `ekms serve` creates it in "
+                f"its data directory on first start. Run `ekms token` with the server's "
+                f"settings (the same EKMS_DATA_DIR, now {settings.data_dir.resolve()}), or set "
+                "EKMS_JWT_HS256_SECRET for both",
+                err=True,
+            )
+            raise typer.Exit(2)
+        typer.echo(f"ekms: signed with the development secret in {secret_file.parent}", err=True)
     tokens = resolve_token_settings(settings)
     if tokens is None or tokens.hs256_secret is None:
         typer.echo("ekms: no HS256 secret configured (EKMS_JWT_HS256_SECRET)", err=True)

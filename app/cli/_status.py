@@ -1,42 +1,48 @@
-"""``ekms status``: the key chain as a tree."""
+"""``ekms status``: the key chain as a tree; ``ekms sync``: check the external key now."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape as e
 from rich.tree import Tree
 
 from app.cli._http import Client
-from app.cli._options import JsonOpt, with_client
-from app.cli._render import console, dump, styled
+from app.cli._options import with_client
+from app.cli._render import Output, console, done, dump, spinner, state_markup
+
+
+def styled(state: str | None) -> str:
+    return "-" if state is None else state_markup(state)
 
 
 @with_client
-def status(client: Client, as_json: JsonOpt = False) -> None:
+def status(client: Client) -> None:
     """The key chain: external key, KEK, modules and key versions, open alerts."""
     data = client.call("GET", "/ekms/status")
     modules = client.call("GET", "/modules", allow=(403,))
     keys: dict[str, list[dict[str, Any]]] = {}
     for module in modules or []:
         keys[module["name"]] = client.call("GET", f"/modules/{module['name']}/keys")
-    if as_json:
-        dump({"status": data, "keys": keys})
+    if client.output is not Output.TABLE:
+        dump({"status": data, "keys": keys}, client.output)
         return
     serving = (
         "[bold green]serving[/]"
         if data["serving"]
-        else f"[bold red]NOT SERVING[/] ({data['serving_reason']})"
+        else f"[bold red]NOT SERVING[/] ({e(str(data['serving_reason']))})"
     )
     tree = Tree(f"[bold]ekms key chain[/bold]  {serving}")
     ext = data["external_key"]
     ext_node = tree.add(
-        f"external key [cyan]{ext['provider']}:{ext['key_id']}[/cyan]  {styled(ext['status'])}"
+        f"external key [cyan]{e(ext['provider'])}:{e(ext['key_id'])}[/cyan]"
+        f"  {styled(ext['status'])}"
         f"  last sync {ext['last_sync_at'] or 'never'}"
     )
     kek = data["instance_key"]
     kek_node = ext_node.add(
         f"KEK [cyan]{kek['kek_fingerprint'] or '-'}[/cyan]  created {kek['kek_created_at'] or '-'}"
-        f"  wrapped under {kek['wrapped_under_key_arn'] or '-'}"
+        f"  wrapped under {e(kek['wrapped_under_key_arn'] or '-')}"
     )
     if modules is None:
         kek_node.add("[dim]modules: not visible with this token's roles[/dim]")
@@ -49,7 +55,27 @@ def status(client: Client, as_json: JsonOpt = False) -> None:
     if data["alerts"]:
         alerts = tree.add("[bold red]open alerts[/bold red]")
         for alert in data["alerts"]:
-            alerts.add(f"[red]{alert['kind']}[/red] since {alert['opened_at']}: {alert['message']}")
+            alerts.add(
+                f"[red]{e(alert['kind'])}[/red] since {alert['opened_at']}: {e(alert['message'])}"
+            )
     else:
         tree.add("[green]no open alerts[/green]")
     console.print(tree)
+
+
+@with_client
+def sync(client: Client) -> None:
+    """Check the external key's status and rotation now, as the scheduler does
+    (ekms.key_manager)."""
+    with spinner("checking the external key"):
+        data = client.call("POST", "/ekms/sync")
+    if data["inconclusive"]:
+        message = "sync inconclusive: ekms was too busy to hear the KMS; it stays due"
+    else:
+        change = f"(was {styled(data['previous'])})" if data["changed"] else "(unchanged)"
+        message = f"external key {styled(data['status'])} {change}"
+        if data["reason"]:
+            message += f": {e(data['reason'])}"
+        if data["rewrapped"]:
+            message += "; the KEK was rewrapped after an external rotation"
+    done(client.output, data, message)

@@ -8,12 +8,15 @@ Import the fixtures you use into the test module (``from tests.e2e.rest_support 
   ``payroll`` everything and field ``employees.iban`` on it.
 - ``rest_pg``: the same on a fresh Postgres database.
 - ``live_server``: the same app served by a real uvicorn on 127.0.0.1, port 0.
+- ``Cli``: the ``ekms`` command run against a live server (CliRunner in a worker thread; the
+  server keeps the test's loop).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -24,8 +27,12 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from click.testing import Result
+from structlog.testing import capture_logs
+from typer.testing import CliRunner
 
 from app.bootstrap import Container, build_rest_app, running
+from app.cli import cli
 from app.infra.settings import Settings
 from app.infra.system import SystemClock
 from app.infra.tokens import mint_dev_token
@@ -177,3 +184,24 @@ async def rest_on_each_db(db_url: str, tmp_path: Path) -> AsyncIterator[Rest]:
     """``rest`` on Postgres and on SQLite (parametrized through ``db_url``)."""
     async with rest_app(settings_for(db_url, tmp_path)) as env:
         yield env
+
+
+class Cli:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.runner = CliRunner()
+
+    async def __call__(
+        self, *args: str, roles: tuple[str, ...] = (ADMIN,), input: str | None = None, code: int = 0
+    ) -> Result:
+        env = {"EKMS_URL": self.url, "EKMS_TOKEN": token(*roles) if roles else None}
+        # The runner swaps sys.stdout for the whole process: keep the server's logs out of it.
+        with capture_logs():
+            result = await asyncio.to_thread(
+                self.runner.invoke, cli, list(args), input=input, env=env
+            )
+        assert result.exit_code == code, (args, result.output, result.exception)
+        return result
+
+    async def json(self, *args: str, roles: tuple[str, ...] = (ADMIN,)) -> Any:
+        return json.loads((await self(*args, "--json", roles=roles)).stdout)

@@ -3,25 +3,17 @@ CLI driven end to end against it (CliRunner in a worker thread; the server keeps
 
 from __future__ import annotations
 
-import asyncio
-import json
 import socket
-from typing import Any
 
 import httpx
-from click.testing import Result
-from structlog.testing import capture_logs
-from typer.testing import CliRunner
 
-from app.cli import cli
 from tests.e2e.rest_support import (
-    ADMIN,
     AUDITOR,
     KEY_MANAGER,
+    Cli,
     LiveServer,
     auth,
     live_server,  # noqa: F401 - fixture
-    token,
 )
 
 
@@ -40,27 +32,6 @@ async def test_smoke_over_a_real_socket(live_server: LiveServer) -> None:  # noq
         hidden = await client.get("/metrics")
         assert hidden.status_code == 404
         assert hidden.headers["content-type"] == "application/problem+json"
-
-
-class Cli:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.runner = CliRunner()
-
-    async def __call__(
-        self, *args: str, roles: tuple[str, ...] = (ADMIN,), input: str | None = None, code: int = 0
-    ) -> Result:
-        env = {"EKMS_URL": self.url, "EKMS_TOKEN": token(*roles) if roles else None}
-        # The runner swaps sys.stdout for the whole process: keep the server's logs out of it.
-        with capture_logs():
-            result = await asyncio.to_thread(
-                self.runner.invoke, cli, list(args), input=input, env=env
-            )
-        assert result.exit_code == code, (args, result.output, result.exception)
-        return result
-
-    async def json(self, *args: str, roles: tuple[str, ...] = (ADMIN,)) -> Any:
-        return json.loads((await self(*args, "--json", roles=roles)).stdout)
 
 
 async def test_cli_end_to_end(live_server: LiveServer) -> None:  # noqa: F811
