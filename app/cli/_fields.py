@@ -31,6 +31,7 @@ def fields_list(client: Client) -> None:
             names.get(f["module_id"], f["module_id"]),
             f["active"],
         ],
+        ids=frozenset({"id", "field", "module"}),
     )
 
 

@@ -51,7 +51,8 @@ def _row(m: dict[str, Any]) -> list[Any]:
 @with_client
 def modules_list(client: Client) -> None:
     """List modules."""
-    listing(client.call("GET", "/modules"), client.output, "modules", _COLUMNS, _row)
+    data = client.call("GET", "/modules")
+    listing(data, client.output, "modules", _COLUMNS, _row, ids=frozenset({"id", "name"}))
 
 
 @modules.command("show")

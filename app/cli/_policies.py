@@ -38,6 +38,7 @@ def policies_list(client: Client, module: str) -> None:
             p["active"],
             p["description"],
         ],
+        ids=frozenset({"id", "target"}),
     )
 
 
@@ -91,7 +92,7 @@ def policies_create(
     }
     data = client.call("POST", f"/modules/{module}/policies", body=body)
     ops = ",".join(data["operations"])
-    message = f"policy {data['id']} created: {target[0]} {target[1]} may {ops} ({data['result']})"
+    message = f"policy {data['id']} created: {target[0]} {target[1]}, {ops} -> {data['result']}"
     done(client.output, data, escape(message))
 
 

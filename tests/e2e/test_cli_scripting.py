@@ -49,6 +49,10 @@ async def test_modules_and_keys_as_json_yaml_and_whole_tables(live_server: LiveS
     assert created["rotation_period_days"] == 30
     shown = await out(ekms, "yaml", "modules", "show", "global.hr")
     assert (shown["id"], shown["destroy_deactivated_after_days"]) == (module_id, None)
+    root = yaml.safe_load((await ekms("-o", "yaml", "modules", "list")).stdout)  # before it
+    assert [m["id"] for m in root] == [module_id]
+    over = json.loads((await ekms("-o", "yaml", "modules", "list", "-o", "json")).stdout)
+    assert over == root  # given after the command, it wins
 
     described = f"[bold]people[/bold] {LONG}"
     updated = await out(
@@ -164,9 +168,16 @@ async def test_validation_errors_read_as_sentences_naming_the_field(
     assert "table must be an SQL identifier" in bad_field.stderr
 
 
-def test_version() -> None:
-    result = CliRunner().invoke(cli, ["--version"])
-    assert result.exit_code == 0 and result.stdout.startswith("ekms ")
+def test_version_and_shell_completion() -> None:
+    runner = CliRunner()
+    version = runner.invoke(cli, ["--version"])
+    assert version.exit_code == 0 and version.stdout.startswith("ekms ")
+    script = runner.invoke(cli, ["--show-completion", "bash"], prog_name="ekms")
+    assert script.exit_code == 0 and "complete -o default -F _ekms_completion ekms" in script.stdout
+    # what that script asks: the words after `ekms policies u`
+    completion = {"_EKMS_COMPLETE": "complete_bash", "COMP_WORDS": "ekms policies u"}
+    words = runner.invoke(cli, [], prog_name="ekms", env={**completion, "COMP_CWORD": "2"})
+    assert words.exit_code == 0 and words.stdout.split() == ["update"]
 
 
 async def test_token_signs_with_the_servers_secret_or_refuses(tmp_path: Path) -> None:
