@@ -58,6 +58,16 @@ _OutputAfter = Annotated[
 _JsonAfter = Annotated[bool, typer.Option("--json", hidden=True, help="same as -o json")]
 
 
+def output_of(ctx: typer.Context, output: Output | None) -> Output:
+    """The format for a command that runs ekms itself (no client): its own ``-o``, else the
+    root's."""
+    root = ctx.find_object(Client)
+    return output or (root.output if root else Output.TABLE)
+
+
+ProcessOutputOpt = _OutputAfter
+
+
 def _print_version(wanted: bool) -> None:
     if wanted:
         try:

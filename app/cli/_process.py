@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from app.cli._options import ProcessOutputOpt, output_of
+from app.cli._render import Output, dump
 from app.cli._settings import load_settings, logged_settings
 
 
@@ -52,19 +54,25 @@ def serve(
         raise typer.Exit(code)
 
 
-def migrate() -> None:
+def migrate(ctx: typer.Context, output: ProcessOutputOpt = None) -> None:
     """Bring the database schema to head (Alembic)."""
     from app.infra.db.migrate import head_revision, upgrade_to_head
 
     settings = logged_settings()
     _run(upgrade_to_head(settings.effective_database_url))
-    typer.echo(f"schema at head ({head_revision()})")
+    chosen = output_of(ctx, output)
+    if chosen is Output.TABLE:
+        typer.echo(f"schema at head ({head_revision()})")
+    else:
+        dump({"revision": head_revision(), "at_head": True}, chosen)
 
 
 def token(
+    ctx: typer.Context,
     sub: Annotated[str, typer.Option("--sub", help="the caller's subject")],
     role: Annotated[list[str], typer.Option("--role", help="a role; repeat for more")] = [],  # noqa: B006
     ttl: Annotated[int, typer.Option("--ttl", help="lifetime in seconds")] = 3600,
+    output: ProcessOutputOpt = None,
 ) -> None:
     """Mint a development token, signed with the HS256 secret the server checks: from the same
     settings as ``serve`` (EKMS_JWT_HS256_SECRET, or the development secret ``serve`` creates in
@@ -90,16 +98,18 @@ def token(
     if tokens is None or tokens.hs256_secret is None:
         typer.echo("ekms: no HS256 secret configured (EKMS_JWT_HS256_SECRET)", err=True)
         raise typer.Exit(2)
-    sys.stdout.write(
-        mint_dev_token(
-            tokens.hs256_secret,
-            sub=sub,
-            roles=role,
-            ttl_seconds=ttl,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            roles_claim=settings.jwt_roles_claim,
-            clock=SystemClock(),
-        )
-        + "\n"
+    minted = mint_dev_token(
+        tokens.hs256_secret,
+        sub=sub,
+        roles=role,
+        ttl_seconds=ttl,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        roles_claim=settings.jwt_roles_claim,
+        clock=SystemClock(),
     )
+    chosen = output_of(ctx, output)
+    if chosen is Output.TABLE:  # the bare token, for TOKEN=$(ekms token ...)
+        sys.stdout.write(minted + "\n")
+    else:
+        dump({"token": minted, "sub": sub, "roles": role, "expires_in": ttl}, chosen)

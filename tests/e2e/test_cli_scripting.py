@@ -5,6 +5,7 @@ with the server's own secret."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -13,6 +14,7 @@ from typing import Any
 
 import httpx
 import yaml
+from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from app.cli import cli
@@ -202,3 +204,30 @@ async def test_token_signs_with_the_servers_secret_or_refuses(tmp_path: Path) ->
         assert f"no development JWT secret at {elsewhere.resolve()}" in refused.stderr
         assert "EKMS_DATA_DIR" in refused.stderr
         assert list(elsewhere.iterdir()) == []  # no new secret was made
+
+        # -o json on the commands that run ekms itself, with the same settings as the server
+        as_json = runner.invoke(
+            cli, ["-o", "json", "token", "--sub", "km", "--role", KM[0]], env=env
+        )
+        assert as_json.exit_code == 0, as_json.output
+        minted_json = json.loads(as_json.stdout)
+        assert (minted_json["sub"], minted_json["roles"]) == ("km", [KM[0]])
+        env_km = {**env, "EKMS_KMS_PROVIDER": "local"}
+        disabled = runner.invoke(cli, ["local-key", "disable", "-o", "json"], env=env_km)
+        assert disabled.exit_code == 0, disabled.output
+        assert json.loads(disabled.stdout)["state"] == "disabled"
+        # the server, with the token `ekms token` minted, sees it at once (CliRunner in a thread)
+        sync = ["sync", "-o", "json", "--url", live.url, "--token", minted_json["token"]]
+        with capture_logs():
+            synced = await asyncio.to_thread(runner.invoke, cli, sync)
+        assert synced.exit_code == 0 and json.loads(synced.stdout)["status"] == "disabled"
+        enabled = runner.invoke(cli, ["local-key", "enable", "-o", "yaml"], env=env_km)
+        assert yaml.safe_load(enabled.stdout)["previous"] == "disabled"
+
+
+def test_migrate_as_json(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["migrate", "-o", "json"], env={"EKMS_DATA_DIR": str(tmp_path)}
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["at_head"] is True
