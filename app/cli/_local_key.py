@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli._options import ProcessOutputOpt, output_of
+from app.cli._options import OutputAfterOpt, output_of
 from app.cli._render import Output, dump
 from app.infra.settings import Settings
 
@@ -53,13 +53,13 @@ def _set_local_key(ctx: typer.Context, output: Output | None, target: str, note:
 
 
 @local_key.command("disable")
-def local_key_disable(ctx: typer.Context, output: ProcessOutputOpt = None) -> None:
+def local_key_disable(ctx: typer.Context, output: OutputAfterOpt = None) -> None:
     """Disable the local root key: ekms refuses EXTERNAL_KEY_DISABLED until it is enabled."""
     _set_local_key(ctx, output, "disabled", _NOTICED)
 
 
 @local_key.command("enable")
-def local_key_enable(ctx: typer.Context, output: ProcessOutputOpt = None) -> None:
+def local_key_enable(ctx: typer.Context, output: OutputAfterOpt = None) -> None:
     """Enable the local root key again (not after delete)."""
     _set_local_key(ctx, output, "enabled", _SERVES_AGAIN)
 
@@ -68,7 +68,7 @@ def local_key_enable(ctx: typer.Context, output: ProcessOutputOpt = None) -> Non
 def local_key_delete(
     ctx: typer.Context,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
-    output: ProcessOutputOpt = None,
+    output: OutputAfterOpt = None,
 ) -> None:
     """Delete the local root key: its file is overwritten and removed. IRREVERSIBLE: everything
     wrapped under it (the KEK, so every DEK and every ciphertext) is unreadable for good."""

@@ -28,6 +28,7 @@ TokenOpt = Annotated[
     typer.Option("--token", envvar="EKMS_TOKEN", help="bearer token", show_default=False),
 ]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
+# A command's own --json (before -o): ``with_client`` then adds no hidden --json of its own.
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the raw JSON answer")]
 _OUTPUT_HELP = "table, json or yaml (--all and streams: NDJSON in json)"
 OutputOpt = Annotated[
@@ -45,7 +46,7 @@ _UrlAfter = Annotated[
 _TokenAfter = Annotated[
     str | None, typer.Option("--token", help="bearer token (EKMS_TOKEN)", show_default=False)
 ]
-_OutputAfter = Annotated[
+OutputAfterOpt = Annotated[
     Output | None,
     typer.Option(
         "--output",
@@ -63,9 +64,6 @@ def output_of(ctx: typer.Context, output: Output | None) -> Output:
     root's."""
     root = ctx.find_object(Client)
     return output or (root.output if root else Output.TABLE)
-
-
-ProcessOutputOpt = _OutputAfter
 
 
 def _print_version(wanted: bool) -> None:
@@ -110,7 +108,7 @@ def with_client(command: Callable[..., None]) -> Callable[..., None]:
         *rest,
         inspect.Parameter("url", keyword, default=None, annotation=_UrlAfter),
         inspect.Parameter("token", keyword, default=None, annotation=_TokenAfter),
-        inspect.Parameter("output", keyword, default=None, annotation=_OutputAfter),
+        inspect.Parameter("output", keyword, default=None, annotation=OutputAfterOpt),
     ]
     if not own_json:
         parameters.append(inspect.Parameter("json", keyword, default=False, annotation=_JsonAfter))

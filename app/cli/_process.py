@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli._options import ProcessOutputOpt, output_of
+from app.cli._options import OutputAfterOpt, output_of
 from app.cli._render import Output, dump
 from app.cli._settings import load_settings, logged_settings
 
@@ -54,7 +54,7 @@ def serve(
         raise typer.Exit(code)
 
 
-def migrate(ctx: typer.Context, output: ProcessOutputOpt = None) -> None:
+def migrate(ctx: typer.Context, output: OutputAfterOpt = None) -> None:
     """Bring the database schema to head (Alembic)."""
     from app.infra.db.migrate import head_revision, upgrade_to_head
 
@@ -72,7 +72,7 @@ def token(
     sub: Annotated[str, typer.Option("--sub", help="the caller's subject")],
     role: Annotated[list[str], typer.Option("--role", help="a role; repeat for more")] = [],  # noqa: B006
     ttl: Annotated[int, typer.Option("--ttl", help="lifetime in seconds")] = 3600,
-    output: ProcessOutputOpt = None,
+    output: OutputAfterOpt = None,
 ) -> None:
     """Mint a development token, signed with the HS256 secret the server checks: from the same
     settings as ``serve`` (EKMS_JWT_HS256_SECRET, or the development secret ``serve`` creates in

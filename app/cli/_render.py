@@ -20,7 +20,7 @@ from typing import Any
 
 import typer
 import yaml
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.measure import Measurement
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -155,11 +155,16 @@ def table(
             grid.add_column(column, overflow="fold")
     for row in rows:
         grid.add_row(*row)
+    whole(grid)
+
+
+def whole(renderable: RenderableType) -> None:
+    """Print a table or tree; piped, as wide as it needs, so a script reads every value whole."""
     if console.is_terminal:
-        console.print(grid)
-    else:  # piped: as wide as it needs, so a script reads every value whole
-        width = Measurement.get(console, console.options.update(width=100_000), grid).maximum
-        Console(file=console.file, width=max(width, 20), highlight=False).print(grid)
+        console.print(renderable)
+        return
+    width = Measurement.get(console, console.options.update(width=100_000), renderable).maximum
+    Console(file=console.file, width=max(width, 20), highlight=False).print(renderable)
 
 
 def listing(

@@ -9,7 +9,7 @@ from rich.tree import Tree
 
 from app.cli._http import Client
 from app.cli._options import with_client
-from app.cli._render import Output, console, done, dump, spinner, state_markup
+from app.cli._render import Output, done, dump, spinner, state_markup, whole
 
 
 def styled(state: str | None) -> str:
@@ -60,7 +60,7 @@ def status(client: Client) -> None:
             )
     else:
         tree.add("[green]no open alerts[/green]")
-    console.print(tree)
+    whole(tree)
 
 
 @with_client
