@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from app.cli._http import Client
 from app.cli._options import YesOpt, delete, with_client
-from app.cli._render import done, fail, listing, record
+from app.cli._render import Output, done, fail, listing, record
 
 fields = typer.Typer(no_args_is_help=True, help="Encrypted field configurations (ekms.admin).")
 
@@ -19,7 +19,7 @@ fields = typer.Typer(no_args_is_help=True, help="Encrypted field configurations 
 def fields_list(client: Client) -> None:
     """List field configurations."""
     data = client.call("GET", "/field-configs")
-    names = _module_names(client) if data and client.output == "table" else {}
+    names = _module_names(client) if data and client.output is Output.TABLE else {}
     listing(
         data,
         client.output,

@@ -105,6 +105,10 @@ async def test_policies_fields_and_deletes(live_server: LiveServer) -> None:  # 
         False,
         "hr",
     )
+    retargeted = await out(ekms, "json", "policies", "update", policy_id, "--subject", "svc")
+    assert (retargeted["target_type"], retargeted["target"]) == ("subject", "svc")
+    assert retargeted["operations"] == ["rewrap"]  # the parts not given are kept
+    await ekms("policies", "update", policy_id, "--role", "hr")
     shown = await out(ekms, "yaml", "policies", "show", policy_id)
     assert (shown["result"], shown["active"]) == ("track", False)
     table = (await ekms("policies", "list", "global.hr")).stdout
