@@ -100,7 +100,7 @@ async def test_revoke_on_one_replica_stops_encryption_under_it_elsewhere(
     replicas: list[Container],
 ) -> None:
     await _warm(replicas)
-    await change_key_state(replicas[0].ctx, ADMIN, MODULE, 1, KeyAction.REVOKE)
+    await change_key_state(replicas[0].ctx, ADMIN, MODULE, 1, KeyAction.REVOKE, "compromised")
     for node in replicas[1:]:
         started = time.perf_counter()
         while True:
