@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from sqlalchemy import text
 
 from app.bootstrap import Container
 from app.infra.db.sync_lock import SYNC_LOCK_KEY
+from tests.chain_support import make_sync_due
 from tests.e2e.rest_support import KEY_MANAGER, Rest, rest_app, settings_for
 from tests.fixtures.kms_gate import KmsGate
 
@@ -57,18 +57,9 @@ async def nodes(
         yield replicas
 
 
-async def _make_sync_due(node: Container) -> None:
-    async with node.ctx.uow() as uow:
-        config = await uow.config.get()
-        assert config is not None and config.last_sync_at is not None
-        config.last_sync_at -= timedelta(hours=1)
-        await uow.config.save(config)
-        await uow.commit()
-
-
 async def _held_scheduled_sync(node: Container, gate: KmsGate) -> asyncio.Task[Any]:
     """The scheduler's tick, its sync waiting on DescribeKey."""
-    await _make_sync_due(node)
+    await make_sync_due(node.ctx)
     gate.hold(DESCRIBE)
     tick = asyncio.create_task(node.scheduler.tick())
     assert await asyncio.to_thread(gate.arrived.wait, 10), "the scheduled sync never described"
