@@ -4,8 +4,10 @@ the version and in the audit; bad input changes nothing."""
 from __future__ import annotations
 
 import pytest
+from typer.testing import CliRunner
 
 from app.application.modules import KeyAction, change_key_state, list_module_keys
+from app.cli import cli
 from app.domain.audit import AuditEvent
 from app.domain.errors import InvalidInput
 from app.domain.module import STATE_REASON_MAX
@@ -79,3 +81,11 @@ async def test_a_blank_optional_reason_is_refused_too(ready: World) -> None:
         await change_key_state(ready.ctx, ADMIN, MODULE, 1, KeyAction.SUSPEND, " ")
     assert await _versions(ready) == {1: (KeyState.ACTIVE, None)}
     assert _events(ready, "key.suspend") == []
+
+
+def test_the_cli_revoke_asks_for_a_reason_before_calling_ekms() -> None:
+    env = {"EKMS_URL": "http://127.0.0.1:1", "EKMS_TOKEN": None}  # nothing listens there
+    result = CliRunner().invoke(cli, ["keys", "revoke", MODULE, "1", "--yes"], env=env)
+    assert result.exit_code == 2 and "--reason" in result.output
+    suspend = CliRunner().invoke(cli, ["keys", "suspend", "--help"])
+    assert suspend.exit_code == 0 and "--reason" in suspend.output
