@@ -3,6 +3,8 @@ module and a policy granting role ``svc`` every operation."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from app.application.configuration import ConfigInput, configure_ekms
 from app.application.context import AppContext
 from app.application.modules import ModuleInput, create_module
@@ -23,3 +25,13 @@ async def open_module(ctx: AppContext, provider: KmsProvider, key_id: str, modul
         module,
         PolicyInput(TargetType.ROLE, "svc", frozenset(Operation), AccessResult.TRACK),
     )
+
+
+async def make_sync_due(ctx: AppContext) -> None:
+    """Move the last sync an hour back, so the next scheduler tick runs the sync."""
+    async with ctx.uow() as uow:
+        config = await uow.config.get()
+        assert config is not None and config.last_sync_at is not None
+        config.last_sync_at -= timedelta(hours=1)
+        await uow.config.save(config)
+        await uow.commit()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from app.application.audit import AuditBuffer
 from app.application.keychain import KeyChain
@@ -13,10 +16,15 @@ from app.application.ports import (
     RandomSource,
     StallMark,
     StallMeter,
+    SyncLock,
     UnitOfWorkFactory,
 )
+from app.application.single_flight import SingleFlight
 from app.domain.audit import AuditEvent, AuditResult
 from app.domain.values import Caller
+
+if TYPE_CHECKING:
+    from app.application.sync import SyncReport
 
 
 class NeverStalled:
@@ -29,6 +37,14 @@ class NeverStalled:
         return 0.0
 
 
+class SoleReplica:
+    """A ``SyncLock`` for one process (SQLite, tests): no other replica to wait for."""
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[bool]:
+        yield False
+
+
 @dataclass(frozen=True, slots=True)
 class AppContext:
     uow: UnitOfWorkFactory
@@ -39,6 +55,9 @@ class AppContext:
     audit: AuditBuffer
     changes: ChangeFeed
     stalls: StallMeter = field(default_factory=lambda: NeverStalled())
+    sync_lock: SyncLock = field(default_factory=lambda: SoleReplica())
+    # The external key sync of this process: every caller asking while it runs shares it.
+    sync_runs: SingleFlight[SyncReport] = field(default_factory=lambda: SingleFlight())
 
     def event(
         self,

@@ -16,7 +16,7 @@ import structlog
 
 from app.application.context import AppContext
 from app.application.modules import KeyAction, change_key_state, rotate_module_key
-from app.application.sync import sync_external_key
+from app.application.sync_flight import sync_or_join
 from app.domain.alerts import Alert
 from app.domain.errors import EkmsError
 from app.domain.module import (
@@ -55,7 +55,7 @@ async def run_due_jobs(ctx: AppContext, replica: str) -> TickReport:
     now = ctx.clock.now()
     if config.last_sync_at is None or now - config.last_sync_at >= config.sync_interval:
         try:
-            await sync_external_key(ctx, caller)
+            await sync_or_join(ctx, caller)
             report.ran.append("sync")
         except EkmsError as exc:
             report.errors.append(f"sync:{exc.reason.value}")

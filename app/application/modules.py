@@ -206,9 +206,15 @@ async def _rotate_in(
 
 
 async def change_key_state(
-    ctx: AppContext, caller: Caller, name: str, version: int, action: KeyAction
+    ctx: AppContext,
+    caller: Caller,
+    name: str,
+    version: int,
+    action: KeyAction,
+    reason: str | None = None,
 ) -> ModuleKey:
-    """Revoke, suspend, resume or destroy one key version.
+    """Revoke, suspend, resume or destroy one key version, with the caller's ``reason``
+    (required to revoke, optional otherwise), kept on the version and audited.
 
     Revoking the Active version generates a new Active one in the same transaction, so the
     module keeps encrypting under a key that is not revoked. Destroying overwrites the wrapped
@@ -229,19 +235,20 @@ async def change_key_state(
         was_active = key.state is KeyState.ACTIVE
         details: dict[str, object] = {"key_version": version, "from": key.state.value}
         if action is KeyAction.REVOKE:
-            key.revoke(now)
+            key.revoke(now, reason)
         elif action is KeyAction.SUSPEND:
-            key.suspend(now)
+            key.suspend(now, reason)
         elif action is KeyAction.RESUME:
             other_active = any(k.state is KeyState.ACTIVE for v, k in keys.items() if v != version)
-            key.resume(now, other_active=other_active)
+            key.resume(now, other_active=other_active, reason=reason)
         else:
-            key.destroy(now)
+            key.destroy(now, reason)
         await uow.keys.save(key)
         if kek is not None and was_active:  # revoked the Active version: replace it
             replacement = await _rotate_in(ctx, uow, kek, module)
             details["new_active_version"] = replacement.version
         details["to"] = key.state.value
+        details["reason"] = key.state_reason
         await uow.audit.append(
             [ctx.event(caller, f"key.{action.value}", module=name, details=details)]
         )

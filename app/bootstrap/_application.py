@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Generic, TypeVar
 
 from app.application.audit import AuditBuffer
-from app.application.context import AppContext, NeverStalled
+from app.application.context import AppContext, NeverStalled, SoleReplica
 from app.application.crypto import CryptoService
 from app.application.keychain import KeyChain
 from app.application.limits import DataPlaneLimits
@@ -22,6 +22,7 @@ from app.application.ports import (
     KmsConnector,
     RandomSource,
     StallMeter,
+    SyncLock,
     UnitOfWorkFactory,
 )
 
@@ -50,13 +51,25 @@ def wire_application(
     audit_interval: float = 1.0,
     limits: DataPlaneLimits | None = None,
     stalls: StallMeter | None = None,
+    sync_lock: SyncLock | None = None,
 ) -> Application[Feed]:
     """The key chain, the audit buffer, the use cases' context and the data plane on ``uow``,
     ``kms``, ``clock`` and ``rng``. ``changes`` builds the change feed of the key chain (the
     feed applies every change to it); ``stalls``: how long the loop running KMS calls was held
-    up (``None``: KMS calls share the caller's loop)."""
+    up (``None``: KMS calls share the caller's loop); ``sync_lock``: who runs the external key
+    sync among replicas (``None``: this process alone)."""
     chain = KeyChain(uow, kms, clock, instance_id=instance_id, unavailable_grace=unavailable_grace)
     audit = AuditBuffer(uow, clock, rng, interval=audit_interval)
     feed = changes(chain)
-    ctx = AppContext(uow, kms, clock, rng, chain, audit, feed, stalls=stalls or NeverStalled())
+    ctx = AppContext(
+        uow,
+        kms,
+        clock,
+        rng,
+        chain,
+        audit,
+        feed,
+        stalls=stalls or NeverStalled(),
+        sync_lock=sync_lock or SoleReplica(),
+    )
     return Application(ctx, CryptoService(ctx, limits=limits), feed)

@@ -37,6 +37,7 @@ from app.infra.db.engine import create_engine
 from app.infra.db.leader import make_leader
 from app.infra.db.migrate import is_at_head, upgrade_to_head
 from app.infra.db.notify import LocalReconcilingFeed, PgChangeFeed
+from app.infra.db.sync_lock import make_sync_lock
 from app.infra.db.uow import SqlaUnitOfWorkFactory
 from app.infra.kms.isolated import IsolatedKmsConnector
 from app.infra.scheduler import MaintenanceScheduler
@@ -122,6 +123,7 @@ def build_container(
         audit_interval=settings.audit_flush_seconds,
         limits=build_limits(settings, clock),
         stalls=control,
+        sync_lock=make_sync_lock(engine),
     )
     ctx = app.ctx
     leader = make_leader(engine)
@@ -193,6 +195,7 @@ async def running(
         yield container
     finally:
         await container.scheduler.aclose()
+        await container.ctx.sync_runs.aclose()
         await container.changes.aclose()
         for task in container.tasks:
             task.cancel()

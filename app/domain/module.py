@@ -15,6 +15,24 @@ GCM_SAFE_LIMIT = 2**32
 NONCE_WARN_AT = GCM_SAFE_LIMIT // 2  # warn and open an alert
 NONCE_ROTATE_AT = GCM_SAFE_LIMIT - GCM_SAFE_LIMIT // 8  # rotate, leaving 12.5% headroom
 KEY_USAGE_ALERT = "key_usage"  # alert kinds: "key_usage:<module id>:<version>"
+STATE_REASON_MAX = 500
+
+
+def validate_state_reason(reason: str | None, *, required: bool) -> str | None:
+    """The reason given with a lifecycle action, trimmed: 1-500 printable characters on one
+    line; ``None`` (no reason) only when the action does not require one."""
+    if reason is None:
+        if required:
+            raise InvalidInput("a reason is required for this action", field="reason")
+        return None
+    reason = reason.strip()
+    if not reason:
+        raise InvalidInput("reason must not be blank", field="reason")
+    if len(reason) > STATE_REASON_MAX:
+        raise InvalidInput(f"reason is at most {STATE_REASON_MAX} characters", field="reason")
+    if not reason.isprintable():
+        raise InvalidInput("reason must be printable text on one line", field="reason")
+    return reason
 
 
 def key_usage_alert_kind(module_id: uuid.UUID, version: int) -> str:
@@ -110,7 +128,8 @@ class ModuleKey:
         REVOKED                -> DESTROYED     destroy (wrapped material erased; final)
 
     ACTIVE encrypts and decrypts; DEACTIVATED and REVOKED decrypt only; SUSPENDED and
-    DESTROYED do neither.
+    DESTROYED do neither. ``state_reason`` is the reason given with the action that put the
+    version in its current state (revoke requires one), ``None`` when that action had none.
     """
 
     module_id: uuid.UUID
@@ -124,6 +143,7 @@ class ModuleKey:
     suspended_from: KeyState | None = None
     state_changed_at: datetime | None = None
     destroyed_at: datetime | None = None
+    state_reason: str | None = None
     # ``encryption_count``: encryptions performed, as written by the audit flush.
     # ``encryptions_reserved``: the blocks replicas reserved before encrypting; an upper bound
     # of what was performed (a crash loses the unspent rest of a block, never reuses it).
@@ -148,36 +168,41 @@ class ModuleKey:
         self._move(KeyState.DEACTIVATED, now)
         self.deactivated_at = now
 
-    def suspend(self, now: datetime) -> None:
+    def suspend(self, now: datetime, reason: str | None = None) -> None:
         self._require({KeyState.ACTIVE, KeyState.DEACTIVATED}, "suspend")
+        reason = validate_state_reason(reason, required=False)
         self.suspended_from = self.state
-        self._move(KeyState.SUSPENDED, now)
+        self._move(KeyState.SUSPENDED, now, reason)
 
-    def resume(self, now: datetime, *, other_active: bool) -> None:
+    def resume(self, now: datetime, *, other_active: bool, reason: str | None = None) -> None:
         self._require({KeyState.SUSPENDED}, "resume")
+        reason = validate_state_reason(reason, required=False)
         back = self.suspended_from or KeyState.DEACTIVATED
         if back is KeyState.ACTIVE and other_active:
             back = KeyState.DEACTIVATED
             self.deactivated_at = now
         self.suspended_from = None
-        self._move(back, now)
+        self._move(back, now, reason)
 
-    def revoke(self, now: datetime) -> None:
+    def revoke(self, now: datetime, reason: str | None = None) -> None:
+        """Revoke, with the reason an auditor will ask for: ``None`` is ``InvalidInput``."""
         self._require({KeyState.ACTIVE, KeyState.DEACTIVATED, KeyState.SUSPENDED}, "revoke")
+        checked = validate_state_reason(reason, required=True)
         self.suspended_from = None
-        self._move(KeyState.REVOKED, now)
+        self._move(KeyState.REVOKED, now, checked)
 
-    def destroy(self, now: datetime) -> None:
+    def destroy(self, now: datetime, reason: str | None = None) -> None:
         self._require(
             {KeyState.DEACTIVATED, KeyState.SUSPENDED, KeyState.REVOKED},
             "destroy",
             hint="rotate the module first: the active version cannot be destroyed",
         )
+        reason = validate_state_reason(reason, required=False)
         self.suspended_from = None
         self.wrapped_dek = None
         self.kek_id = None
         self.destroyed_at = now
-        self._move(KeyState.DESTROYED, now)
+        self._move(KeyState.DESTROYED, now, reason)
 
     def _require(self, allowed: set[KeyState], action: str, hint: str = "") -> None:
         if self.state not in allowed:
@@ -187,9 +212,10 @@ class ModuleKey:
                 reason=Reason.INVALID_KEY_TRANSITION,
             )
 
-    def _move(self, state: KeyState, now: datetime) -> None:
+    def _move(self, state: KeyState, now: datetime, reason: str | None = None) -> None:
         self.state = state
         self.state_changed_at = now
+        self.state_reason = reason
         if state is KeyState.ACTIVE and self.activated_at is None:
             self.activated_at = now
 

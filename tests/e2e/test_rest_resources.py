@@ -77,7 +77,10 @@ async def test_module_and_key_lifecycle(rest: Rest) -> None:  # noqa: F811
     assert rotated.status_code == 201 and rotated.json()["version"] == 2
     assert (await rest.ok("POST", f"{M}/keys/1/suspend", (KEY_MANAGER,)))["state"] == "suspended"
     assert (await rest.ok("POST", f"{M}/keys/1/resume", (KEY_MANAGER,)))["state"] == "deactivated"
-    assert (await rest.ok("POST", f"{M}/keys/2/revoke", (KEY_MANAGER,)))["state"] == "revoked"
+    revoked = await rest.ok(
+        "POST", f"{M}/keys/2/revoke", (KEY_MANAGER,), json={"reason": "leaked in a log"}
+    )
+    assert revoked["state"] == "revoked"
     destroyed = await rest.ok("POST", f"{M}/keys/1/destroy", (KEY_MANAGER,))
     assert destroyed["state"] == "destroyed" and destroyed["has_key_material"] is False
     keys = await rest.ok("GET", f"{M}/keys", (KEY_MANAGER,))

@@ -55,7 +55,7 @@ async def test_cli_end_to_end(live_server: LiveServer) -> None:  # noqa: F811
     assert states == {1: "deactivated", 2: "active"}
     await ekms("keys", "suspend", "global.hr", "1", "--yes", roles=KM)
     await ekms("keys", "resume", "global.hr", "1", roles=KM)
-    await ekms("keys", "revoke", "global.hr", "1", roles=KM, input="y\n")
+    await ekms("keys", "revoke", "global.hr", "1", "--reason", "retired", roles=KM, input="y\n")
     assert (
         "destroyed" in (await ekms("keys", "destroy", "global.hr", "1", "--yes", roles=KM)).stdout
     )

@@ -329,7 +329,7 @@ def test_a_realistic_session_leaks_no_key_material_or_token(
         rec.ok("POST", f"/api/v1/modules/{PAYROLL}/keys/rotate", admin)
         rec.ok("POST", f"/api/v1/modules/{PAYROLL}/keys/1/suspend", admin)
         rec.ok("POST", f"/api/v1/modules/{PAYROLL}/keys/1/resume", admin)
-        rec.ok("POST", f"/api/v1/modules/{LOOKUP}/keys/1/revoke", admin)
+        rec.ok("POST", f"/api/v1/modules/{LOOKUP}/keys/1/revoke", admin, json={"reason": "test"})
         snapshots.append(reconstruct_keys(pg_url, own_kms, secrets, "before destroy"))
         rec.ok("POST", f"/api/v1/modules/{PAYROLL}/keys/1/destroy", admin)
         rec.ok("POST", "/api/v1/ekms/kek/rotate", admin)

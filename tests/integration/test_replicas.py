@@ -26,6 +26,7 @@ from app.bootstrap import Container, running
 from app.domain.errors import EkmsError, KeyUnavailable, Reason
 from app.domain.values import AccessResult, Caller, KmsProvider, Operation, TargetType
 from app.infra.settings import Settings
+from tests.chain_support import make_sync_due
 
 ADMIN = Caller("admin", frozenset({"ekms.admin"}))
 APP = Caller("svc", frozenset({"svc"}))
@@ -100,7 +101,7 @@ async def test_revoke_on_one_replica_stops_encryption_under_it_elsewhere(
     replicas: list[Container],
 ) -> None:
     await _warm(replicas)
-    await change_key_state(replicas[0].ctx, ADMIN, MODULE, 1, KeyAction.REVOKE)
+    await change_key_state(replicas[0].ctx, ADMIN, MODULE, 1, KeyAction.REVOKE, "compromised")
     for node in replicas[1:]:
         started = time.perf_counter()
         while True:
@@ -112,19 +113,10 @@ async def test_revoke_on_one_replica_stops_encryption_under_it_elsewhere(
         print(f"revoke reached a replica in {(time.perf_counter() - started) * 1000:.1f} ms")
 
 
-async def _make_sync_due(node: Container) -> None:
-    async with node.ctx.uow() as uow:
-        config = await uow.config.get()
-        assert config is not None and config.last_sync_at is not None
-        config.last_sync_at -= timedelta(hours=1)
-        await uow.config.save(config)
-        await uow.commit()
-
-
 async def test_only_one_replica_leads_and_the_lock_is_handed_over(
     replicas: list[Container],
 ) -> None:
-    await _make_sync_due(replicas[0])
+    await make_sync_due(replicas[0].ctx)
     first = [await node.scheduler.tick() for node in replicas]
     leaders = [i for i, report in enumerate(first) if report is not None]
     assert len(leaders) == 1
@@ -145,7 +137,7 @@ async def test_only_one_replica_leads_and_the_lock_is_handed_over(
 
 async def test_sync_interval_change_takes_effect_without_restart(replicas: list[Container]) -> None:
     node = replicas[0]
-    await _make_sync_due(node)
+    await make_sync_due(node.ctx)
     report = await node.scheduler.tick()
     assert report is not None and report.ran == ["sync"]
     await update_ekms_config(node.ctx, ADMIN, {"sync_interval": timedelta(minutes=1)})

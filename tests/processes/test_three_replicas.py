@@ -178,7 +178,10 @@ def test_three_replicas_share_state_and_one_leads(replicas: list[Replica], kms_k
         _until(lambda n=node: decrypt(n).status_code == 200)
 
     # Revoke version 1 on A: B and C must stop encrypting under it (version 2 takes over).
-    assert a.post(f"/api/v1/modules/{MODULE}/keys/1/revoke", headers=ADMIN).status_code == 200
+    revoke = a.post(
+        f"/api/v1/modules/{MODULE}/keys/1/revoke", json={"reason": "compromised"}, headers=ADMIN
+    )
+    assert revoke.status_code == 200
 
     def encrypts_under_v2(node: Replica) -> bool:
         r = node.post(

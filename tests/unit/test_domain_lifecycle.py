@@ -71,7 +71,7 @@ def test_resume_of_former_active_while_another_is_active_deactivates() -> None:
 def test_revoke_from_suspended_and_no_resume_after() -> None:
     k = key()
     k.suspend(NOW)
-    k.revoke(NOW)
+    k.revoke(NOW, "compromised")
     assert k.state is KeyState.REVOKED
     with pytest.raises(Conflict) as err:
         k.resume(NOW, other_active=False)

@@ -236,7 +236,7 @@ async def test_rewrap_moves_old_ciphertexts_to_the_active_version(ready: World) 
 
 async def test_revoking_the_active_version_creates_a_new_one(ready: World) -> None:
     v1 = await ready.encrypt(b"old")
-    await change_key_state(ready.ctx, ADMIN, MODULE, 1, KeyAction.REVOKE)
+    await change_key_state(ready.ctx, ADMIN, MODULE, 1, KeyAction.REVOKE, "compromised")
     v2 = await ready.encrypt(b"new")
     assert int.from_bytes(v2[18:22], "big") == 2
     assert await ready.decrypt(v1) == b"old"  # revoked: decrypt only

@@ -25,7 +25,7 @@ from app.application.configuration import (
 )
 from app.application.context import AppContext
 from app.application.kek import rotate_kek
-from app.application.sync import sync_external_key
+from app.application.sync_flight import sync_or_join
 from app.domain.ekms_config import ExternalKmsConfig
 from app.domain.errors import NotFound, Reason
 
@@ -97,10 +97,14 @@ async def read_status(ctx: Ctx, _caller: AnyAdminRole) -> StatusOut:
     "/sync",
     tags=["status"],
     summary="Run the external key status sync and rotation check now",
+    description=(
+        "A sync asked for while one runs (the scheduler's, another caller's, or another "
+        "replica's) joins it and answers its result."
+    ),
     responses=problems(404, _404="Not configured yet (reason NOT_CONFIGURED)"),
 )
 async def sync_now(ctx: Ctx, caller: KeyManager) -> SyncOut:
-    return SyncOut.of(await sync_external_key(ctx, caller))
+    return SyncOut.of(await sync_or_join(ctx, caller))
 
 
 @router.post(

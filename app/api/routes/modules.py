@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Body, Path, Response, status
 
 from app.api.deps import Admin, AnyAdminRole, Ctx, KeyManager
 from app.api.openapi import problems
-from app.api.schemas.modules import KeyVersionOut, ModuleIn, ModuleOut, ModulePatch
+from app.api.schemas.modules import KeyActionIn, KeyVersionOut, ModuleIn, ModuleOut, ModulePatch
 from app.api.schemas.policies import PolicyIn, PolicyOut
 from app.api.security import SecuredRoute
 from app.application.modules import (
@@ -102,20 +102,31 @@ async def rotate(name: ModuleName, ctx: Ctx, caller: KeyManager) -> KeyVersionOu
     tags=["keys"],
     summary="Revoke, suspend, resume or destroy a key version",
     description=(
+        'Revoking takes a body `{"reason": ...}` (required); the other actions take it '
+        "optionally. The reason is kept on the version and audited. "
         "Revoking the active version creates a new active one in the same transaction. "
         "Destroy erases the key material: ciphertexts under that version are lost."
     ),
     responses=problems(
         404,
         409,
+        422,
         _404="No such module or key version (KEY_VERSION_NOT_FOUND)",
         _409="The transition is not allowed from the current state (INVALID_KEY_TRANSITION)",
+        _422="A revoke without a reason, or a reason that is blank, too long or not printable",
     ),
 )
 async def change_state(
-    name: ModuleName, version: Version, action: KeyAction, ctx: Ctx, caller: KeyManager
+    name: ModuleName,
+    version: Version,
+    action: KeyAction,
+    ctx: Ctx,
+    caller: KeyManager,
+    body: Annotated[KeyActionIn | None, Body()] = None,
 ) -> KeyVersionOut:
-    return KeyVersionOut.of(name, await change_key_state(ctx, caller, name, version, action))
+    reason = body.reason if body is not None else None
+    key = await change_key_state(ctx, caller, name, version, action, reason)
+    return KeyVersionOut.of(name, key)
 
 
 @router.get(

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.schemas.common import InputModel
 from app.application.modules import ModuleInput
-from app.domain.module import CryptoModule, ModuleKey
+from app.domain.module import STATE_REASON_MAX, CryptoModule, ModuleKey
 from app.domain.values import AccessResult, Algorithm, KeyState, ModuleState
 
 # pydantic-core runs patterns on Rust's regex engine, whose "$" is the end of the text only (not
@@ -134,6 +134,21 @@ class ModuleOut(BaseModel):
         )
 
 
+class KeyActionIn(InputModel):
+    """Why: required to revoke, optional to suspend, resume or destroy."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"reason": "laptop with a cached token was stolen"}]}
+    )
+
+    reason: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=STATE_REASON_MAX,
+        description="printable text on one line, kept on the version and in the audit",
+    )
+
+
 class KeyVersionOut(BaseModel):
     """One data key version: its state and dates. The key itself is never shown."""
 
@@ -150,6 +165,9 @@ class KeyVersionOut(BaseModel):
     deactivated_at: datetime | None
     state_changed_at: datetime | None
     destroyed_at: datetime | None
+    state_reason: str | None = Field(
+        description="the reason given with the action that put it in its current state"
+    )
 
     @classmethod
     def of(cls, module: str, key: ModuleKey) -> KeyVersionOut:
@@ -167,4 +185,5 @@ class KeyVersionOut(BaseModel):
             deactivated_at=key.deactivated_at,
             state_changed_at=key.state_changed_at,
             destroyed_at=key.destroyed_at,
+            state_reason=key.state_reason,
         )

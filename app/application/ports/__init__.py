@@ -5,7 +5,8 @@ One module per concern, every name re-exported here (``from app.application.port
 - ``kms``: the external root key (``KeyManagementService``, ``KmsConnector``, ``StallMeter``);
 - ``persistence``: the repositories, ``UnitOfWork`` and its factory;
 - ``system``: ``Clock`` and ``RandomSource`` (the only clock and randomness the use cases see);
-- ``replicas``: ``ChangeFeed`` (tell every replica of a change) and ``Leader`` (who runs jobs);
+- ``replicas``: ``ChangeFeed`` (tell every replica of a change), ``Leader`` (who runs jobs) and
+  ``SyncLock`` (who runs the external key sync);
 - ``identity``: ``TokenVerifier`` and the ``VerifiedToken`` it returns;
 - ``telemetry``: ``CallMetrics``.
 
@@ -38,7 +39,7 @@ from app.application.ports.persistence import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
-from app.application.ports.replicas import ChangeFeed, Leader
+from app.application.ports.replicas import ChangeFeed, Leader, SyncLock
 from app.application.ports.system import Clock, RandomSource
 from app.application.ports.telemetry import CallMetrics
 
@@ -66,6 +67,7 @@ __all__ = [
     "RotationState",
     "StallMark",
     "StallMeter",
+    "SyncLock",
     "TokenVerifier",
     "UnitOfWork",
     "UnitOfWorkFactory",

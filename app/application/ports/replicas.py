@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 
@@ -24,3 +25,14 @@ class Leader(Protocol):
         ...
 
     async def release(self) -> None: ...
+
+
+class SyncLock(Protocol):
+    """Held by the replica whose external key sync runs, so a sync asked of another replica
+    waits for it and answers what it recorded (``PgAdvisorySyncLock``; ``SoleReplica`` alone)."""
+
+    def hold(self) -> AbstractAsyncContextManager[bool]:
+        """Hold the lock for the block. Yields True when another replica held it and this one
+        waited for it to be released; False when it was free (or the wait gave up: the block
+        then runs without it)."""
+        ...

@@ -165,6 +165,7 @@ def module_key_values(k: ModuleKey) -> Values:
         "suspended_from": k.suspended_from.value if k.suspended_from else None,
         "state_changed_at": k.state_changed_at,
         "destroyed_at": k.destroyed_at,
+        "state_reason": k.state_reason,
         "encryption_count": k.encryption_count,
         "encryptions_reserved": k.encryptions_reserved,
     }
@@ -185,6 +186,7 @@ def module_key_from_row(r: RowMapping) -> ModuleKey:
         suspended_from=None if suspended_from is None else KeyState(suspended_from),
         state_changed_at=r["state_changed_at"],
         destroyed_at=r["destroyed_at"],
+        state_reason=r["state_reason"],
         encryption_count=r["encryption_count"],
         encryptions_reserved=r["encryptions_reserved"],
         revision=r["revision"],

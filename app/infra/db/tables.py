@@ -143,6 +143,7 @@ module_keys = Table(
     Column("destroyed_at", UTCDateTime),
     Column("encryption_count", BigInteger, nullable=False, server_default="0"),
     Column("encryptions_reserved", BigInteger, nullable=False, server_default="0"),
+    Column("state_reason", String(500)),  # 0005
     _revision(),
     PrimaryKeyConstraint("module_id", "version"),
     CheckConstraint("version >= 1", name="version_positive"),
