@@ -13,6 +13,7 @@ from app.application.ports import (
     RandomSource,
     StallMark,
     StallMeter,
+    UnitOfWork,
     UnitOfWorkFactory,
 )
 from app.domain.audit import AuditEvent, AuditResult
@@ -63,3 +64,8 @@ class AppContext:
             reason=reason,
             details=details or {},
         )
+
+    async def commit_audited(self, uow: UnitOfWork, *events: AuditEvent) -> None:
+        """Append ``events`` to the audit trail and commit: a change and its record together."""
+        await uow.audit.append(list(events))
+        await uow.commit()
