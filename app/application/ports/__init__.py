@@ -23,6 +23,7 @@ from app.application.ports.kms import (
     RotationState,
     StallMark,
     StallMeter,
+    check_key_to_wrap,
 )
 from app.application.ports.persistence import (
     AuditQuery,
@@ -70,4 +71,5 @@ __all__ = [
     "UnitOfWork",
     "UnitOfWorkFactory",
     "VerifiedToken",
+    "check_key_to_wrap",
 ]
