@@ -21,8 +21,8 @@ from app.application.ports import (
     KeyManagementService,
     KmsWrapped,
     RotationState,
-    check_key_to_wrap,
 )
+from app.application.ports.kms import check_key_to_wrap
 from app.domain.errors import DecryptionFailed, EkmsError, InvalidInput, KeyUnavailable, Reason
 from app.domain.values import ExternalKeyStatus, KmsProvider
 from app.infra.kms.aws_errors import aws_errors

@@ -33,8 +33,8 @@ from app.application.ports import (
     KeyManagementService,
     KmsWrapped,
     RotationState,
-    check_key_to_wrap,
 )
+from app.application.ports.kms import check_key_to_wrap
 from app.domain.errors import DecryptionFailed, InvalidInput, KeyUnavailable
 from app.domain.values import ExternalKeyStatus, KmsProvider
 from app.infra.kms.local_root_key import (

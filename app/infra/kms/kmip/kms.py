@@ -23,8 +23,8 @@ from app.application.ports import (
     KeyManagementService,
     KmsWrapped,
     RotationState,
-    check_key_to_wrap,
 )
+from app.application.ports.kms import check_key_to_wrap
 from app.domain.errors import (
     DecryptionFailed,
     EkmsError,

@@ -22,8 +22,8 @@ from app.application.ports import (
     KeyManagementService,
     KmsWrapped,
     RotationState,
-    check_key_to_wrap,
 )
+from app.application.ports.kms import check_key_to_wrap
 from app.domain.errors import EkmsError, InvalidInput
 from app.domain.values import ExternalKeyStatus
 from app.infra.kms.pkcs11 import blob, keys
