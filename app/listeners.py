@@ -18,12 +18,14 @@ import contextlib
 import socket
 import ssl
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from app.api.metrics_app import metrics_app
-from app.bootstrap import StartupError
+from app.bootstrap import StartupError, check_tls_files
 from app.infra.settings import Settings
 
 METRICS_MAX_CONNECTIONS = 16
@@ -63,20 +65,11 @@ def http_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
         settings.http_tls_key_file,
         settings.http_tls_client_ca_file,
     )
-    if (cert is None) != (key is None):
-        raise StartupError(
-            "set both EKMS_HTTP_TLS_CERT_FILE and EKMS_HTTP_TLS_KEY_FILE, or neither"
-        )
-    if client_ca is not None and cert is None:
-        raise StartupError("EKMS_HTTP_TLS_CLIENT_CA_FILE (mutual TLS) needs a server certificate")
-    config = uvicorn.Config(
+    check_tls_files("EKMS_HTTP_TLS", cert, key, client_ca)
+    config = _quiet_config(
         app,
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        server_header=False,
+        settings.http_host,
+        settings.http_port,
         ssl_certfile=cert,
         ssl_keyfile=key,
         ssl_ca_certs=client_ca,
@@ -93,15 +86,26 @@ def metrics_config(settings: Settings) -> uvicorn.Config | None:
     """The metrics listener's configuration, or None when ``EKMS_METRICS_PORT`` is blank."""
     if settings.metrics_port is None:
         return None
-    return uvicorn.Config(
+    return _quiet_config(
         metrics_app,
-        host=settings.metrics_host,
-        port=settings.metrics_port,
+        settings.metrics_host,
+        settings.metrics_port,
+        limit_concurrency=METRICS_MAX_CONNECTIONS,
+    )
+
+
+def _quiet_config(app: ASGIApp, host: str, port: int, **extra: Any) -> uvicorn.Config:
+    """A listener's configuration: our own logging (no uvicorn log config, no access log), no
+    lifespan (``ekms serve`` owns it), no ``Server`` header."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
         log_config=None,
         access_log=False,
         lifespan="off",
         server_header=False,
-        limit_concurrency=METRICS_MAX_CONNECTIONS,
+        **extra,
     )
 
 

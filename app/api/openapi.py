@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
@@ -18,6 +18,9 @@ from app.api.problems import PROBLEM_MEDIA_TYPE, Problem
 from app.api.security import SecuredRoute, access_of
 
 API_PREFIX = "/api/v1"
+
+NO_CONTENT: dict[str, Any] = {"status_code": 204, "response_class": Response}
+"""Route decorator arguments of an operation that answers 204 with no body (a DELETE)."""
 
 TAGS: list[dict[str, Any]] = [
     {"name": "config", "description": "The EKMS configuration of this instance (ekms.admin)."},

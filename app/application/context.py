@@ -17,6 +17,7 @@ from app.application.ports import (
     StallMark,
     StallMeter,
     SyncLock,
+    UnitOfWork,
     UnitOfWorkFactory,
 )
 from app.application.single_flight import SingleFlight
@@ -82,3 +83,8 @@ class AppContext:
             reason=reason,
             details=details or {},
         )
+
+    async def commit_audited(self, uow: UnitOfWork, *events: AuditEvent) -> None:
+        """Append ``events`` to the audit trail and commit: a change and its record together."""
+        await uow.audit.append(list(events))
+        await uow.commit()

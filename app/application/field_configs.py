@@ -53,10 +53,8 @@ async def create_field_config(
             active=data.active,
         )
         await uow.fields.add(config)
-        await uow.audit.append(
-            [ctx.event(caller, "field.create", module=module.name, target=str(ref))]
-        )
-        await uow.commit()
+        event = ctx.event(caller, "field.create", module=module.name, target=str(ref))
+        await ctx.commit_audited(uow, event)
     await ctx.changes.publish("field")
     return config
 
@@ -91,18 +89,10 @@ async def update_field_config(
             config.active = active
         config.updated_at = ctx.clock.now()
         await uow.fields.save(config)
-        await uow.audit.append(
-            [
-                ctx.event(
-                    caller,
-                    "field.update",
-                    module=module,
-                    target=f"{config.table}.{config.column}",
-                    details={"active": config.active},
-                )
-            ]
-        )
-        await uow.commit()
+        details: dict[str, object] = {"active": config.active}
+        target = f"{config.table}.{config.column}"
+        event = ctx.event(caller, "field.update", module=module, target=target, details=details)
+        await ctx.commit_audited(uow, event)
     await ctx.changes.publish("field")
     return config
 
@@ -112,8 +102,6 @@ async def delete_field_config(ctx: AppContext, caller: Caller, config_id: uuid.U
     async with ctx.uow() as uow:
         config = await _require(uow, config_id)
         await uow.fields.delete(config_id)
-        await uow.audit.append(
-            [ctx.event(caller, "field.delete", target=f"{config.table}.{config.column}")]
-        )
-        await uow.commit()
+        event = ctx.event(caller, "field.delete", target=f"{config.table}.{config.column}")
+        await ctx.commit_audited(uow, event)
     await ctx.changes.publish("field")

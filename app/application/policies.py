@@ -44,6 +44,15 @@ def _summary(policy: ModuleAccessPolicy) -> dict[str, object]:
     }
 
 
+async def _commit_audited(
+    ctx: AppContext, uow: UnitOfWork, caller: Caller, action: str, policy: ModuleAccessPolicy
+) -> None:
+    module = await uow.modules.get(policy.module_id)
+    module_name = module.name if module else None
+    event = ctx.event(caller, action, module=module_name, details=_summary(policy))
+    await ctx.commit_audited(uow, event)
+
+
 async def create_policy(
     ctx: AppContext, caller: Caller, module_name: str, data: PolicyInput
 ) -> ModuleAccessPolicy:
@@ -64,10 +73,8 @@ async def create_policy(
             description=data.description,
         )
         await uow.policies.add(policy)
-        await uow.audit.append(
-            [ctx.event(caller, "policy.create", module=module_name, details=_summary(policy))]
-        )
-        await uow.commit()
+        event = ctx.event(caller, "policy.create", module=module_name, details=_summary(policy))
+        await ctx.commit_audited(uow, event)
     await ctx.changes.publish("policy")
     return policy
 
@@ -92,7 +99,6 @@ async def update_policy(
     validate_policy_fields(data.target, data.operations, data.description)
     async with ctx.uow() as uow:
         policy = await _require_policy(uow, policy_id)
-        module = await uow.modules.get(policy.module_id)
         policy.target_type = data.target_type
         policy.target = data.target
         policy.operations = data.operations
@@ -101,17 +107,7 @@ async def update_policy(
         policy.description = data.description
         policy.updated_at = ctx.clock.now()
         await uow.policies.save(policy)
-        await uow.audit.append(
-            [
-                ctx.event(
-                    caller,
-                    "policy.update",
-                    module=module.name if module else None,
-                    details=_summary(policy),
-                )
-            ]
-        )
-        await uow.commit()
+        await _commit_audited(ctx, uow, caller, "policy.update", policy)
     await ctx.changes.publish("policy")
     return policy
 
@@ -120,17 +116,6 @@ async def delete_policy(ctx: AppContext, caller: Caller, policy_id: uuid.UUID) -
     """Remove a policy; audited."""
     async with ctx.uow() as uow:
         policy = await _require_policy(uow, policy_id)
-        module = await uow.modules.get(policy.module_id)
         await uow.policies.delete(policy_id)
-        await uow.audit.append(
-            [
-                ctx.event(
-                    caller,
-                    "policy.delete",
-                    module=module.name if module else None,
-                    details=_summary(policy),
-                )
-            ]
-        )
-        await uow.commit()
+        await _commit_audited(ctx, uow, caller, "policy.delete", policy)
     await ctx.changes.publish("policy")

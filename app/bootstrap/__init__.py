@@ -9,7 +9,8 @@ All wiring is here, and nothing below imports it (the layers contract in pyproje
   (engine, KMS clients, token verifier, background tasks) is opened in it and closed when it
   exits;
 - ``_inbound``: the REST app and the gRPC server, each handed explicit services
-  (``build_rest_app``, ``build_grpc_server``, ``grpc_options``);
+  (``build_rest_app``, ``build_grpc_server``, ``grpc_options``), and the TLS settings
+  check both listeners share (``check_tls_files``);
 - ``_tokens``: where bearer tokens are checked against, and the dev-secret guard;
 - ``_errors``: ``StartupError``.
 """
@@ -29,6 +30,7 @@ from app.bootstrap._inbound import (
     api_services,
     build_grpc_server,
     build_rest_app,
+    check_tls_files,
     grpc_options,
 )
 from app.bootstrap._providers import PROVIDERS, build_kms
@@ -56,6 +58,7 @@ __all__ = [
     "build_limits",
     "build_rest_app",
     "build_verifier",
+    "check_tls_files",
     "dev_jwt_secret_file",
     "grpc_options",
     "is_loopback_host",

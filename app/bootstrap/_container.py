@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol
+from typing import Protocol, TypedDict, Unpack
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -59,6 +59,17 @@ class RunningChangeFeed(ChangeFeed, Protocol):
     async def aclose(self) -> None: ...
 
 
+class Overrides(TypedDict, total=False):
+    """The ports a test may hand ``build_container`` and ``running`` in place of the adapters
+    the settings name (``None``: the settings' adapter)."""
+
+    uow: UnitOfWorkFactory | None
+    kms: KmsConnector | None
+    clock: Clock | None
+    rng: RandomSource | None
+    changes: Callable[[KeyChain], RunningChangeFeed] | None
+
+
 @dataclass
 class Container:
     """Everything one process runs on; ``build_rest_app`` and ``build_grpc_server`` hand its
@@ -90,19 +101,13 @@ def build_limits(settings: Settings, clock: Clock) -> DataPlaneLimits:
     )
 
 
-def build_container(
-    settings: Settings,
-    *,
-    uow: UnitOfWorkFactory | None = None,
-    kms: KmsConnector | None = None,
-    clock: Clock | None = None,
-    rng: RandomSource | None = None,
-    changes: Callable[[KeyChain], RunningChangeFeed] | None = None,
-) -> Container:
+def build_container(settings: Settings, **overrides: Unpack[Overrides]) -> Container:
     """The process from ``settings``. Each port given replaces the adapter the settings name;
     ``changes`` builds the change feed on the container's key chain."""
+    uow, kms, rng = overrides.get("uow"), overrides.get("kms"), overrides.get("rng")
+    changes = overrides.get("changes")
     engine = create_engine(settings.effective_database_url)
-    clock = clock or SystemClock()
+    clock = overrides.get("clock") or SystemClock()
     control = ControlLoop()
 
     def change_feed(chain: KeyChain) -> RunningChangeFeed:
@@ -169,19 +174,11 @@ async def _configure_local_default(container: Container) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running(
-    settings: Settings,
-    *,
-    uow: UnitOfWorkFactory | None = None,
-    kms: KmsConnector | None = None,
-    clock: Clock | None = None,
-    rng: RandomSource | None = None,
-    changes: Callable[[KeyChain], RunningChangeFeed] | None = None,
-) -> AsyncIterator[Container]:
+async def running(settings: Settings, **overrides: Unpack[Overrides]) -> AsyncIterator[Container]:
     """The schema brought to head (or checked), the container built, its background work
     started; everything closed on exit. The ports are ``build_container``'s overrides."""
     await _prepare_schema(settings)
-    container = build_container(settings, uow=uow, kms=kms, clock=clock, rng=rng, changes=changes)
+    container = build_container(settings, **overrides)
     try:
         container.changes.start()
         await _configure_local_default(container)

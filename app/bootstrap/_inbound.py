@@ -6,6 +6,8 @@ from the container; neither sees the container itself.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import structlog
 from fastapi import FastAPI
 
@@ -37,6 +39,17 @@ def build_rest_app(container: Container) -> FastAPI:
     return create_app(api_services(container))
 
 
+def check_tls_files(
+    prefix: str, cert: Path | None, key: Path | None, client_ca: Path | None
+) -> None:
+    """``StartupError`` unless a listener's ``{prefix}_*_FILE`` settings fit together: a
+    certificate and its key both or neither, a client CA (mutual TLS) only with them."""
+    if (cert is None) != (key is None):
+        raise StartupError(f"set both {prefix}_CERT_FILE and {prefix}_KEY_FILE, or neither")
+    if client_ca is not None and cert is None:
+        raise StartupError(f"{prefix}_CLIENT_CA_FILE (mutual TLS) needs a server certificate")
+
+
 def grpc_options(settings: Settings) -> GrpcOptions:
     """The gRPC server's options from the process settings (``EKMS_GRPC_*``)."""
     cert, key, client_ca = (
@@ -44,12 +57,7 @@ def grpc_options(settings: Settings) -> GrpcOptions:
         settings.grpc_tls_key_file,
         settings.grpc_tls_client_ca_file,
     )
-    if (cert is None) != (key is None):
-        raise StartupError(
-            "set both EKMS_GRPC_TLS_CERT_FILE and EKMS_GRPC_TLS_KEY_FILE, or neither"
-        )
-    if client_ca is not None and cert is None:
-        raise StartupError("EKMS_GRPC_TLS_CLIENT_CA_FILE (mutual TLS) needs a server certificate")
+    check_tls_files("EKMS_GRPC_TLS", cert, key, client_ca)
     tls = TlsFiles(cert, key, client_ca) if cert is not None and key is not None else None
     return GrpcOptions(
         host=settings.grpc_host,

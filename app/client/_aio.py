@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any, Self
 
 import grpc
 
 from app.client import _common as c
+from app.client._base import ClientBase
 from app.client._errors import EkmsRpcError
 from app.client._types import (
     Decrypted,
@@ -17,45 +18,16 @@ from app.client._types import (
     Encrypted,
     EncryptItem,
     ItemResult,
-    RetryPolicy,
     Rewrapped,
     Target,
 )
-from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
-from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 
 
-class AsyncEkmsClient:
+class AsyncEkmsClient(ClientBase[grpc.aio.Channel]):
     """The asyncio twin of ``EkmsClient``; create it inside a running event loop and close it
     with ``await client.close()`` or ``async with``."""
 
-    def __init__(
-        self,
-        address: str = "",
-        *,
-        token: c.TokenSource = None,
-        credentials: grpc.ChannelCredentials | None = None,
-        deadline: float = c.DEFAULT_DEADLINE,
-        retry: RetryPolicy | None = None,
-        options: Sequence[tuple[str, Any]] = (),
-        channel: grpc.aio.Channel | None = None,
-        insecure: bool = False,
-    ) -> None:
-        self._owns_channel = channel is None
-        if channel is None:
-            c.refuse_token_in_clear(
-                address, token=token, credentials=credentials, insecure=insecure
-            )
-            channel = (
-                grpc.aio.secure_channel(address, credentials, options=list(options))
-                if credentials is not None
-                else grpc.aio.insecure_channel(address, options=list(options))
-            )
-        self._channel = channel
-        self._stub = pb_grpc.CryptoStub(channel)  # type: ignore[no-untyped-call]
-        self._token = token
-        self._deadline = deadline
-        self._retry = retry or RetryPolicy()
+    _channels = grpc.aio
 
     async def close(self) -> None:
         if self._owns_channel:
@@ -82,11 +54,8 @@ class AsyncEkmsClient:
         context: bytes = b"",
         deadline: float | None = None,
     ) -> Encrypted:
-        request = pb.EncryptRequest(
-            target=c.target_pb(target), plaintext=plaintext, context=context
-        )
-        response: pb.EncryptResponse = await self._unary(self._stub.Encrypt, request, deadline)
-        return Encrypted(response.ciphertext, response.key_version)
+        request = c.encrypt_request(target, plaintext, context)
+        return c.encrypted(await self._unary(self._stub.Encrypt, request, deadline))
 
     async def decrypt(
         self,
@@ -96,11 +65,8 @@ class AsyncEkmsClient:
         context: bytes = b"",
         deadline: float | None = None,
     ) -> Decrypted:
-        request = pb.DecryptRequest(
-            target=c.target_pb(target), ciphertext=ciphertext, context=context
-        )
-        response: pb.DecryptResponse = await self._unary(self._stub.Decrypt, request, deadline)
-        return Decrypted(response.plaintext, response.key_version)
+        request = c.decrypt_request(target, ciphertext, context)
+        return c.decrypted(await self._unary(self._stub.Decrypt, request, deadline))
 
     async def rewrap(
         self,
@@ -110,11 +76,8 @@ class AsyncEkmsClient:
         context: bytes = b"",
         deadline: float | None = None,
     ) -> Rewrapped:
-        request = pb.RewrapRequest(
-            target=c.target_pb(target), ciphertext=ciphertext, context=context
-        )
-        response: pb.RewrapResponse = await self._unary(self._stub.Rewrap, request, deadline)
-        return Rewrapped(response.ciphertext, response.key_version, response.changed)
+        request = c.rewrap_request(target, ciphertext, context)
+        return c.rewrapped(await self._unary(self._stub.Rewrap, request, deadline))
 
     # --- batches --------------------------------------------------------------------------------
 
@@ -125,13 +88,8 @@ class AsyncEkmsClient:
         target: Target | None = None,
         deadline: float | None = None,
     ) -> list[ItemResult]:
-        request = pb.EncryptBatchRequest(
-            target=c.optional_target_pb(target), items=[c.encrypt_item_pb(i) for i in items]
-        )
-        response: pb.EncryptBatchResponse = await self._unary(
-            self._stub.EncryptBatch, request, deadline
-        )
-        return [c.encrypt_result(r) for r in response.results]
+        request = c.encrypt_batch_request(items, target)
+        return c.encrypt_results(await self._unary(self._stub.EncryptBatch, request, deadline))
 
     async def decrypt_batch(
         self,
@@ -140,13 +98,8 @@ class AsyncEkmsClient:
         target: Target | None = None,
         deadline: float | None = None,
     ) -> list[ItemResult]:
-        request = pb.DecryptBatchRequest(
-            target=c.optional_target_pb(target), items=[c.decrypt_item_pb(i) for i in items]
-        )
-        response: pb.DecryptBatchResponse = await self._unary(
-            self._stub.DecryptBatch, request, deadline
-        )
-        return [c.decrypt_result(r) for r in response.results]
+        request = c.decrypt_batch_request(items, target)
+        return c.decrypt_results(await self._unary(self._stub.DecryptBatch, request, deadline))
 
     # --- streams (never retried) ------------------------------------------------------------------
 
@@ -182,14 +135,11 @@ class AsyncEkmsClient:
         while True:
             try:
                 return await method(
-                    request, metadata=c.metadata(self._token), timeout=deadline or self._deadline
+                    request, metadata=self._metadata(), timeout=self._timeout(deadline)
                 )
             except grpc.aio.AioRpcError as exc:
-                if c.is_retryable(exc) and attempt < self._retry.max_attempts:
-                    await asyncio.sleep(self._retry.backoff(attempt))
-                    attempt += 1
-                    continue
-                raise EkmsRpcError.from_rpc_error(exc) from exc
+                await asyncio.sleep(c.backoff_or_raise(exc, attempt, self._retry))
+                attempt += 1
 
     async def _stream(
         self,
@@ -198,7 +148,7 @@ class AsyncEkmsClient:
         convert: Callable[[Any], ItemResult],
         deadline: float | None,
     ) -> AsyncIterator[ItemResult]:
-        call = method(requests, metadata=c.metadata(self._token), timeout=deadline)
+        call = method(requests, metadata=self._metadata(), timeout=deadline)
         try:
             async for message in call:
                 yield convert(message)

@@ -1,15 +1,24 @@
-"""What the sync and async clients share: messages in and out, metadata, defaults."""
+"""What the sync and async clients share: messages in and out, metadata, retries, defaults."""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeAlias
 
 import grpc
 
 from app.client._errors import EkmsRpcError
-from app.client._types import DecryptItem, EncryptItem, ItemResult, Target
+from app.client._types import (
+    Decrypted,
+    DecryptItem,
+    Encrypted,
+    EncryptItem,
+    ItemResult,
+    RetryPolicy,
+    Rewrapped,
+    Target,
+)
 from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
 
 DEFAULT_DEADLINE = 5.0
@@ -121,3 +130,62 @@ def decrypt_result(message: pb.DecryptResult) -> ItemResult:
 def is_retryable(error: grpc.RpcError) -> bool:
     code = error.code() if hasattr(error, "code") else None
     return bool(code == UNAVAILABLE)
+
+
+def backoff_or_raise(error: grpc.RpcError, attempt: int, retry: RetryPolicy) -> float:
+    """The pause before attempt ``attempt + 1`` of a unary call; ``EkmsRpcError`` when
+    ``error`` ends the call (not UNAVAILABLE, or no attempt left)."""
+    if is_retryable(error) and attempt < retry.max_attempts:
+        return retry.backoff(attempt)
+    raise EkmsRpcError.from_rpc_error(error) from error
+
+
+# --- the requests and answers of each RPC, the same for both call styles ------------------------
+
+
+def encrypt_request(target: Target, plaintext: bytes, context: bytes) -> pb.EncryptRequest:
+    return pb.EncryptRequest(target=target_pb(target), plaintext=plaintext, context=context)
+
+
+def decrypt_request(target: Target, ciphertext: bytes, context: bytes) -> pb.DecryptRequest:
+    return pb.DecryptRequest(target=target_pb(target), ciphertext=ciphertext, context=context)
+
+
+def rewrap_request(target: Target, ciphertext: bytes, context: bytes) -> pb.RewrapRequest:
+    return pb.RewrapRequest(target=target_pb(target), ciphertext=ciphertext, context=context)
+
+
+def encrypted(response: pb.EncryptResponse) -> Encrypted:
+    return Encrypted(response.ciphertext, response.key_version)
+
+
+def decrypted(response: pb.DecryptResponse) -> Decrypted:
+    return Decrypted(response.plaintext, response.key_version)
+
+
+def rewrapped(response: pb.RewrapResponse) -> Rewrapped:
+    return Rewrapped(response.ciphertext, response.key_version, response.changed)
+
+
+def encrypt_batch_request(
+    items: Iterable[EncryptItem], target: Target | None
+) -> pb.EncryptBatchRequest:
+    return pb.EncryptBatchRequest(
+        target=optional_target_pb(target), items=[encrypt_item_pb(i) for i in items]
+    )
+
+
+def decrypt_batch_request(
+    items: Iterable[DecryptItem], target: Target | None
+) -> pb.DecryptBatchRequest:
+    return pb.DecryptBatchRequest(
+        target=optional_target_pb(target), items=[decrypt_item_pb(i) for i in items]
+    )
+
+
+def encrypt_results(response: pb.EncryptBatchResponse) -> list[ItemResult]:
+    return [encrypt_result(r) for r in response.results]
+
+
+def decrypt_results(response: pb.DecryptBatchResponse) -> list[ItemResult]:
+    return [decrypt_result(r) for r in response.results]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Self
 
 import grpc
 
 from app.client import _common as c
+from app.client._base import ClientBase
 from app.client._errors import EkmsRpcError
 from app.client._types import (
     Decrypted,
@@ -17,15 +18,12 @@ from app.client._types import (
     Encrypted,
     EncryptItem,
     ItemResult,
-    RetryPolicy,
     Rewrapped,
     Target,
 )
-from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
-from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 
 
-class EkmsClient:
+class EkmsClient(ClientBase[grpc.Channel]):
     """Blocking client. ``address`` is ``host:port``; ``credentials`` (e.g.
     ``grpc.ssl_channel_credentials(...)``) makes the channel TLS, else it is plaintext, and
     then a ``token`` is refused (``ValueError``) unless ``address`` is loopback or a Unix
@@ -34,33 +32,7 @@ class EkmsClient:
     /``insecure`` are ignored, the channel's security is yours, and ``close()`` leaves it
     open)."""
 
-    def __init__(
-        self,
-        address: str = "",
-        *,
-        token: c.TokenSource = None,
-        credentials: grpc.ChannelCredentials | None = None,
-        deadline: float = c.DEFAULT_DEADLINE,
-        retry: RetryPolicy | None = None,
-        options: Sequence[tuple[str, Any]] = (),
-        channel: grpc.Channel | None = None,
-        insecure: bool = False,
-    ) -> None:
-        self._owns_channel = channel is None
-        if channel is None:
-            c.refuse_token_in_clear(
-                address, token=token, credentials=credentials, insecure=insecure
-            )
-            channel = (
-                grpc.secure_channel(address, credentials, options=list(options))
-                if credentials is not None
-                else grpc.insecure_channel(address, options=list(options))
-            )
-        self._channel = channel
-        self._stub = pb_grpc.CryptoStub(channel)  # type: ignore[no-untyped-call]
-        self._token = token
-        self._deadline = deadline
-        self._retry = retry or RetryPolicy()
+    _channels = grpc
 
     def close(self) -> None:
         if self._owns_channel:
@@ -87,11 +59,8 @@ class EkmsClient:
         context: bytes = b"",
         deadline: float | None = None,
     ) -> Encrypted:
-        request = pb.EncryptRequest(
-            target=c.target_pb(target), plaintext=plaintext, context=context
-        )
-        response: pb.EncryptResponse = self._unary(self._stub.Encrypt, request, deadline)
-        return Encrypted(response.ciphertext, response.key_version)
+        request = c.encrypt_request(target, plaintext, context)
+        return c.encrypted(self._unary(self._stub.Encrypt, request, deadline))
 
     def decrypt(
         self,
@@ -101,11 +70,8 @@ class EkmsClient:
         context: bytes = b"",
         deadline: float | None = None,
     ) -> Decrypted:
-        request = pb.DecryptRequest(
-            target=c.target_pb(target), ciphertext=ciphertext, context=context
-        )
-        response: pb.DecryptResponse = self._unary(self._stub.Decrypt, request, deadline)
-        return Decrypted(response.plaintext, response.key_version)
+        request = c.decrypt_request(target, ciphertext, context)
+        return c.decrypted(self._unary(self._stub.Decrypt, request, deadline))
 
     def rewrap(
         self,
@@ -115,11 +81,8 @@ class EkmsClient:
         context: bytes = b"",
         deadline: float | None = None,
     ) -> Rewrapped:
-        request = pb.RewrapRequest(
-            target=c.target_pb(target), ciphertext=ciphertext, context=context
-        )
-        response: pb.RewrapResponse = self._unary(self._stub.Rewrap, request, deadline)
-        return Rewrapped(response.ciphertext, response.key_version, response.changed)
+        request = c.rewrap_request(target, ciphertext, context)
+        return c.rewrapped(self._unary(self._stub.Rewrap, request, deadline))
 
     # --- batches --------------------------------------------------------------------------------
 
@@ -131,11 +94,8 @@ class EkmsClient:
         deadline: float | None = None,
     ) -> list[ItemResult]:
         """One result per item, in order; a failed item has ``error`` set, the rest still run."""
-        request = pb.EncryptBatchRequest(
-            target=c.optional_target_pb(target), items=[c.encrypt_item_pb(i) for i in items]
-        )
-        response: pb.EncryptBatchResponse = self._unary(self._stub.EncryptBatch, request, deadline)
-        return [c.encrypt_result(r) for r in response.results]
+        request = c.encrypt_batch_request(items, target)
+        return c.encrypt_results(self._unary(self._stub.EncryptBatch, request, deadline))
 
     def decrypt_batch(
         self,
@@ -144,11 +104,8 @@ class EkmsClient:
         target: Target | None = None,
         deadline: float | None = None,
     ) -> list[ItemResult]:
-        request = pb.DecryptBatchRequest(
-            target=c.optional_target_pb(target), items=[c.decrypt_item_pb(i) for i in items]
-        )
-        response: pb.DecryptBatchResponse = self._unary(self._stub.DecryptBatch, request, deadline)
-        return [c.decrypt_result(r) for r in response.results]
+        request = c.decrypt_batch_request(items, target)
+        return c.decrypt_results(self._unary(self._stub.DecryptBatch, request, deadline))
 
     # --- streams (never retried) ------------------------------------------------------------------
 
@@ -172,15 +129,10 @@ class EkmsClient:
         attempt = 1
         while True:
             try:
-                return method(
-                    request, metadata=c.metadata(self._token), timeout=deadline or self._deadline
-                )
+                return method(request, metadata=self._metadata(), timeout=self._timeout(deadline))
             except grpc.RpcError as exc:
-                if c.is_retryable(exc) and attempt < self._retry.max_attempts:
-                    time.sleep(self._retry.backoff(attempt))
-                    attempt += 1
-                    continue
-                raise EkmsRpcError.from_rpc_error(exc) from exc
+                time.sleep(c.backoff_or_raise(exc, attempt, self._retry))
+                attempt += 1
 
     def _stream(
         self,
@@ -190,7 +142,7 @@ class EkmsClient:
         deadline: float | None,
     ) -> Iterator[ItemResult]:
         try:
-            for message in method(requests, metadata=c.metadata(self._token), timeout=deadline):
+            for message in method(requests, metadata=self._metadata(), timeout=deadline):
                 yield convert(message)
         except grpc.RpcError as exc:
             raise EkmsRpcError.from_rpc_error(exc) from exc

@@ -89,28 +89,24 @@ def evaluate(
         evaluated.append(policy.id)
         if policy.matches(caller, operation):
             matched.append(policy)
-    matched_ids = tuple(p.id for p in matched)
-    for wanted in (AccessResult.STRICT_REJECT, AccessResult.TRACK):
+    result, decided_by = _verdict(matched, default)
+    return Decision(
+        allowed=result is AccessResult.TRACK,
+        result=result,
+        operation=operation,
+        matched=tuple(p.id for p in matched),
+        evaluated=tuple(evaluated),
+        decided_by=decided_by,
+    )
+
+
+def _verdict(
+    matched: list[ModuleAccessPolicy], default: AccessResult
+) -> tuple[AccessResult, uuid.UUID | None]:
+    """STRICT_REJECT beats TRACK beats REJECT, the first matching policy of the winning result
+    deciding; with none matched, the module default decides."""
+    for wanted in (AccessResult.STRICT_REJECT, AccessResult.TRACK, AccessResult.REJECT):
         for policy in matched:
             if policy.result is wanted:
-                return Decision(
-                    allowed=wanted is AccessResult.TRACK,
-                    result=wanted,
-                    operation=operation,
-                    matched=matched_ids,
-                    evaluated=tuple(evaluated),
-                    decided_by=policy.id,
-                )
-    rejecting = next((p.id for p in matched if p.result is AccessResult.REJECT), None)
-    if rejecting is not None:
-        return Decision(
-            False, AccessResult.REJECT, operation, matched_ids, tuple(evaluated), rejecting
-        )
-    return Decision(
-        allowed=default is AccessResult.TRACK,
-        result=default,
-        operation=operation,
-        matched=matched_ids,
-        evaluated=tuple(evaluated),
-        decided_by=None,
-    )
+                return wanted, policy.id
+    return default, None

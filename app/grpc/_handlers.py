@@ -1,8 +1,9 @@
-"""Rebuilding a ``grpc.RpcMethodHandler`` around new behaviour, keeping its kind and codecs."""
+"""Rebuilding a ``grpc.RpcMethodHandler`` around new behaviour, keeping its kind and codecs;
+the interceptor base that sees only the protected (non-exempt) methods."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -11,6 +12,38 @@ from app.domain.errors import InvalidInput
 
 Behavior = Callable[..., Any]
 """``(request or request iterator, context)`` -> a response awaitable or an async iterator."""
+
+EXEMPT_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+"""Methods that need no token and are not wrapped by the boundary: health and reflection."""
+
+
+def is_exempt(method: str) -> bool:
+    return method.startswith(EXEMPT_PREFIXES)
+
+
+class ProtectedInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """An interceptor of the protected methods: ``protect`` gets the handler of every
+    registered method that is not exempt (any method added later included: fail closed)."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or is_exempt(details.method):
+            return handler
+        return await self.protect(handler, details)
+
+    async def protect(
+        self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler:
+        """The handler to serve this protected call with."""
+        raise NotImplementedError
 
 
 def replace_behavior(

@@ -19,7 +19,7 @@ cached expiry (leeway included) with the verifier's clock and raises ``Unauthent
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -29,15 +29,9 @@ import grpc
 from app.application.ports import TokenVerifier, VerifiedToken
 from app.domain.errors import Unauthenticated
 from app.domain.values import Caller
-from app.grpc._handlers import Behavior, replace_behavior
+from app.grpc._handlers import Behavior, ProtectedInterceptor, replace_behavior
 
 AUTHORIZATION = "authorization"
-
-EXEMPT_PREFIXES = (
-    "/grpc.health.v1.Health/",
-    "/grpc.reflection.v1alpha.ServerReflection/",
-    "/grpc.reflection.v1.ServerReflection/",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +51,6 @@ class Grant:
 
 
 _GRANT: ContextVar[Grant | None] = ContextVar("ekms_grpc_grant", default=None)
-
-
-def is_exempt(method: str) -> bool:
-    return method.startswith(EXEMPT_PREFIXES)
 
 
 def current_grant() -> Grant:
@@ -83,19 +73,14 @@ def authorization_value(metadata: Sequence[tuple[str, str | bytes]] | None) -> s
     return None
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class AuthInterceptor(ProtectedInterceptor):
     def __init__(self, verifier: TokenVerifier | None) -> None:
         # No verifier: no token source is configured, so every protected call is refused.
         self._verifier = verifier
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
+    async def protect(
+        self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None or is_exempt(details.method):
-            return handler
         try:
             if self._verifier is None:
                 raise Unauthenticated("no token verifier is configured on this server")

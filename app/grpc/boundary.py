@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,8 +23,7 @@ import grpc
 from grpc_status import rpc_status
 
 from app.application.ports import CallMetrics
-from app.grpc._handlers import Behavior, method_name, replace_behavior
-from app.grpc.auth import is_exempt
+from app.grpc._handlers import Behavior, ProtectedInterceptor, method_name, replace_behavior
 from app.grpc.errors import code_of, to_status
 
 
@@ -52,18 +51,13 @@ class _Outcome:
             self.metrics.observe(self.method, self.code, time.perf_counter() - self.started)
 
 
-class BoundaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class BoundaryInterceptor(ProtectedInterceptor):
     def __init__(self, metrics: CallMetrics | None = None) -> None:
         self._metrics = metrics or NoMetrics()
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
+    async def protect(
+        self, handler: grpc.RpcMethodHandler, details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None or is_exempt(details.method):
-            return handler
         method = method_name(details.method)
         return replace_behavior(
             handler,
@@ -87,11 +81,8 @@ class BoundaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             with self._observed(method) as outcome:
                 try:
                     return await behavior(request, context)
-                except grpc.aio.AbortError:
-                    outcome.code = _code_name(context)
-                    raise
                 except Exception as exc:
-                    await _abort(context, exc, method, outcome)
+                    await _end(context, exc, method, outcome)
 
         return run
 
@@ -101,13 +92,21 @@ class BoundaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 try:
                     async for response in behavior(request, context):
                         yield response
-                except grpc.aio.AbortError:
-                    outcome.code = _code_name(context)
-                    raise
                 except Exception as exc:
-                    await _abort(context, exc, method, outcome)
+                    await _end(context, exc, method, outcome)
 
         return run
+
+
+async def _end(
+    context: grpc.aio.ServicerContext, exc: Exception, method: str, outcome: _Outcome
+) -> None:
+    """End a failed call: an abort already sent is counted with its code and raised again;
+    any other exception becomes its status (see ``_abort``)."""
+    if isinstance(exc, grpc.aio.AbortError):
+        outcome.code = _code_name(context)
+        raise exc
+    await _abort(context, exc, method, outcome)
 
 
 async def _abort(

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from google.rpc import status_pb2
-
-from app.application.crypto import ItemResult
 from app.application.targets import Target
 from app.domain.errors import InvalidInput
-from app.grpc.errors import OK_STATUS, to_status
 from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
 
 _TargetKey = tuple[str, str, str]
@@ -51,7 +47,3 @@ class TargetCache:
         else:
             self._entries.move_to_end(key)
         return target
-
-
-def item_status(result: ItemResult, *, method: str) -> status_pb2.Status:
-    return OK_STATUS if result.error is None else to_status(result.error, method=method)

@@ -14,19 +14,33 @@ from __future__ import annotations
 
 import operator
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 from app.application.crypto import CryptoService, Item, ItemResult
 from app.domain.errors import EkmsError
 from app.domain.values import Caller, Operation
 from app.grpc.auth import Grant, current_caller, current_grant
-from app.grpc.convert import TargetCache, item_status
-from app.grpc.errors import OK_STATUS
+from app.grpc.convert import TargetCache
+from app.grpc.errors import OK_STATUS, to_status
 from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
 from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 from app.grpc.streams import holds_stream_slot
 
 _ItemOp = Callable[[Caller, Item], Awaitable[ItemResult]]
+_ResultOf = Callable[[Callable[..., Any], str, ItemResult, str], Any]
+_Response = TypeVar("_Response", pb.EncryptBatchResponse, pb.DecryptBatchResponse)
+
+
+class _Rpc(NamedTuple):
+    """What the encrypt and decrypt sides of a batch or stream RPC differ in."""
+
+    method: str  # the name unmapped errors are logged with
+    operation: Operation
+    value: Callable[[Any], bytes]  # an item message's input bytes
+    result_of: _ResultOf  # its answer: ``_sealed`` or ``_opened``
+    message: Callable[..., Any]  # a stream's answer message
+
+
 _PLAINTEXT = operator.attrgetter("plaintext")
 _CIPHERTEXT = operator.attrgetter("ciphertext")
 
@@ -63,72 +77,60 @@ class CryptoServicer(pb_grpc.CryptoServicer):
     async def EncryptBatch(
         self, request: pb.EncryptBatchRequest, context: Any
     ) -> pb.EncryptBatchResponse:
-        items = request.items
-        results = await self._batch(Operation.ENCRYPT, request, _PLAINTEXT)
-        response = pb.EncryptBatchResponse()
-        add = response.results.add
-        for m, r in zip(items, results, strict=True):
-            if r.error is None:
-                add(id=m.id, ciphertext=r.data, key_version=r.key_version).status.CopyFrom(
-                    OK_STATUS
-                )
-            else:
-                add(id=m.id, status=item_status(r, method="EncryptBatch"))
-        return response
+        return await self._batch(request, pb.EncryptBatchResponse(), _ENCRYPT_BATCH)
 
     async def DecryptBatch(
         self, request: pb.DecryptBatchRequest, context: Any
     ) -> pb.DecryptBatchResponse:
-        items = request.items
-        results = await self._batch(Operation.DECRYPT, request, _CIPHERTEXT)
-        response = pb.DecryptBatchResponse()
-        add = response.results.add
-        for m, r in zip(items, results, strict=True):
-            if r.error is None:
-                add(id=m.id, plaintext=r.data, key_version=r.key_version).status.CopyFrom(OK_STATUS)
-            else:
-                add(id=m.id, status=item_status(r, method="DecryptBatch"))
-        return response
+        return await self._batch(request, pb.DecryptBatchResponse(), _DECRYPT_BATCH)
 
     async def _batch(
         self,
-        operation: Operation,
         request: pb.EncryptBatchRequest | pb.DecryptBatchRequest,
-        value: Callable[[Any], bytes],
-    ) -> list[ItemResult]:
+        response: _Response,
+        rpc: _Rpc,
+    ) -> _Response:
+        """Runs the batch and fills ``response`` in place (``results.add``)."""
         resolve = TargetCache(request.target if request.HasField("target") else None).resolve
+        value = rpc.value
 
         def to_item(message: pb.EncryptItem | pb.DecryptItem) -> Item:  # runs per item
-            target = message.target if message.HasField("target") else None
-            return Item(resolve(target), value(message), message.context)
+            return Item(resolve(_target_of(message)), value(message), message.context)
 
-        return await self._crypto.run_batch(
-            operation, current_caller(), request.items, to_item, max_items=self._max_batch_items
+        items = request.items
+        results = await self._crypto.run_batch(
+            rpc.operation, current_caller(), items, to_item, max_items=self._max_batch_items
         )
+        add, result_of, method = response.results.add, rpc.result_of, rpc.method
+        for message, result in zip(items, results, strict=True):
+            result_of(add, message.id, result, method)
+        return response
 
     # --- streams --------------------------------------------------------------------------------
 
     @holds_stream_slot
-    async def EncryptStream(
+    def EncryptStream(
         self, request_iterator: AsyncIterator[pb.EncryptItem], context: Any
     ) -> AsyncIterator[pb.EncryptResult]:
-        grant, targets = current_grant(), TargetCache()
-        async for message in request_iterator:
-            result = await self._stream_item(
-                self._crypto.encrypt, grant, targets, message, message.plaintext
-            )
-            yield _encrypt_result(message.id, result, "EncryptStream")
+        return self._stream(self._crypto.encrypt, request_iterator, _ENCRYPT_STREAM)
 
     @holds_stream_slot
-    async def DecryptStream(
+    def DecryptStream(
         self, request_iterator: AsyncIterator[pb.DecryptItem], context: Any
     ) -> AsyncIterator[pb.DecryptResult]:
+        return self._stream(self._crypto.decrypt, request_iterator, _DECRYPT_STREAM)
+
+    async def _stream(
+        self,
+        op: _ItemOp,
+        messages: AsyncIterator[pb.EncryptItem] | AsyncIterator[pb.DecryptItem],
+        rpc: _Rpc,
+    ) -> AsyncIterator[Any]:
         grant, targets = current_grant(), TargetCache()
-        async for message in request_iterator:
-            result = await self._stream_item(
-                self._crypto.decrypt, grant, targets, message, message.ciphertext
-            )
-            yield _decrypt_result(message.id, result, "DecryptStream")
+        value, result_of, method, make = rpc.value, rpc.result_of, rpc.method, rpc.message
+        async for message in messages:
+            result = await self._stream_item(op, grant, targets, message, value(message))
+            yield result_of(make, message.id, result, method)
 
     @staticmethod
     async def _stream_item(
@@ -153,19 +155,19 @@ def _target_of(message: pb.EncryptItem | pb.DecryptItem) -> pb.Target | None:
     return message.target if message.HasField("target") else None
 
 
-def _encrypt_result(item_id: str, result: ItemResult, method: str) -> pb.EncryptResult:
-    return pb.EncryptResult(
-        id=item_id,
-        status=item_status(result, method=method),
-        ciphertext=result.data,
-        key_version=result.key_version,
-    )
+def _sealed(make: Callable[..., Any], item_id: str, result: ItemResult, method: str) -> Any:
+    """An ``EncryptResult`` made by ``make`` (the message class, or a batch's ``results.add``)."""
+    status = OK_STATUS if result.error is None else to_status(result.error, method=method)
+    return make(id=item_id, status=status, ciphertext=result.data, key_version=result.key_version)
 
 
-def _decrypt_result(item_id: str, result: ItemResult, method: str) -> pb.DecryptResult:
-    return pb.DecryptResult(
-        id=item_id,
-        status=item_status(result, method=method),
-        plaintext=result.data,
-        key_version=result.key_version,
-    )
+def _opened(make: Callable[..., Any], item_id: str, result: ItemResult, method: str) -> Any:
+    """A ``DecryptResult`` made by ``make`` (the message class, or a batch's ``results.add``)."""
+    status = OK_STATUS if result.error is None else to_status(result.error, method=method)
+    return make(id=item_id, status=status, plaintext=result.data, key_version=result.key_version)
+
+
+_ENCRYPT_BATCH = _Rpc("EncryptBatch", Operation.ENCRYPT, _PLAINTEXT, _sealed, pb.EncryptResult)
+_DECRYPT_BATCH = _Rpc("DecryptBatch", Operation.DECRYPT, _CIPHERTEXT, _opened, pb.DecryptResult)
+_ENCRYPT_STREAM = _Rpc("EncryptStream", Operation.ENCRYPT, _PLAINTEXT, _sealed, pb.EncryptResult)
+_DECRYPT_STREAM = _Rpc("DecryptStream", Operation.DECRYPT, _CIPHERTEXT, _opened, pb.DecryptResult)

@@ -109,24 +109,19 @@ class MaintenanceScheduler:
 
     def start(self) -> None:
         if self.revocation_probe_seconds:
-            self._scheduler.add_job(
-                self.probe,
-                "interval",
-                seconds=self.revocation_probe_seconds,
-                id="ekms-revocation-probe",
-                max_instances=1,
-                coalesce=True,
-            )
-        self._scheduler.add_job(
-            self.tick,
-            "interval",
-            seconds=self.tick_seconds,
-            id="ekms-maintenance",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC),
+            self._every(self.revocation_probe_seconds, self.probe, "ekms-revocation-probe")
+        self._every(
+            self.tick_seconds, self.tick, "ekms-maintenance", next_run_time=datetime.now(UTC)
         )
         self._scheduler.start()
+
+    def _every(
+        self, seconds: float, job: Callable[[], Awaitable[object]], job_id: str, **extra: Any
+    ) -> None:
+        """A job every ``seconds``: never two runs at once, missed runs coalesced into one."""
+        self._scheduler.add_job(
+            job, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True, **extra
+        )
 
     async def aclose(self, grace_seconds: float = 10.0) -> None:
         """Stop scheduling; let a tick in progress finish (cancel it past the grace period),

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response, status
 
 from app.api.deps import Admin, Ctx
-from app.api.openapi import problems
+from app.api.openapi import NO_CONTENT, problems
 from app.api.schemas.fields import FieldConfigIn, FieldConfigOut, FieldConfigPatch
 from app.api.security import SecuredRoute
 from app.application.field_configs import (
@@ -73,9 +73,8 @@ async def patch(
     "/{config_id}",
     tags=["field-configs"],
     summary="Delete a field configuration",
-    status_code=status.HTTP_204_NO_CONTENT,
-    response_class=Response,
     responses=_404,
+    **NO_CONTENT,
 )
 async def delete(config_id: ConfigId, ctx: Ctx, caller: Admin) -> None:
     await delete_field_config(ctx, caller, config_id)

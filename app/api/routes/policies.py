@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path
 
 from app.api.deps import Admin, Ctx
-from app.api.openapi import problems
+from app.api.openapi import NO_CONTENT, problems
 from app.api.schemas.policies import PolicyIn, PolicyOut
 from app.api.security import SecuredRoute
 from app.application.policies import delete_policy, get_policy, update_policy
@@ -30,12 +30,7 @@ async def replace(policy_id: PolicyId, body: PolicyIn, ctx: Ctx, caller: Admin) 
 
 
 @router.delete(
-    "/{policy_id}",
-    tags=["policies"],
-    summary="Delete a policy",
-    status_code=status.HTTP_204_NO_CONTENT,
-    response_class=Response,
-    responses=_404,
+    "/{policy_id}", tags=["policies"], summary="Delete a policy", responses=_404, **NO_CONTENT
 )
 async def delete(policy_id: PolicyId, ctx: Ctx, caller: Admin) -> None:
     await delete_policy(ctx, caller, policy_id)

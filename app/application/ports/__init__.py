@@ -24,6 +24,7 @@ from app.application.ports.kms import (
     RotationState,
     StallMark,
     StallMeter,
+    check_key_to_wrap,
 )
 from app.application.ports.persistence import (
     AuditQuery,
@@ -72,4 +73,5 @@ __all__ = [
     "UnitOfWork",
     "UnitOfWorkFactory",
     "VerifiedToken",
+    "check_key_to_wrap",
 ]

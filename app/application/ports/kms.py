@@ -8,8 +8,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from app.domain.errors import Reason
+from app.domain.errors import InvalidInput, Reason
 from app.domain.values import ExternalKeyStatus, KmsProvider
+
+MAX_KEY_TO_WRAP = 4096
+"""The most bytes ``wrap`` takes, whatever the provider (AWS KMS Encrypt's plaintext limit), so
+every provider accepts the same input."""
+
+
+def check_key_to_wrap(key_to_wrap: object) -> None:
+    """``InvalidInput`` unless ``key_to_wrap`` is 1 to ``MAX_KEY_TO_WRAP`` bytes: each adapter's
+    ``wrap`` checks this first."""
+    if not isinstance(key_to_wrap, bytes) or not 1 <= len(key_to_wrap) <= MAX_KEY_TO_WRAP:
+        raise InvalidInput(f"key_to_wrap must be 1 to {MAX_KEY_TO_WRAP} bytes")
 
 
 @dataclass(frozen=True, slots=True)

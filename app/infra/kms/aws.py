@@ -22,11 +22,10 @@ from app.application.ports import (
     KmsWrapped,
     RotationState,
 )
+from app.application.ports.kms import check_key_to_wrap
 from app.domain.errors import DecryptionFailed, EkmsError, InvalidInput, KeyUnavailable, Reason
 from app.domain.values import ExternalKeyStatus, KmsProvider
 from app.infra.kms.aws_errors import aws_errors
-
-MAX_KEY_TO_WRAP = 4096  # KMS Encrypt's plaintext limit
 
 _STATES = {
     "Enabled": ExternalKeyStatus.ENABLED,
@@ -144,8 +143,7 @@ class AwsKms(KeyManagementService):
         return f"AwsKms(ref={self.ref!r})"
 
     async def wrap(self, key_to_wrap: bytes, context: Mapping[str, str]) -> KmsWrapped:
-        if not isinstance(key_to_wrap, bytes) or not 1 <= len(key_to_wrap) <= MAX_KEY_TO_WRAP:
-            raise InvalidInput(f"key_to_wrap must be 1 to {MAX_KEY_TO_WRAP} bytes")
+        check_key_to_wrap(key_to_wrap)
         with aws_errors():
             client = await self._connector.client_for(self.ref)
             resp = await client.encrypt(

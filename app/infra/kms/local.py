@@ -34,6 +34,7 @@ from app.application.ports import (
     KmsWrapped,
     RotationState,
 )
+from app.application.ports.kms import check_key_to_wrap
 from app.domain.errors import DecryptionFailed, InvalidInput, KeyUnavailable
 from app.domain.values import ExternalKeyStatus, KmsProvider
 from app.infra.kms.local_root_key import (
@@ -55,7 +56,6 @@ __all__ = ["LocalKms", "LocalKmsConnector", "load_local_root_key", "open_local_k
 FORMAT_HEADER = b"ekms-local\x01"
 NONCE_SIZE = 12
 TAG_SIZE = 16
-MAX_KEY_TO_WRAP = 4096  # same limit as AWS KMS Encrypt, so both providers accept the same input
 
 log = structlog.get_logger(__name__)
 
@@ -119,8 +119,7 @@ class LocalKms(KeyManagementService):
         return FORMAT_HEADER + self.ref.key_id.encode("utf-8") + b"\x00" + canonical.encode()
 
     async def wrap(self, key_to_wrap: bytes, context: Mapping[str, str]) -> KmsWrapped:
-        if not isinstance(key_to_wrap, bytes) or not 1 <= len(key_to_wrap) <= MAX_KEY_TO_WRAP:
-            raise InvalidInput(f"key_to_wrap must be 1 to {MAX_KEY_TO_WRAP} bytes")
+        check_key_to_wrap(key_to_wrap)
         aead = await self._usable()
         nonce = secrets.token_bytes(NONCE_SIZE)
         sealed = aead.encrypt(nonce, key_to_wrap, self._aad(context))

@@ -34,7 +34,6 @@ NONCE_SIZE = 12
 TAG_SIZE = 16
 DIGEST_SIZE = 32
 MAX_UID_BYTES = 1024
-MAX_KEY_TO_WRAP = 4096  # the same limit as the AWS and local providers
 
 
 @dataclass(frozen=True, slots=True)

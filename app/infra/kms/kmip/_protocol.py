@@ -127,25 +127,26 @@ def _gcm_parameters() -> Item:
 
 
 def encrypt_request(uid: str, data: bytes, nonce: bytes, aad: bytes) -> bytes:
-    return request(
-        Operation.ENCRYPT,
-        text(Tag.UNIQUE_IDENTIFIER, uid),
-        _gcm_parameters(),
-        byte_string(Tag.DATA, data),
-        byte_string(Tag.IV_COUNTER_NONCE, nonce),
-        byte_string(Tag.AUTHENTICATED_ENCRYPTION_ADDITIONAL_DATA, aad),
-    )
+    return _gcm_request(Operation.ENCRYPT, uid, data, nonce, aad)
 
 
 def decrypt_request(uid: str, data: bytes, nonce: bytes, aad: bytes, tag: bytes) -> bytes:
+    tag_item = byte_string(Tag.AUTHENTICATED_ENCRYPTION_TAG, tag)
+    return _gcm_request(Operation.DECRYPT, uid, data, nonce, aad, tag_item)
+
+
+def _gcm_request(
+    operation: Operation, uid: str, data: bytes, nonce: bytes, aad: bytes, *more: Item
+) -> bytes:
+    """An AES-GCM Encrypt or Decrypt of ``data`` under key ``uid``; ``more`` follows the AAD."""
     return request(
-        Operation.DECRYPT,
+        operation,
         text(Tag.UNIQUE_IDENTIFIER, uid),
         _gcm_parameters(),
         byte_string(Tag.DATA, data),
         byte_string(Tag.IV_COUNTER_NONCE, nonce),
         byte_string(Tag.AUTHENTICATED_ENCRYPTION_ADDITIONAL_DATA, aad),
-        byte_string(Tag.AUTHENTICATED_ENCRYPTION_TAG, tag),
+        *more,
     )
 
 

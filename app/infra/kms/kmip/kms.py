@@ -24,6 +24,7 @@ from app.application.ports import (
     KmsWrapped,
     RotationState,
 )
+from app.application.ports.kms import check_key_to_wrap
 from app.domain.errors import (
     DecryptionFailed,
     EkmsError,
@@ -68,9 +69,7 @@ class KmipKms(KeyManagementService):
     # --- the port ---------------------------------------------------------------------------
 
     async def wrap(self, key_to_wrap: bytes, context: Mapping[str, str]) -> KmsWrapped:
-        size = len(key_to_wrap) if isinstance(key_to_wrap, bytes) else 0
-        if not 1 <= size <= _format.MAX_KEY_TO_WRAP:
-            raise InvalidInput(f"key_to_wrap must be 1 to {_format.MAX_KEY_TO_WRAP} bytes")
+        check_key_to_wrap(key_to_wrap)
         current = (await self._chain())[-1].uid
         aad = _format.aad(self.ref.key_id, current, context)
         nonce = secrets.token_bytes(_format.NONCE_SIZE)

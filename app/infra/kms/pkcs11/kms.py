@@ -23,6 +23,7 @@ from app.application.ports import (
     KmsWrapped,
     RotationState,
 )
+from app.application.ports.kms import check_key_to_wrap
 from app.domain.errors import EkmsError, InvalidInput
 from app.domain.values import ExternalKeyStatus
 from app.infra.kms.pkcs11 import blob, keys
@@ -31,7 +32,6 @@ from app.infra.kms.pkcs11.errors import pkcs11_errors
 from app.infra.kms.pkcs11.pool import SessionPool
 
 PROVIDER = "pkcs11"  # KmsProvider.PKCS11 once the provider is wired
-MAX_KEY_TO_WRAP = 4096  # the same limit as AWS KMS Encrypt and the local KMS
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -100,8 +100,7 @@ class Pkcs11Kms(KeyManagementService):
         return f"Pkcs11Kms(ref={self.ref!r}, token_label={self._connector.config.token_label!r})"
 
     async def wrap(self, key_to_wrap: bytes, context: Mapping[str, str]) -> KmsWrapped:
-        if not isinstance(key_to_wrap, bytes) or not 1 <= len(key_to_wrap) <= MAX_KEY_TO_WRAP:
-            raise InvalidInput(f"key_to_wrap must be 1 to {MAX_KEY_TO_WRAP} bytes")
+        check_key_to_wrap(key_to_wrap)
         label, ctx = self.ref.key_id, _checked(context)
         wrapped, uri = await self._connector.call(lambda s: keys.wrap(s, label, key_to_wrap, ctx))
         return KmsWrapped(ciphertext=wrapped, key_name=uri)
