@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from app.api.errors import HTTP_REASONS
 from app.api.problems import ApiReason, FieldError, problem_body
 from app.domain.errors import Reason
 
@@ -20,17 +21,9 @@ _NAMED = re.compile(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*(?:_\*)?")
 _REQUEST_ID = "0f6c1d2e9a8b4c7d"
 
 DEFAULT_REASON: dict[int, str] = {
-    400: ApiReason.MALFORMED_REQUEST,
-    401: Reason.UNAUTHENTICATED,
-    403: Reason.ROLE_REQUIRED,
-    404: Reason.NOT_FOUND,
+    **HTTP_REASONS,
     409: Reason.CONFLICT,
-    413: ApiReason.PAYLOAD_TOO_LARGE,
-    415: ApiReason.UNSUPPORTED_MEDIA_TYPE,
-    422: Reason.INVALID_INPUT,
-    429: Reason.RATE_LIMITED,
     500: ApiReason.INTERNAL_ERROR,
-    503: Reason.KMS_UNAVAILABLE,
 }
 
 DETAILS: dict[str, str] = {

@@ -80,11 +80,13 @@ class OfflinePage:
             await route.abort("internetdisconnected")
 
 
-async def offline_page(browser: Browser) -> OfflinePage:
+async def open_offline(browser: Browser, url: str) -> OfflinePage:
+    """``url`` in a fresh context whose requests off 127.0.0.1 are aborted."""
     context = await browser.new_context()
     page = await context.new_page()
     offline = OfflinePage(page)
     await context.route("**/*", offline.route)
+    await page.goto(url)
     return offline
 
 
@@ -92,9 +94,8 @@ async def test_swagger_ui_renders_offline_and_runs_a_call(
     browser: Browser,
     live_server: LiveServer,  # noqa: F811
 ) -> None:
-    offline = await offline_page(browser)
+    offline = await open_offline(browser, f"{live_server.url}/docs")
     page = offline.page
-    await page.goto(f"{live_server.url}/docs")
 
     operation = page.locator(f'.opblock-get:has(.opblock-summary-path[data-path="{STATUS_PATH}"])')
     await expect(operation).to_have_count(1, timeout=30_000)
@@ -123,9 +124,8 @@ async def test_redoc_renders_offline(
     browser: Browser,
     live_server: LiveServer,  # noqa: F811
 ) -> None:
-    offline = await offline_page(browser)
+    offline = await open_offline(browser, f"{live_server.url}/redoc")
     page = offline.page
-    await page.goto(f"{live_server.url}/redoc")
     # ReDoc lists each tag and operation in its side menu once it has read /openapi.json.
     await expect(page.locator("[role=menuitem]", has_text="Crypto modules").first).to_be_visible(
         timeout=30_000
