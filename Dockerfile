@@ -7,9 +7,15 @@
 # REST TLS (EKMS_HTTP_TLS_*) and gRPC TLS (EKMS_GRPC_TLS_*) are opt-in: without them both ports
 # speak plaintext, which is only right behind a TLS-terminating mesh or on a trusted network.
 # Metrics stay on 127.0.0.1:9464 unless EKMS_METRICS_HOST says otherwise (deploy/ sets it).
-FROM python:3.11-slim AS build
+# Pinned: the exact Python patch release and Debian release, and an exact uv (bump them together
+# with uv.lock; a digest pin, python:...@sha256:..., is stricter still where a registry mirror
+# is at hand to read it from).
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG UV_VERSION=0.13.8
+FROM ${PYTHON_IMAGE} AS build
+ARG UV_VERSION
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
-RUN pip install --no-cache-dir uv
+RUN pip install --no-cache-dir "uv==${UV_VERSION}"
 WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
@@ -18,7 +24,7 @@ COPY migrations ./migrations
 COPY proto ./proto
 RUN uv sync --frozen --no-dev
 
-FROM python:3.11-slim AS runtime
+FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 ekms \
  && useradd --system --uid 10001 --gid ekms --home-dir /app --shell /usr/sbin/nologin ekms
 WORKDIR /app

@@ -8,6 +8,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 from app.api import errors, openapi
+from app.api.docs import install_docs
 from app.api.middleware import RequestContextMiddleware
 from app.api.routes import audit, crypto, ekms, fields, modules, policies, probes
 from app.api.services import ApiServices
@@ -39,10 +40,18 @@ def api_routes() -> list[APIRoute]:
 def create_app(services: ApiServices) -> FastAPI:
     """The REST app on ``services`` (built by ``app.bootstrap.build_rest_app``)."""
     # No CORS middleware on purpose: browsers on other origins get no access.
-    api = FastAPI(title="ekms", version="1", description=DESCRIPTION, openapi_tags=openapi.TAGS)
+    api = FastAPI(
+        title="ekms",
+        version="1",
+        description=DESCRIPTION,
+        openapi_tags=openapi.TAGS,
+        docs_url=None,  # served offline by install_docs
+        redoc_url=None,
+    )
     api.state.services = services
     for router in ROUTERS:
         api.include_router(router)
+    install_docs(api)
     errors.install_error_handlers(api)
     api.add_middleware(RequestContextMiddleware)
     routes = api_routes()

@@ -55,7 +55,8 @@ STATUS_BY_ERROR: dict[type[EkmsError], int] = {
 RETRY_AFTER_SECONDS = 5
 BEARER_CHALLENGE = 'Bearer realm="ekms"'
 
-_HTTP_REASONS: dict[int, str] = {
+# The reason of a problem the framework raised, by status (also the OpenAPI examples' default).
+HTTP_REASONS: dict[int, str] = {
     400: ApiReason.MALFORMED_REQUEST,
     401: Reason.UNAUTHENTICATED,
     403: Reason.ROLE_REQUIRED,
@@ -157,7 +158,7 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     exc = cast(StarletteHTTPException, exc)
     status = exc.status_code
-    reason = _HTTP_REASONS.get(status, f"HTTP_{status}")
+    reason = HTTP_REASONS.get(status, f"HTTP_{status}")
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail else "request failed"
     if status == 404:
         detail = "no such resource"

@@ -3,7 +3,8 @@
 Routes declare the problems specific to them (``responses=problems(404, 409)``); the ones every
 authenticated route can return (401, 403, 500, 503, and 400/413/415/422 where a body or
 parameters are taken) are added here, so no operation forgets one. Problem responses are
-documented as ``application/problem+json``.
+documented as ``application/problem+json``, with one example per reason the response names
+(``app.api.openapi_examples``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fastapi import FastAPI, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
+from app.api.openapi_examples import problem_examples
 from app.api.problems import PROBLEM_MEDIA_TYPE, Problem
 from app.api.security import SecuredRoute, access_of
 
@@ -36,7 +38,8 @@ TAGS: list[dict[str, Any]] = [
 
 DESCRIPTIONS: dict[int, str] = {
     400: "Malformed request: the body is not valid JSON",
-    401: "No token, or a token that does not verify (see `WWW-Authenticate`)",
+    401: "No token, or a token that does not verify (UNAUTHENTICATED) or has expired "
+    "(TOKEN_EXPIRED); see `WWW-Authenticate`",
     403: "The caller lacks the role this route needs (reason ROLE_REQUIRED)",
     404: "The resource does not exist",
     409: "Conflict with the current state",
@@ -44,7 +47,8 @@ DESCRIPTIONS: dict[int, str] = {
     415: "The request body is not `application/json`",
     422: "Invalid input; `errors` names each offending field",
     500: "Internal error; the body carries only the correlation id (`request_id`)",
-    503: "A dependency (database or external KMS) is unavailable; retry after `Retry-After`",
+    503: "A dependency is unavailable (KMS_UNAVAILABLE, DATABASE_UNAVAILABLE); retry after "
+    "`Retry-After`",
 }
 
 
@@ -57,8 +61,13 @@ def problems(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]
     return out
 
 
-def _problem_content() -> dict[str, Any]:
-    return {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+def _problem_content(status: int, description: str) -> dict[str, Any]:
+    return {
+        PROBLEM_MEDIA_TYPE: {
+            "schema": {"$ref": "#/components/schemas/Problem"},
+            "examples": problem_examples(status, description),
+        }
+    }
 
 
 def _common_codes(route: APIRoute, method: str, operation: dict[str, Any]) -> list[int]:
@@ -105,7 +114,8 @@ def build_openapi(api: FastAPI, routes: list[APIRoute]) -> dict[str, Any]:
                 responses.setdefault(str(code), {"description": DESCRIPTIONS[code]})
             for status, response in responses.items():
                 if int(status) >= 400 and not (status == "503" and route.path == "/readyz"):
-                    response["content"] = _problem_content()
+                    description = str(response.get("description", ""))
+                    response["content"] = _problem_content(int(status), description)
             if isinstance(route, SecuredRoute):
                 operation["description"] = operation.get("description", "") + _roles_note(route)
                 operation["x-required-roles"] = sorted(

@@ -18,10 +18,14 @@ class Readiness:
     checks: dict[str, str]
 
 
-async def check_readiness(
-    ctx: AppContext, schema_at_head: Callable[[], Awaitable[bool]]
-) -> Readiness:
-    """Database answers, schema at head, key chain usable or not yet configured."""
+# What the schema check may answer; the first two serve. "ahead_compatible": a newer release
+# migrated past this replica's head, and that schema says this head still serves on it.
+SCHEMA_SERVES = frozenset({"ok", "ahead_compatible"})
+
+
+async def check_readiness(ctx: AppContext, schema_state: Callable[[], Awaitable[str]]) -> Readiness:
+    """Database answers, schema at head (or ahead but compatible), key chain usable or not yet
+    configured."""
     checks: dict[str, str] = {}
     try:
         async with ctx.uow() as uow:
@@ -30,10 +34,9 @@ async def check_readiness(
     except EkmsError as exc:
         checks["database"] = exc.reason.value
         return Readiness(False, Reason.DATABASE_UNAVAILABLE.value, checks)
-    if not await schema_at_head():
-        checks["schema"] = "behind"
+    checks["schema"] = await schema_state()
+    if checks["schema"] not in SCHEMA_SERVES:
         return Readiness(False, "SCHEMA_NOT_AT_HEAD", checks)
-    checks["schema"] = "ok"
     snap = await ctx.chain.snapshot()
     if snap.config is None or not snap.config.active:
         checks["key_chain"] = "not_configured"

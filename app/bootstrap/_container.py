@@ -35,7 +35,7 @@ from app.domain.values import SYSTEM, KmsProvider
 from app.infra.control_loop import ControlLoop
 from app.infra.db.engine import create_engine
 from app.infra.db.leader import make_leader
-from app.infra.db.migrate import is_at_head, upgrade_to_head
+from app.infra.db.migrate import SchemaState, schema_state, upgrade_to_head
 from app.infra.db.notify import LocalReconcilingFeed, PgChangeFeed
 from app.infra.db.sync_lock import make_sync_lock
 from app.infra.db.uow import SqlaUnitOfWorkFactory
@@ -84,11 +84,11 @@ class Container:
     scheduler: MaintenanceScheduler
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    async def schema_at_head(self) -> bool:
-        return await is_at_head(self.engine)
+    async def schema_state(self) -> str:
+        return (await schema_state(self.engine)).value
 
     async def readiness(self) -> Readiness:
-        return await check_readiness(self.ctx, self.schema_at_head)
+        return await check_readiness(self.ctx, self.schema_state)
 
 
 def build_limits(settings: Settings, clock: Clock) -> DataPlaneLimits:
@@ -145,9 +145,17 @@ def build_container(settings: Settings, **overrides: Unpack[Overrides]) -> Conta
 
 async def _prepare_schema(settings: Settings) -> None:
     url = settings.effective_database_url
+    state = await schema_state(url)
+    if state in (SchemaState.AT_HEAD, SchemaState.AHEAD_COMPATIBLE):
+        return  # ahead but compatible: a newer release migrated during a rolling upgrade
+    if state is SchemaState.AHEAD:
+        raise StartupError(
+            "the database schema is ahead of this release and does not say this release can "
+            "serve on it: run the newer release"
+        )
     if settings.effective_auto_migrate:
         await upgrade_to_head(url)
-    elif not await is_at_head(url):
+    else:
         raise StartupError(
             "the database schema is not at head: run `ekms migrate` first "
             "(or set EKMS_AUTO_MIGRATE=true)"

@@ -1,10 +1,11 @@
 """``grpc.health.v1.Health`` driven by readiness (the same check as ``/readyz``).
 
-SERVING only while readiness says ready (database reachable, schema at head, key chain usable
-or not yet configured), NOT_SERVING otherwise. The status of the server ("") and of
-``ekms.v1.Crypto`` is refreshed every ``interval`` seconds and before answering each Check, so
-a Check never answers from before it arrived. Refreshes are single-flight: a Check joins the
-next refresh to start, so a flood of Checks costs at most one readiness check at a time.
+SERVING only while readiness says ready (database reachable, schema at head or compatibly
+ahead, key chain usable or not yet configured), NOT_SERVING otherwise. The status of the
+server ("") and of ``ekms.v1.Crypto`` is refreshed every ``interval`` seconds and before
+answering each Check, so a Check never answers from before it arrived. Refreshes are
+single-flight: a Check joins the next refresh to start, so a flood of Checks costs at most one
+readiness check at a time.
 """
 
 from __future__ import annotations

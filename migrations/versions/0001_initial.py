@@ -22,6 +22,7 @@ revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+oldest_serving_head = "0001"  # migrations/compat.py
 
 _JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 

@@ -16,6 +16,7 @@ revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+oldest_serving_head = "0001"  # migrations/compat.py
 
 
 def upgrade() -> None:

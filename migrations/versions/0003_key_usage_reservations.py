@@ -16,6 +16,9 @@ revision: str = "0003"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+# Not for 0002's code (migrations/compat.py): it would encrypt without reserving nonces, so
+# the replicas at 0003 could no longer keep the budget they enforce.
+oldest_serving_head = "0003"
 
 
 def upgrade() -> None:

@@ -19,6 +19,7 @@ revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+oldest_serving_head = "0003"  # migrations/compat.py
 
 
 def upgrade() -> None:

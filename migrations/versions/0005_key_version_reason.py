@@ -18,6 +18,7 @@ revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+oldest_serving_head = "0003"  # migrations/compat.py (0006 creates its table)
 
 
 def upgrade() -> None:

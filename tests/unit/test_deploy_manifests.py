@@ -11,6 +11,7 @@ outside the server's kustomization, and kustomizations that list files that exis
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import os
 import re
@@ -66,6 +67,12 @@ def _one(kind: str) -> Doc:
     docs = _all(kind)
     assert len(docs) == 1, f"expected one {kind} under deploy/, found {len(docs)}"
     return docs[0]
+
+
+def _service(*, headless: bool) -> Doc:
+    services = [s for s in _all("Service") if (s["spec"].get("clusterIP") == "None") == headless]
+    assert len(services) == 1, f"expected one {'headless ' if headless else ''}Service"
+    return services[0]
 
 
 def _pod(workload: Doc) -> Doc:
@@ -281,7 +288,7 @@ def test_grpc_probe_speaks_plaintext_to_a_plaintext_server() -> None:
 
 
 def test_service_exposes_http_and_grpc_of_the_server_pods() -> None:
-    service, deployment = _one("Service"), _one("Deployment")
+    service, deployment = _service(headless=False), _one("Deployment")
     ports = _container_ports(deployment)
     assert service["spec"]["type"] == "ClusterIP"
     assert _selects({"matchLabels": service["spec"]["selector"]}, _pod_labels(deployment))
@@ -293,6 +300,19 @@ def test_service_exposes_http_and_grpc_of_the_server_pods() -> None:
         assert _resolve_port(port["targetPort"], ports) == ports[name]
         assert port["port"] == ports[name]
     assert by_name["grpc"]["appProtocol"] == "grpc"
+
+
+def test_headless_service_gives_grpc_clients_every_ready_server_pod() -> None:
+    service, deployment = _service(headless=True), _one("Deployment")
+    ports = _container_ports(deployment)
+    assert service["spec"].get("type", "ClusterIP") == "ClusterIP"  # headless: clusterIP None
+    assert not service["spec"].get("publishNotReadyAddresses", False)
+    assert _selects({"matchLabels": service["spec"]["selector"]}, _pod_labels(deployment))
+    assert not _selects({"matchLabels": service["spec"]["selector"]}, _pod_labels(_one("Job")))
+    (grpc,) = service["spec"]["ports"]
+    assert grpc["appProtocol"] == "grpc" and grpc["port"] == ports["grpc"]
+    assert _resolve_port(grpc["targetPort"], ports) == ports["grpc"]
+    assert service["metadata"]["name"] in (DEPLOY / "README.md").read_text()
 
 
 def test_metrics_are_scraped_by_annotation_on_the_metrics_port() -> None:
@@ -502,3 +522,61 @@ def _assert_egress_within(spec: Doc, allowed: set[tuple[str, int]]) -> None:
         egress |= {(port.get("protocol", "TCP"), port["port"]) for port in rule["ports"]}
     assert egress <= allowed, f"egress beyond {sorted(allowed)}: {sorted(egress - allowed)}"
     assert ("TCP", 5432) in egress
+
+
+# --- the image -----------------------------------------------------------------------------
+
+
+def _docker_ignored(path: str, patterns: list[str]) -> bool:
+    """Docker's rule, enough for these patterns: a path is left out if it or a parent matches."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(
+        fnmatch.fnmatchcase(prefix, pattern.rstrip("/").removeprefix("**/"))
+        or fnmatch.fnmatchcase(prefix, pattern.rstrip("/"))
+        for pattern in patterns
+        for prefix in prefixes
+    )
+
+
+def test_build_context_leaves_out_secrets_and_local_state_but_not_the_sources() -> None:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+    assert not any(p.startswith("!") for p in patterns), "no re-inclusion: keep it simple"
+    for path in (
+        "data/ekms-local-root.key",
+        "data/dev-jwt-hs256.secret",
+        "data/ekms.db",
+        ".venv/bin/python",
+        ".cache/kmip-venv/bin/python",
+        ".git/HEAD",
+        "bench/results/soak.json",
+        "app/__pycache__/server.cpython-311.pyc",
+    ):
+        assert _docker_ignored(path, patterns), f"{path} would go into the build context"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    copied = re.findall(r"^COPY\s+(?!--from)(.+?)\s+\S+$", dockerfile, re.MULTILINE)
+    sources = [src for line in copied for src in line.split()]
+    assert {"uv.lock", "app", "migrations"} <= set(sources)
+    for source in sources:
+        assert not _docker_ignored(source, patterns), f"the Dockerfile copies ignored {source}"
+    for path in ("app/api/docs_static/swagger-init.js", "migrations/env.py"):
+        assert not _docker_ignored(path, patterns), path
+
+
+def test_base_image_and_uv_are_pinned() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    args = dict(re.findall(r"^ARG\s+(\w+)=(\S+)$", dockerfile, re.MULTILINE))
+    images = [
+        re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
+        for image in re.findall(r"^FROM\s+(\S+)", dockerfile, re.MULTILINE)
+    ]
+    assert len(images) == 2
+    for image in images:
+        exact_tag = re.fullmatch(r"python:\d+\.\d+\.\d+-slim-[a-z]+", image)
+        digest = re.fullmatch(r"python[^@]*@sha256:[0-9a-f]{64}", image)
+        assert exact_tag or digest, f"{image} is not pinned to an exact release or digest"
+    installs = re.findall(r"pip install[^\n]*", dockerfile)
+    assert installs and all('"uv==${UV_VERSION}"' in line for line in installs), installs
+    assert re.fullmatch(r"\d+\.\d+\.\d+", args["UV_VERSION"])
+    assert re.search(r"^HEALTHCHECK .*app\.healthcheck", dockerfile, re.MULTILINE)

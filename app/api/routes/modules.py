@@ -28,6 +28,7 @@ router = APIRouter(prefix="/api/v1/modules", route_class=SecuredRoute)
 ModuleName = Annotated[str, Path(max_length=255, description="the module's name")]
 Version = Annotated[int, Path(ge=1, le=2**32 - 1, description="a key version")]
 _MODULE_404 = problems(404, _404="No such module (MODULE_NOT_FOUND)")
+_MODULE_404_TEXT = _MODULE_404[404]["description"]
 
 
 @router.get("", tags=["modules"], summary="List crypto modules")
@@ -62,7 +63,13 @@ async def read(name: ModuleName, ctx: Ctx, _caller: AnyAdminRole) -> ModuleOut:
     "/{name}",
     tags=["modules"],
     summary="Update a module's description, default access or state",
-    responses=problems(404, 409, _409="A published module cannot go back to draft"),
+    responses=problems(
+        404,
+        409,
+        _404=_MODULE_404_TEXT,
+        _409="A published module cannot go back to draft (CONFLICT), or a concurrent update "
+        "(CONCURRENT_UPDATE)",
+    ),
 )
 async def patch(name: ModuleName, body: ModulePatch, ctx: Ctx, caller: Admin) -> ModuleOut:
     module = await update_module(
@@ -90,7 +97,10 @@ async def list_keys(name: ModuleName, ctx: Ctx, _caller: AnyAdminRole) -> list[K
     summary="New active key version; the previous one decrypts only",
     status_code=status.HTTP_201_CREATED,
     responses=problems(
-        404, 409, _409="The key chain cannot serve (EXTERNAL_KEY_*, NOT_CONFIGURED)"
+        404,
+        409,
+        _404=_MODULE_404_TEXT,
+        _409="The key chain cannot serve (EXTERNAL_KEY_*, NOT_CONFIGURED)",
     ),
 )
 async def rotate(name: ModuleName, ctx: Ctx, caller: KeyManager) -> KeyVersionOut:

@@ -34,7 +34,7 @@ async def livez() -> Liveness:
 
 @router.get(
     "/readyz",
-    summary="Database reachable, schema at head, key chain usable or not yet configured",
+    summary="Database reachable, schema at head or compatibly ahead, key chain usable",
     response_model=ReadinessOut,
     responses={503: {"model": ReadinessOut, "description": "Not ready; `reason` says why"}},
 )

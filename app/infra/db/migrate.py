@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from enum import StrEnum
 from functools import cache
 from pathlib import Path
 
@@ -71,11 +72,61 @@ async def is_at_head(url: Database) -> bool:
     return await current_revision(url) == head_revision()
 
 
+class SchemaState(StrEnum):
+    """Where the database's schema stands for this process's code."""
+
+    AT_HEAD = "ok"
+    AHEAD_COMPATIBLE = "ahead_compatible"  # migrated past our head; it says we still serve
+    AHEAD = "ahead"  # migrated past our head, and not (or not known to be) for us
+    BEHIND = "behind"  # an older revision, or never migrated
+
+
+@cache
+def known_revisions() -> tuple[str, ...]:
+    """Every revision in the packaged migrations, base first."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return tuple(reversed([rev.revision for rev in script.walk_revisions()]))
+
+
+async def schema_state(url: Database) -> SchemaState:
+    """At head, behind, or ahead and (per its ``schema_compatibility`` row) still ours to serve."""
+    async with _connection(url) as conn:
+        async with translate_unavailable():
+            current, oldest = await conn.run_sync(_current_and_oldest_serving)
+    known = known_revisions()
+    if current == head_revision():
+        return SchemaState.AT_HEAD
+    if current is None or current in known:
+        return SchemaState.BEHIND
+    # A revision we do not have: a newer release migrated. Serve if it says our head still may.
+    if oldest is not None and oldest in known:
+        return SchemaState.AHEAD_COMPATIBLE
+    return SchemaState.AHEAD
+
+
 # One Table and one statement for the life of the process: Alembic's MigrationContext builds a
 # new Table per call, and the readiness probe (once a second) then filled the engine's
 # compiled-statement cache with copies of the same SELECT, evicting the app's statements.
 _ALEMBIC_VERSION = Table("alembic_version", MetaData(), Column("version_num", String(32)))
 _SELECT_VERSION = select(_ALEMBIC_VERSION.c.version_num)
+_COMPATIBILITY = Table(
+    "schema_compatibility",
+    MetaData(),
+    Column("revision", String(32)),
+    Column("oldest_serving_head", String(32)),
+)
+
+
+def _current_and_oldest_serving(connection: Connection) -> tuple[str | None, str | None]:
+    current = _current(connection)
+    # Only a schema ahead of ours is looked up: the probe at head stays one SELECT.
+    if current is None or current in known_revisions():
+        return current, None
+    if not inspect(connection).has_table(_COMPATIBILITY.name):
+        return current, None
+    row = _COMPATIBILITY.c.revision == current
+    oldest = connection.execute(select(_COMPATIBILITY.c.oldest_serving_head).where(row))
+    return current, oldest.scalar_one_or_none()
 
 
 def _current(connection: Connection) -> str | None:

@@ -254,3 +254,12 @@ alerts = Table(
         sqlite_where=text("closed_at IS NULL"),
     ),
 )
+
+# Rolling upgrades (app.infra.db.migrate.schema_state): one row per revision from 0005 on, written
+# by that revision's upgrade: the oldest head whose code still serves on the schema it leaves.
+schema_compatibility = Table(
+    "schema_compatibility",
+    metadata,
+    Column("revision", String(32), primary_key=True),
+    Column("oldest_serving_head", String(32), nullable=False),
+)
