@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
+
 from app.application.context import AppContext
 from app.application.lookups import kek_context
 from app.application.ports import KeyManagementService
@@ -10,15 +13,19 @@ from app.domain.keys import KEK_SIZE, KeyEncryptionKey
 
 
 async def mint_kek(
-    ctx: AppContext, kms: KeyManagementService
-) -> tuple[ExternalInstanceKey, KeyEncryptionKey]:
-    """A fresh KEK in memory and its EKEK record (wrapped form, marker, context, fingerprint)."""
+    ctx: AppContext,
+    kms: KeyManagementService,
+    also: Sequence[tuple[uuid.UUID, KeyManagementService]] = (),
+) -> tuple[ExternalInstanceKey, KeyEncryptionKey, list[ExternalInstanceKey]]:
+    """A fresh KEK in memory and its EKEK record (wrapped form, marker, context, fingerprint)
+    under the first key; and one more EKEK for each other external key in ``also``."""
     rotation = await kms.rotation_state()
     kek_id = ctx.rng.uuid()
     raw = ctx.rng.token_bytes(KEK_SIZE)
     context = kek_context(ctx.chain.instance_id, kek_id)
     wrapped = await kms.wrap(raw, context)
     kek = KeyEncryptionKey(kek_id, raw)
+    more = [await wrap_for_key(ctx, other, raw, kek, key_id) for key_id, other in also]
     del raw
     ekek = ExternalInstanceKey(
         id=kek_id,
@@ -29,4 +36,29 @@ async def mint_kek(
         fingerprint=kek.fingerprint,
         created_at=ctx.clock.now(),
     )
-    return ekek, kek
+    return ekek, kek, more
+
+
+async def wrap_for_key(
+    ctx: AppContext,
+    kms: KeyManagementService,
+    key_to_wrap: bytes,
+    kek: KeyEncryptionKey,
+    external_key_id: uuid.UUID,
+) -> ExternalInstanceKey:
+    """The KEK's EKEK under one more external key (a row naming the KEK in ``kek_id``)."""
+    rotation = await kms.rotation_state()
+    context = kek_context(ctx.chain.instance_id, kek.id)
+    wrapped = await kms.wrap(key_to_wrap, context)
+    return ExternalInstanceKey(
+        id=ctx.rng.uuid(),
+        wrapped_kek=wrapped.ciphertext,
+        kms_key_arn=wrapped.key_name,
+        rotation_marker=rotation.marker,
+        encryption_context=context,
+        fingerprint=kek.fingerprint,
+        created_at=ctx.clock.now(),
+        active=False,
+        external_key_id=external_key_id,
+        kek_id=kek.id,
+    )

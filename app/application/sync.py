@@ -14,6 +14,7 @@ records nothing but a history note, so a saturated replica never fails a healthy
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -21,10 +22,10 @@ import structlog
 
 from app.application.context import AppContext
 from app.application.kek import rewrap_ekek
-from app.application.lookups import external_ref, require_config
+from app.application.lookups import external_ref, key_ref, load_keys, load_wraps, require_config
 from app.application.ports import ExternalKeyDescription, KeyManagementService
 from app.application.status_record import record_inconclusive, record_observation
-from app.domain.ekms_config import ExternalInstanceKey
+from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
 from app.domain.errors import (
     DecryptionFailed,
     EkmsError,
@@ -32,6 +33,7 @@ from app.domain.errors import (
     Reason,
     ServiceUnavailable,
 )
+from app.domain.external_keys import ExternalKey
 from app.domain.keys import KeyEncryptionKey, constant_time_equal
 from app.domain.values import SYSTEM, Caller, ExternalKeyStatus
 
@@ -48,9 +50,23 @@ _STATUS_OF_REFUSAL = {
 
 
 @dataclass(frozen=True, slots=True)
+class KeySyncReport:
+    """What one sync saw of one external key. ``inconclusive``: ekms was too busy to hear the
+    KMS, so nothing but a history note was recorded and the sync stays due."""
+
+    key: uuid.UUID
+    status: ExternalKeyStatus
+    previous: ExternalKeyStatus
+    changed: bool
+    reason: str | None
+    rewrapped: bool
+    rotation_marker: str | None
+    inconclusive: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class SyncReport:
-    """What one sync saw. ``inconclusive``: ekms was too busy to hear the KMS, so nothing
-    but a history note was recorded and the sync stays due."""
+    """What one sync saw: the first key in the flat fields, every key in ``keys``."""
 
     status: ExternalKeyStatus
     previous: ExternalKeyStatus
@@ -59,6 +75,7 @@ class SyncReport:
     rewrapped: bool
     rotation_marker: str | None
     inconclusive: bool = False
+    keys: tuple[KeySyncReport, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,38 +88,59 @@ class ProbeReport:
 
 
 async def sync_external_key(ctx: AppContext, caller: Caller = SYSTEM) -> SyncReport:
-    """Describe the key, prove the unwrap, record the outcome, rewrap after a rotation."""
+    """For every external key: describe it, prove the unwrap, record the outcome, and rewrap
+    its own EKEK after a rotation of its key material."""
     async with ctx.uow() as uow:
         config = await require_config(uow)
-        ekek = await uow.instance_keys.get_active()
-    kms = ctx.kms.connect(external_ref(config))
-    previous = config.external_key_status
+        keys = await load_keys(uow, config)
+        wraps = await load_wraps(uow, keys, await uow.instance_keys.get_active())
+    reports = [
+        await _sync_key(ctx, caller, config, key, wraps.get(key.id), first=index == 0)
+        for index, key in enumerate(keys)
+    ]
+    head = reports[0]
+    return SyncReport(
+        head.status,
+        head.previous,
+        head.changed,
+        head.reason,
+        head.rewrapped,
+        head.rotation_marker,
+        head.inconclusive,
+        tuple(reports),
+    )
+
+
+async def _sync_key(
+    ctx: AppContext,
+    caller: Caller,
+    config: ExternalKmsConfig,
+    key: ExternalKey,
+    ekek: ExternalInstanceKey | None,
+    *,
+    first: bool,
+) -> KeySyncReport:
+    """One key's observe/record step and its rotation check."""
+    kms = ctx.kms.connect(key_ref(key))
+    previous = key.external_key_status
+    marker = ekek.rotation_marker if ekek else None
     description, busy = await _observe(ctx, kms, ekek if config.active else None)
     if busy is not None:
-        await record_inconclusive(ctx, config, busy)
-        return SyncReport(
-            previous, previous, False, busy, False, ekek.rotation_marker if ekek else None, True
-        )
-    changed = await record_observation(ctx, caller, config, description)
-
+        await record_inconclusive(ctx, key, busy, key.id)
+        return KeySyncReport(key.id, previous, previous, False, busy, False, marker, True)
+    changed = await record_observation(ctx, caller, config, description, key, first=first)
     rewrapped = False
-    marker = ekek.rotation_marker if ekek else None
     if description.status is ExternalKeyStatus.ENABLED and ekek is not None and config.active:
         try:
             rotation = await kms.rotation_state()
         except EkmsError as exc:
-            log.warning("rotation_check_failed", reason=exc.reason.value)
+            log.warning("rotation_check_failed", reason=exc.reason.value, key=str(key.id))
         else:
             if rotation.marker != ekek.rotation_marker:
-                result = await rewrap_ekek(ctx, caller)
+                result = await rewrap_ekek(ctx, caller, None if first else key)
                 rewrapped, marker = True, result.new_marker
-    return SyncReport(
-        status=description.status,
-        previous=previous,
-        changed=changed,
-        reason=description.reason,
-        rewrapped=rewrapped,
-        rotation_marker=marker,
+    return KeySyncReport(
+        key.id, description.status, previous, changed, description.reason, rewrapped, marker
     )
 
 

@@ -24,6 +24,7 @@ from app.domain.values import (
     KmsProvider,
     ModuleState,
     Operation,
+    RevocationPolicy,
     TargetType,
 )
 
@@ -39,7 +40,7 @@ def _duration(seconds: int | None) -> timedelta | None:
     return None if seconds is None else timedelta(seconds=seconds)
 
 
-def _reason_or_none(value: str | None) -> Reason | None:
+def reason_or_none(value: str | None) -> Reason | None:
     if value is None:
         return None
     try:
@@ -66,6 +67,7 @@ def config_values(c: ExternalKmsConfig) -> Values:
         "deletion_date": c.deletion_date,
         "last_sync_at": c.last_sync_at,
         "unavailable_since": c.unavailable_since,
+        "revocation_policy": c.revocation_policy.value,
     }
 
 
@@ -82,11 +84,12 @@ def config_from_row(r: RowMapping) -> ExternalKmsConfig:
         active=r["active"],
         external_key_status=ExternalKeyStatus(r["external_key_status"]),
         status_reason=r["status_reason"],
-        status_reason_code=_reason_or_none(r["status_reason_code"]),
+        status_reason_code=reason_or_none(r["status_reason_code"]),
         deletion_date=r["deletion_date"],
         last_sync_at=r["last_sync_at"],
         unavailable_since=r["unavailable_since"],
         revision=r["revision"],
+        revocation_policy=RevocationPolicy(r["revocation_policy"]),
     )
 
 
@@ -101,6 +104,8 @@ def instance_key_values(k: ExternalInstanceKey) -> Values:
         "created_at": k.created_at,
         "rewrapped_at": k.rewrapped_at,
         "active": k.active,
+        "external_key_id": k.external_key_id,
+        "kek_id": k.kek_id,
     }
 
 
@@ -116,6 +121,8 @@ def instance_key_from_row(r: RowMapping) -> ExternalInstanceKey:
         rewrapped_at=r["rewrapped_at"],
         active=r["active"],
         revision=r["revision"],
+        external_key_id=r["external_key_id"],
+        kek_id=r["kek_id"],
     )
 
 
