@@ -71,13 +71,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("external_key_status_history") as batch:
-        batch.drop_column("external_key_id")
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite 3.35+): a batch rebuild of
+    # external_instance_keys would drop a table module_keys references.
+    op.execute("ALTER TABLE external_key_status_history DROP COLUMN external_key_id")
     op.execute("DELETE FROM external_instance_keys WHERE kek_id IS NOT NULL")
-    with op.batch_alter_table("external_instance_keys") as batch:
-        batch.drop_index(op.f("ix_external_instance_keys_kek_id"))
-        batch.drop_column("kek_id")
-        batch.drop_column("external_key_id")
+    op.drop_index(op.f("ix_external_instance_keys_kek_id"), table_name="external_instance_keys")
+    op.execute("ALTER TABLE external_instance_keys DROP COLUMN kek_id")
+    op.execute("ALTER TABLE external_instance_keys DROP COLUMN external_key_id")
     with op.batch_alter_table("ekms_config") as batch:
         batch.drop_column("revocation_policy")
     op.drop_table("external_keys")

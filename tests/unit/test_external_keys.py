@@ -21,6 +21,7 @@ from app.application.sync import sync_external_key
 from app.domain.errors import Conflict, KeyUnavailable, Reason, ServiceUnavailable
 from app.domain.external_keys import ExternalKey, chain_verdict
 from app.domain.values import ExternalKeyStatus, KmsProvider, RevocationPolicy
+from app.infra.telemetry import ChainCollector
 from tests.unit.conftest import ADMIN, KEY_ID, World
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
@@ -173,3 +174,18 @@ async def test_the_first_keys_state_written_by_the_previous_head_is_obeyed(world
     world.ctx.chain.purge()
     with pytest.raises(ServiceUnavailable):
         await world.decrypt(blob)
+
+
+async def test_the_metrics_show_each_keys_state_labelled_by_key(world: World) -> None:
+    blob = await _two_keys(world, ALL)
+    world.connector.key(SECOND).status = D
+    await sync_external_key(world.ctx)
+    assert await world.decrypt(blob) == b"salary"  # loads the snapshot the scrape reads
+    collector = ChainCollector()
+    collector.chain = world.ctx.chain
+    (family,) = [m for m in collector.collect() if m.name == "ekms_external_keys_status"]
+    on = {(s.labels["position"], s.labels["state"]) for s in family.samples if s.value == 1.0}
+    first, second = await list_external_keys(world.ctx)
+    keys = {s.labels["key"] for s in family.samples}
+    assert on == {("0", "enabled"), ("1", "disabled")}
+    assert keys == {str(first.key.id), str(second.key.id)}
