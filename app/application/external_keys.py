@@ -25,7 +25,12 @@ from app.application.lookups import (
 from app.application.ports import KeyStore, UnitOfWork
 from app.domain.alerts import KEY_UNUSABLE, key_unusable_kind
 from app.domain.audit import AuditEvent
-from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig, copy_observed
+from app.domain.ekms_config import (
+    ExternalInstanceKey,
+    ExternalKmsConfig,
+    copy_observed,
+    record_observed,
+)
 from app.domain.errors import (
     AlreadyExists,
     Conflict,
@@ -98,7 +103,7 @@ async def add_external_key(
             "the new external key did not give the key encryption key back",
             reason=Reason.EXTERNAL_KEY_UNWRAP_FAILED,
         )
-    key.record_status(ExternalKeyStatus.ENABLED, now)
+    record_observed(key, ExternalKeyStatus.ENABLED, now)
     async with ctx.uow() as uow:
         if not await uow.external_keys.list():  # a configuration the previous head made
             await uow.external_keys.add(keys[0])

@@ -66,16 +66,37 @@ class KeySyncReport:
 
 @dataclass(frozen=True, slots=True)
 class SyncReport:
-    """What one sync saw: the first key in the flat fields, every key in ``keys``."""
+    """What one sync saw of every key, the first first; the flat names are the first key's."""
 
-    status: ExternalKeyStatus
-    previous: ExternalKeyStatus
-    changed: bool
-    reason: str | None
-    rewrapped: bool
-    rotation_marker: str | None
-    inconclusive: bool = False
-    keys: tuple[KeySyncReport, ...] = ()
+    keys: tuple[KeySyncReport, ...]
+
+    @property
+    def status(self) -> ExternalKeyStatus:
+        return self.keys[0].status
+
+    @property
+    def previous(self) -> ExternalKeyStatus:
+        return self.keys[0].previous
+
+    @property
+    def changed(self) -> bool:
+        return self.keys[0].changed
+
+    @property
+    def reason(self) -> str | None:
+        return self.keys[0].reason
+
+    @property
+    def rewrapped(self) -> bool:
+        return self.keys[0].rewrapped
+
+    @property
+    def rotation_marker(self) -> str | None:
+        return self.keys[0].rotation_marker
+
+    @property
+    def inconclusive(self) -> bool:
+        return self.keys[0].inconclusive
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,17 +119,7 @@ async def sync_external_key(ctx: AppContext, caller: Caller = SYSTEM) -> SyncRep
         await _sync_key(ctx, caller, config, key, wraps.get(key.id), first=index == 0)
         for index, key in enumerate(keys)
     ]
-    head = reports[0]
-    return SyncReport(
-        head.status,
-        head.previous,
-        head.changed,
-        head.reason,
-        head.rewrapped,
-        head.rotation_marker,
-        head.inconclusive,
-        tuple(reports),
-    )
+    return SyncReport(tuple(reports))
 
 
 async def _sync_key(

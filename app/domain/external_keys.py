@@ -18,7 +18,6 @@ from app.domain.ekms_config import (
     ExternalKmsConfig,
     copy_observed,
     is_refused,
-    record_observed,
 )
 from app.domain.errors import KeyUnavailable, Reason
 from app.domain.values import ExternalKeyStatus, KmsProvider, RevocationPolicy
@@ -73,20 +72,6 @@ class ExternalKey:
         )
         copy_observed(key, config)
         return key
-
-    def record_status(
-        self,
-        status: ExternalKeyStatus,
-        now: datetime,
-        *,
-        reason: str | None = None,
-        reason_code: Reason | None = None,
-        deletion_date: datetime | None = None,
-    ) -> bool:
-        """Record what the sync saw; returns whether the status (or its refusal) changed."""
-        return record_observed(
-            self, status, now, reason=reason, reason_code=reason_code, deletion_date=deletion_date
-        )
 
     @property
     def refused(self) -> bool:

@@ -21,23 +21,18 @@ from app.application.external_keys import (
     list_external_keys,
     remove_external_key,
 )
-from app.application.modules import ModuleInput, create_module
-from app.application.policies import PolicyInput, create_policy
 from app.application.sync import sync_external_key
 from app.application.targets import Target
 from app.bootstrap import Container, build_rest_app, running
 from app.domain.errors import KeyUnavailable, Reason
 from app.domain.values import (
-    AccessResult,
     ExternalKeyStatus,
     KmsProvider,
-    Operation,
     RevocationPolicy,
-    TargetType,
 )
 from app.infra.settings import Settings
 from app.infra.tokens import mint_dev_token
-from tests.chain_support import ADMIN, APP
+from tests.chain_support import ADMIN, APP, grant_module
 from tests.fixtures.kms import AWS_TEST_CREDENTIALS, AWS_TEST_REGION
 from tests.fixtures.kms_gate import KmsGate
 
@@ -80,13 +75,7 @@ async def _chain(container: Container, keys: tuple[str, str], policy: Revocation
     ctx = container.ctx
     config = ConfigInput(KmsProvider.AWS, keys[0], AWS_TEST_REGION, revocation_policy=policy)
     await configure_ekms(ctx, ADMIN, config)
-    await create_module(ctx, ADMIN, ModuleInput(TARGET.module or ""))
-    await create_policy(
-        ctx,
-        ADMIN,
-        TARGET.module or "",
-        PolicyInput(TargetType.ROLE, "svc", frozenset(Operation), AccessResult.TRACK),
-    )
+    await grant_module(ctx, TARGET.module or "")
     await add_external_key(ctx, ADMIN, ExternalKeyInput(KmsProvider.AWS, keys[1], SECOND_REGION))
     blob = (await container.crypto.encrypt(APP, Item(TARGET, b"payroll"))).data
     assert blob is not None

@@ -13,15 +13,13 @@ from sqlalchemy import text
 from app.application.configuration import get_config
 from app.application.crypto import Item
 from app.application.external_keys import list_external_keys
-from app.application.modules import ModuleInput, create_module
-from app.application.policies import PolicyInput, create_policy
 from app.application.targets import Target
 from app.bootstrap import running
-from app.domain.values import AccessResult, Operation, RevocationPolicy, TargetType
+from app.domain.values import RevocationPolicy
 from app.infra.db import migrate
 from app.infra.db.engine import create_engine
 from app.infra.settings import Settings
-from tests.chain_support import ADMIN, APP
+from tests.chain_support import APP, grant_module
 
 TARGET = Target(module="global.migrated")
 
@@ -45,13 +43,7 @@ async def test_a_chain_from_the_previous_schema_keeps_its_key_as_the_first(
     await migrate.upgrade_to_head(empty_db_url)
     async with running(_settings(empty_db_url, tmp_path, root_key)) as first_run:
         ctx = first_run.ctx
-        await create_module(ctx, ADMIN, ModuleInput(TARGET.module or ""))
-        await create_policy(
-            ctx,
-            ADMIN,
-            TARGET.module or "",
-            PolicyInput(TargetType.ROLE, "svc", frozenset(Operation), AccessResult.TRACK),
-        )
+        await grant_module(ctx, TARGET.module or "")
         blob = (await first_run.crypto.encrypt(APP, Item(TARGET, b"kept"))).data
         config_id = (await get_config(ctx)).id
     assert blob is not None

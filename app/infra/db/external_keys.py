@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from sqlalchemy import RowMapping, delete, select
 
 from app.domain.external_keys import ExternalKey
-from app.domain.values import ExternalKeyStatus, KmsProvider
+from app.domain.values import KmsProvider
 from app.infra.db import tables as t
 from app.infra.db._base import SqlRepository, concurrent_update
-from app.infra.db.mappers import Values, reason_or_none
+from app.infra.db.mappers import Values, observed_from_row, observed_values
 
 _k = t.external_keys
 
@@ -24,13 +24,7 @@ def external_key_values(k: ExternalKey) -> Values:
         "key_id": k.key_id,
         "region": k.region,
         "created_at": k.created_at,
-        "external_key_status": k.external_key_status.value,
-        "status_reason": k.status_reason,
-        "status_reason_code": k.status_reason_code.value if k.status_reason_code else None,
-        "deletion_date": k.deletion_date,
-        "last_sync_at": k.last_sync_at,
-        "unavailable_since": k.unavailable_since,
-    }
+    } | observed_values(k)
 
 
 def external_key_from_row(r: RowMapping) -> ExternalKey:
@@ -41,13 +35,8 @@ def external_key_from_row(r: RowMapping) -> ExternalKey:
         key_id=r["key_id"],
         region=r["region"],
         created_at=r["created_at"],
-        external_key_status=ExternalKeyStatus(r["external_key_status"]),
-        status_reason=r["status_reason"],
-        status_reason_code=reason_or_none(r["status_reason_code"]),
-        deletion_date=r["deletion_date"],
-        last_sync_at=r["last_sync_at"],
-        unavailable_since=r["unavailable_since"],
         revision=r["revision"],
+        **observed_from_row(r),
     )
 
 
