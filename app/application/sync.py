@@ -22,7 +22,7 @@ import structlog
 
 from app.application.context import AppContext
 from app.application.kek import rewrap_ekek
-from app.application.lookups import external_ref, key_ref, load_keys, load_wraps, require_config
+from app.application.lookups import key_ref, load_keys, load_wraps, require_config
 from app.application.ports import ExternalKeyDescription, KeyManagementService
 from app.application.status_record import record_inconclusive, record_observation
 from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
@@ -156,25 +156,33 @@ async def _sync_key(
 
 
 async def probe_revocation(ctx: AppContext, caller: Caller = SYSTEM) -> ProbeReport:
-    """One unwrap of the EKEK (``EKMS_REVOCATION_PROBE_SECONDS``): a refusal is recorded and
-    stops the chain at once; success records nothing (the sync alone decides "enabled")."""
+    """One unwrap of each enabled key's EKEK (``EKMS_REVOCATION_PROBE_SECONDS``): a refusal is
+    recorded for its key (the revocation policy then decides); success records nothing (the
+    sync alone decides "enabled"). Reports the first refusal, or proven when every key was."""
     async with ctx.uow() as uow:
         config = await require_config(uow)
-        ekek = await uow.instance_keys.get_active()
-    if (
-        ekek is None
-        or not config.active
-        or config.external_key_status is not (ExternalKeyStatus.ENABLED)
-    ):
-        return ProbeReport(proven=False, refusal=None, changed=False)
-    refusal = await prove_unwrap(ctx.kms.connect(external_ref(config)), ekek)
-    if refusal is None:
-        return ProbeReport(proven=True, refusal=None, changed=False)
-    if refusal.no_answer:  # unreachable is the sync's business (grace period)
-        log.warning("revocation_probe_no_answer", reason=refusal.reason)
-        return ProbeReport(proven=False, refusal=refusal, changed=False)
-    changed = await record_observation(ctx, caller, config, refusal)
-    return ProbeReport(proven=False, refusal=refusal, changed=changed)
+        keys = await load_keys(uow, config)
+        wraps = await load_wraps(uow, keys, await uow.instance_keys.get_active())
+    report = ProbeReport(proven=False, refusal=None, changed=False)
+    for index, key in enumerate(keys):
+        ekek = wraps.get(key.id)
+        if ekek is None or not config.active:
+            continue
+        if key.external_key_status is not ExternalKeyStatus.ENABLED:
+            continue
+        refusal = await prove_unwrap(ctx.kms.connect(key_ref(key)), ekek)
+        if refusal is None:
+            if report.refusal is None:
+                report = ProbeReport(proven=True, refusal=None, changed=False)
+            continue
+        if refusal.no_answer:  # unreachable is the sync's business (grace period)
+            log.warning("revocation_probe_no_answer", reason=refusal.reason, key=str(key.id))
+            changed = False
+        else:
+            changed = await record_observation(ctx, caller, config, refusal, key, first=index == 0)
+        if report.refusal is None:
+            report = ProbeReport(proven=False, refusal=refusal, changed=changed)
+    return report
 
 
 async def prove_unwrap(

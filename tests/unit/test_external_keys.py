@@ -17,7 +17,7 @@ from app.application.external_keys import (
     remove_external_key,
 )
 from app.application.kek import rotate_kek
-from app.application.sync import sync_external_key
+from app.application.sync import probe_revocation, sync_external_key
 from app.domain.errors import Conflict, KeyUnavailable, Reason, ServiceUnavailable
 from app.domain.external_keys import ExternalKey, chain_verdict
 from app.domain.values import ExternalKeyStatus, KmsProvider, RevocationPolicy
@@ -189,3 +189,21 @@ async def test_the_metrics_show_each_keys_state_labelled_by_key(world: World) ->
     keys = {s.labels["key"] for s in family.samples}
     assert on == {("0", "enabled"), ("1", "disabled")}
     assert keys == {str(first.key.id), str(second.key.id)}
+
+
+async def test_the_revocation_probe_proves_every_key_and_records_a_refusal_for_its_key(
+    world: World,
+) -> None:
+    blob = await _two_keys(world)
+    assert (await probe_revocation(world.ctx)).proven
+    world.connector.key(SECOND).denied = {"unwrap"}  # the second holder revokes kms:Decrypt
+
+    report = await probe_revocation(world.ctx)
+
+    assert report.refusal is not None and report.changed
+    first, second = await list_external_keys(world.ctx)
+    assert first.key.external_key_status is ExternalKeyStatus.ENABLED
+    assert second.key.refused
+    with pytest.raises(KeyUnavailable) as err:
+        await world.decrypt(blob)
+    assert err.value.reason is Reason.EXTERNAL_KEY_ACCESS_DENIED
