@@ -5,21 +5,20 @@ event of a change, and the change feed that tells every replica."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import structlog
 
 from app.application.context import AppContext
-from app.application.lookups import save_key_state
+from app.application.lookups import load_keys, save_key_state
 from app.application.ports import ExternalKeyDescription
 from app.domain.alerts import Alert, KeyStatusChange, key_unusable_kind
 from app.domain.audit import AuditResult
-from app.domain.ekms_config import ExternalKmsConfig, ObservedKey, is_refused, record_observed
-from app.domain.external_keys import ExternalKey
+from app.domain.ekms_config import ExternalKmsConfig, ObservedKey, record_observed
+from app.domain.external_keys import ExternalKey, chain_verdict
 from app.domain.values import Caller, ExternalKeyStatus
 
 log = structlog.get_logger(__name__)
-
-_STOPS = (ExternalKeyStatus.DISABLED, ExternalKeyStatus.PENDING_DELETION, ExternalKeyStatus.DELETED)
 
 
 def alert_message(status: ExternalKeyStatus, reason: str | None) -> str:
@@ -38,8 +37,9 @@ async def record_observation(
     first: bool = True,
 ) -> bool:
     """Store what was seen of ``key`` (``None``: the configuration's first key); returns
-    whether the status changed. A stop state or a refusal purges every replica's key chain at
-    once (under ``all`` the next load unwraps the KEK with a key still usable)."""
+    whether the status changed. When the revocation policy now stops the chain (any key's stop
+    state or refusal under ``any``; every key's under ``all``), every replica's key chain is
+    purged at once; otherwise each reloads its snapshot."""
     target: ObservedKey = config if key is None else key
     previous = target.external_key_status
     now = ctx.clock.now()
@@ -91,6 +91,10 @@ async def record_observation(
                     )
                 ]
             )
+        # The chain stops when the revocation policy says so with what is now recorded:
+        # under ``all`` one key's stop leaves the KEK in memory while another key is usable.
+        keys = await load_keys(uow, config)
+        stops = chain_verdict(config.revocation_policy, keys, timedelta(0), now).error is not None
         await uow.commit()
     if changed:
         level = log.info if usable else log.error
@@ -102,7 +106,6 @@ async def record_observation(
             reason_code=seen.reason_code.value if seen.reason_code else None,
             external_key=None if key_id is None else str(key_id),
         )
-    stops = seen.status in _STOPS or is_refused(target)
     await ctx.changes.publish("purge" if stops else "status")
     return changed
 

@@ -35,14 +35,17 @@ from app.infra.tokens import mint_dev_token
 from tests.chain_support import ADMIN, APP, grant_module
 from tests.fixtures.kms import AWS_TEST_CREDENTIALS, AWS_TEST_REGION
 from tests.fixtures.kms_gate import KmsGate
+from tests.fixtures.pkcs11 import HsmAdmin, SoftHsmToken
 
 TARGET = Target(module="global.multi")
 SECOND_REGION = "us-east-1"
 SECRET = "z" * 40
+ALL, DISABLED = RevocationPolicy.ALL, ExternalKeyStatus.DISABLED
 
 
-def _settings(pg_url: str, url: str, tmp_path: Path) -> Settings:
+def _settings(pg_url: str, url: str, tmp_path: Path, **extra: Any) -> Settings:
     return Settings(
+        **extra,
         database_url=pg_url,
         kms_provider="aws",
         aws_endpoint_url=url,
@@ -282,3 +285,53 @@ async def test_a_restart_unwraps_with_the_second_key_while_the_first_is_unavaila
     async with running(_settings(pg_url, kms_gate.url, tmp_path / "again")) as restarted:
         assert await _decrypts(restarted, blob)
         assert (await get_status(restarted.ctx)).serving
+
+
+async def test_an_aws_key_and_an_hsm_key_wrap_one_kek(
+    pg_url: str,
+    aws_env: str,
+    kms_gate: KmsGate,
+    kms_admin: Any,
+    pkcs11_token: SoftHsmToken,
+    pkcs11_key: str,
+    hsm_admin: HsmAdmin,
+    tmp_path: Path,
+) -> None:
+    """AWS (moto, behind the gate) first, a SoftHSM2 key second, under ``all``: the HSM
+    officer disabling the HSM key leaves the chain serving; with the AWS region down at a
+    restart the HSM alone unwraps the KEK, and once the HSM key is disabled too the KEK stays
+    in memory for the silent AWS key's grace period; both keys disabled stop the chain."""
+    aws_key = str(kms_admin.create_key()["KeyMetadata"]["KeyId"])
+    hsm = {
+        "pkcs11_library": pkcs11_token.library,
+        "pkcs11_token_label": pkcs11_token.label,
+        "pkcs11_pin": pkcs11_token.pin,
+    }
+    async with running(_settings(pg_url, kms_gate.url, tmp_path, **hsm)) as node:
+        ctx = node.ctx
+        config = ConfigInput(KmsProvider.AWS, aws_key, AWS_TEST_REGION, revocation_policy=ALL)
+        await configure_ekms(ctx, ADMIN, config)
+        await grant_module(ctx, TARGET.module or "")
+        await add_external_key(ctx, ADMIN, ExternalKeyInput(KmsProvider.PKCS11, pkcs11_key))
+        blob = (await node.crypto.encrypt(APP, Item(TARGET, b"payroll"))).data
+        assert blob is not None
+
+        hsm_admin.set(pkcs11_key, encrypt=False, decrypt=False)
+        report = await sync_external_key(ctx)
+        assert [k.status for k in report.keys] == [ExternalKeyStatus.ENABLED, DISABLED]
+        assert await _decrypts(node, blob)
+        hsm_admin.set(pkcs11_key, encrypt=True, decrypt=True)
+        await sync_external_key(ctx)
+
+    kms_gate.silence_key(aws_key)
+    async with running(_settings(pg_url, kms_gate.url, tmp_path / "again", **hsm)) as node:
+        assert await _decrypts(node, blob)  # through the HSM alone
+        hsm_admin.set(pkcs11_key, encrypt=False, decrypt=False)
+        report = await sync_external_key(node.ctx)
+        assert [k.status for k in report.keys] == [ExternalKeyStatus.UNAVAILABLE, DISABLED]
+        # The AWS key is only silent: the KEK stays in memory for its grace period.
+        assert await _decrypts(node, blob)
+        kms_gate.allow_all()
+        kms_admin.disable_key(KeyId=aws_key)
+        await sync_external_key(node.ctx)
+        assert await _refusal(node, blob) is Reason.EXTERNAL_KEY_DISABLED  # every key stopped
