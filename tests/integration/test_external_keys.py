@@ -5,6 +5,8 @@ kms_gate``, in front of moto, answers that key's calls with a KMS internal error
 
 from __future__ import annotations
 
+import base64
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -335,3 +337,31 @@ async def test_an_aws_key_and_an_hsm_key_wrap_one_kek(
         kms_admin.disable_key(KeyId=aws_key)
         await sync_external_key(node.ctx)
         assert await _refusal(node, blob) is Reason.EXTERNAL_KEY_DISABLED  # every key stopped
+
+
+async def test_the_local_default_re_roots_to_aws_and_a_restart_decrypts_without_the_local_key(
+    pg_url: str, aws_env: str, moto_server: str, kms_key: str, tmp_path: Path
+) -> None:
+    """Re-rooting: the embedded default (the local root key) adds an AWS key and removes the
+    local one; after a restart on AWS alone, with no local root key anywhere, the old
+    ciphertext decrypts (the KEK, its DEKs and the ciphertext stayed)."""
+    local_root = base64.b64encode(os.urandom(32)).decode()
+    local = _settings(pg_url, moto_server, tmp_path, local_root_key=local_root)
+    async with running(local.model_copy(update={"kms_provider": "local"})) as node:
+        ctx = node.ctx
+        await grant_module(ctx, TARGET.module or "")  # the default configured itself
+        blob = (await node.crypto.encrypt(APP, Item(TARGET, b"payroll"))).data
+        assert blob is not None
+        await add_external_key(
+            ctx, ADMIN, ExternalKeyInput(KmsProvider.AWS, kms_key, AWS_TEST_REGION)
+        )
+        local_key, _ = await list_external_keys(ctx)
+        assert local_key.key.provider is KmsProvider.LOCAL
+        await remove_external_key(ctx, ADMIN, local_key.key.id)
+        assert await _decrypts(node, blob)
+
+    async with running(_settings(pg_url, moto_server, tmp_path / "aws-only")) as node:
+        (only,) = await list_external_keys(node.ctx)
+        assert (only.key.provider, only.key.key_id, only.first) == (KmsProvider.AWS, kms_key, True)
+        assert (await get_status(node.ctx)).provider is KmsProvider.AWS
+        assert await _decrypts(node, blob)
