@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from app.api.schemas.common import InputModel
-from app.api.schemas.external_keys import ExternalKeyItemOut, KeySyncOut
+from app.api.schemas.external_keys import ExternalKeyItemOut, KeySyncOut, SyncFields
 from app.application.configuration import ConfigInput, EkmsStatus, ProbeResult
 from app.application.kek import KekRotationResult
 from app.application.sync import SyncReport
@@ -244,33 +244,16 @@ class StatusOut(BaseModel):
         )
 
 
-class SyncOut(BaseModel):
-    status: ExternalKeyStatus
-    previous: ExternalKeyStatus
-    changed: bool
-    reason: str | None
-    rewrapped: bool = Field(description="whether the EKEK was rewrapped after an external rotation")
-    rotation_marker: str | None
-    inconclusive: bool = Field(
-        default=False,
-        description="ekms was too busy to hear the KMS: nothing recorded, the sync stays due",
-    )
+class SyncOut(SyncFields):
+    """What the sync saw: the first key in the flat fields, every key in ``keys``."""
+
     keys: list[KeySyncOut] = Field(
         default_factory=list, description="every external key, the first first"
     )
 
     @classmethod
     def of(cls, report: SyncReport) -> SyncOut:
-        return cls(
-            status=report.status,
-            previous=report.previous,
-            changed=report.changed,
-            reason=report.reason,
-            rewrapped=report.rewrapped,
-            rotation_marker=report.rotation_marker,
-            inconclusive=report.inconclusive,
-            keys=[KeySyncOut.of(k) for k in report.keys],
-        )
+        return cls(**cls.fields_of(report), keys=[KeySyncOut.of(k) for k in report.keys])
 
 
 class KekRotationOut(BaseModel):

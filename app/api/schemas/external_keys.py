@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from app.api.schemas.common import InputModel
 from app.application.external_keys import ExternalKeyInput, ExternalKeyView
-from app.application.sync import KeySyncReport
+from app.application.sync import KeySyncReport, SyncReport
 from app.domain.ekms_config import ExternalInstanceKey
 from app.domain.external_keys import ExternalKey
 from app.domain.values import ExternalKeyStatus, KmsProvider
@@ -76,27 +77,39 @@ class ExternalKeyListOut(BaseModel):
     items: list[ExternalKeyItemOut]
 
 
-class KeySyncOut(BaseModel):
-    """What one sync saw of one external key."""
+class SyncFields(BaseModel):
+    """What a sync saw of one external key."""
 
-    id: uuid.UUID
     status: ExternalKeyStatus
     previous: ExternalKeyStatus
     changed: bool
     reason: str | None
-    rewrapped: bool
+    rewrapped: bool = Field(description="whether the EKEK was rewrapped after an external rotation")
     rotation_marker: str | None
-    inconclusive: bool
+    inconclusive: bool = Field(
+        default=False,
+        description="ekms was too busy to hear the KMS: nothing recorded, the sync stays due",
+    )
+
+    @staticmethod
+    def fields_of(report: KeySyncReport | SyncReport) -> dict[str, Any]:
+        """The shared fields, from one key's report or the whole sync's (its first key's)."""
+        return {
+            "status": report.status,
+            "previous": report.previous,
+            "changed": report.changed,
+            "reason": report.reason,
+            "rewrapped": report.rewrapped,
+            "rotation_marker": report.rotation_marker,
+            "inconclusive": report.inconclusive,
+        }
+
+
+class KeySyncOut(SyncFields):
+    """What one sync saw of one external key, by its id."""
+
+    id: uuid.UUID
 
     @classmethod
     def of(cls, report: KeySyncReport) -> KeySyncOut:
-        return cls(
-            id=report.key,
-            status=report.status,
-            previous=report.previous,
-            changed=report.changed,
-            reason=report.reason,
-            rewrapped=report.rewrapped,
-            rotation_marker=report.rotation_marker,
-            inconclusive=report.inconclusive,
-        )
+        return cls(id=report.key, **cls.fields_of(report))
