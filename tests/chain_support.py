@@ -18,6 +18,11 @@ APP = Caller("svc", frozenset({"svc"}))
 async def open_module(ctx: AppContext, provider: KmsProvider, key_id: str, module: str) -> None:
     """Configure ekms on ``key_id`` and open ``module`` to role ``svc`` (Track)."""
     await configure_ekms(ctx, ADMIN, ConfigInput(provider, key_id))
+    await grant_module(ctx, module)
+
+
+async def grant_module(ctx: AppContext, module: str) -> None:
+    """Create ``module`` on the configured chain, open to role ``svc`` (Track)."""
     await create_module(ctx, ADMIN, ModuleInput(module))
     await create_policy(
         ctx,

@@ -58,6 +58,7 @@ class FakeClock:
 class Store:
     config: Any = None
     instance_keys: dict[uuid.UUID, Any] = field(default_factory=dict)
+    external_keys: dict[uuid.UUID, Any] = field(default_factory=dict)
     modules: dict[uuid.UUID, Any] = field(default_factory=dict)
     keys: dict[tuple[uuid.UUID, int], Any] = field(default_factory=dict)
     fields: dict[uuid.UUID, Any] = field(default_factory=dict)
@@ -115,6 +116,23 @@ class InMemoryInstanceKeyRepository(_Repo):
         if any(k.kek_id == kek_id for k in self.s.keys.values()):
             raise Conflict("a key still names this KEK", reason=Reason.CONCURRENT_UPDATE)
         self.s.instance_keys.pop(kek_id, None)
+
+
+class InMemoryExternalKeyRepository(_Repo):
+    async def list(self) -> list[Any]:
+        return copy.deepcopy(sorted(self.s.external_keys.values(), key=lambda k: k.position))
+
+    async def add(self, key: Any) -> None:
+        if any(k.position == key.position for k in self.s.external_keys.values()):
+            raise Conflict("position taken", reason=Reason.CONCURRENT_UPDATE)
+        self.s.external_keys[key.id] = copy.deepcopy(key)
+
+    async def save(self, key: Any) -> None:
+        _check_revision(self.s.external_keys.get(key.id), key)
+        self.s.external_keys[key.id] = copy.deepcopy(key)
+
+    async def delete(self, key_id: uuid.UUID) -> None:
+        self.s.external_keys.pop(key_id, None)
 
 
 class InMemoryModuleRepository(_Repo):
@@ -309,6 +327,7 @@ class InMemoryUnitOfWork:
         self._work = copy.deepcopy(self._db.committed)
         self.config = InMemoryConfigRepository(self._work)
         self.instance_keys = InMemoryInstanceKeyRepository(self._work)
+        self.external_keys = InMemoryExternalKeyRepository(self._work)
         self.modules = InMemoryModuleRepository(self._work)
         self.keys = InMemoryModuleKeyRepository(self._work)
         self.fields = InMemoryFieldConfigRepository(self._work)

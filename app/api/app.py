@@ -10,11 +10,21 @@ from fastapi.routing import APIRoute
 from app.api import errors, openapi
 from app.api.docs import install_docs
 from app.api.middleware import RequestContextMiddleware
-from app.api.routes import audit, crypto, ekms, fields, modules, policies, probes
+from app.api.routes import (
+    audit,
+    crypto,
+    ekms,
+    external_keys,
+    fields,
+    modules,
+    policies,
+    probes,
+)
 from app.api.services import ApiServices
 
 ROUTERS: tuple[APIRouter, ...] = (
     ekms.router,
+    external_keys.router,
     modules.router,
     policies.router,
     fields.router,

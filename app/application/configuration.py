@@ -8,14 +8,14 @@ from datetime import datetime, timedelta
 
 from app.application.context import AppContext
 from app.application.kek_mint import mint_kek
-from app.application.lookups import external_ref, require_config
-from app.application.ports import ExternalKeyDescription
+from app.application.lookups import external_ref, require_config, require_enabled
 from app.domain.alerts import Alert
 from app.domain.audit import AuditResult
 from app.domain.ekms_config import DEFAULT_SYNC_INTERVAL, ExternalInstanceKey, ExternalKmsConfig
 from app.domain.errors import AlreadyExists, EkmsError, KeyUnavailable, Reason
+from app.domain.external_keys import ExternalKey
 from app.domain.keys import KeyEncryptionKey, constant_time_equal
-from app.domain.values import Caller, ExternalKeyStatus, KmsProvider
+from app.domain.values import Caller, ExternalKeyStatus, KmsProvider, RevocationPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,7 @@ class ConfigInput:
     region: str | None = None
     sync_interval: timedelta = DEFAULT_SYNC_INTERVAL
     activate: bool = True
+    revocation_policy: RevocationPolicy = RevocationPolicy.ANY
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,7 @@ async def configure_ekms(ctx: AppContext, caller: Caller, data: ConfigInput) -> 
         sync_interval=data.sync_interval,
         created_at=now,
         updated_at=now,
+        revocation_policy=data.revocation_policy,
     )
     async with ctx.uow() as uow:
         if await uow.config.get() is not None:
@@ -74,7 +76,9 @@ async def configure_ekms(ctx: AppContext, caller: Caller, data: ConfigInput) -> 
     ekek, kek = (await _new_kek(ctx, config)) if data.activate else (None, None)
     async with ctx.uow() as uow:
         await uow.config.add(config)
+        await uow.external_keys.add(ExternalKey.first_of(config, config.id, 0))
         if ekek is not None:
+            ekek.external_key_id = config.id
             await uow.instance_keys.add(ekek)
         await uow.audit.append(
             [
@@ -129,25 +133,11 @@ async def _new_kek(
 ) -> tuple[ExternalInstanceKey, KeyEncryptionKey]:
     """Generate a KEK and wrap it under the external key, which must be Enabled."""
     kms = ctx.kms.connect(external_ref(config))
-    _require_enabled(await kms.describe())
-    ekek, kek = await mint_kek(ctx, kms)
+    require_enabled(await kms.describe())
+    ekek, kek, _ = await mint_kek(ctx, kms)
     config.active = True
     config.record_status(ExternalKeyStatus.ENABLED, ekek.created_at)
     return ekek, kek
-
-
-def _require_enabled(description: ExternalKeyDescription) -> None:
-    if description.status is not ExternalKeyStatus.ENABLED:
-        reason = {
-            ExternalKeyStatus.DISABLED: Reason.EXTERNAL_KEY_DISABLED,
-            ExternalKeyStatus.PENDING_DELETION: Reason.EXTERNAL_KEY_PENDING_DELETION,
-            ExternalKeyStatus.DELETED: Reason.EXTERNAL_KEY_DELETED,
-        }.get(description.status, Reason.EXTERNAL_KEY_UNAVAILABLE)
-        why = f": {description.reason}" if description.reason else ""
-        raise KeyUnavailable(
-            f"the external key is {description.status.value}{why}; it must be enabled",
-            reason=reason,
-        )
 
 
 async def probe_ekms_config(ctx: AppContext, caller: Caller) -> ProbeResult:
@@ -159,7 +149,7 @@ async def probe_ekms_config(ctx: AppContext, caller: Caller) -> ProbeResult:
     description = await kms.describe()
     result: ProbeResult
     try:
-        _require_enabled(description)
+        require_enabled(description)
         probe = ctx.rng.token_bytes(32)
         context = {"ekms:instance": ctx.chain.instance_id, "ekms:purpose": "probe"}
         wrapped = await kms.wrap(probe, context)
@@ -219,6 +209,8 @@ class EkmsStatus:
     open_alerts: tuple[Alert, ...] = ()
     kms_endpoint: str | None = None
     status_reason_code: str | None = None
+    revocation_policy: RevocationPolicy | None = None
+    keys: tuple[tuple[ExternalKey, ExternalInstanceKey | None], ...] = ()  # the first first
 
 
 async def get_status(ctx: AppContext) -> EkmsStatus:
@@ -255,4 +247,6 @@ async def get_status(ctx: AppContext) -> EkmsStatus:
         kek_fingerprint=ekek.fingerprint if ekek else None,
         kek_created_at=ekek.created_at if ekek else None,
         open_alerts=snap.open_alerts,
+        revocation_policy=config.revocation_policy if config else None,
+        keys=tuple((k, snap.wraps.get(k.id)) for k in snap.keys),
     )

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from app.application.context import AppContext
 from app.application.erasure import erase_dead_rows
 from app.application.kek_mint import mint_kek
-from app.application.lookups import external_ref, require_config
+from app.application.lookups import external_ref, key_ref, load_keys, load_wraps, require_config
 from app.application.ports import KeyStore
 from app.domain.errors import KeyUnavailable, Reason
+from app.domain.external_keys import ExternalKey
 from app.domain.values import Caller
 
 
@@ -25,7 +26,8 @@ class KekRotationResult:
 
 
 async def rotate_kek(ctx: AppContext, caller: Caller) -> KekRotationResult:
-    """A new KEK; every DEK that still has material is rewrapped under it in one transaction.
+    """A new KEK, wrapped under the first external key and each other one not stopped; every
+    DEK that still has material is rewrapped under it in one transaction.
 
     Field ciphertexts are untouched: they name the DEK version, and the DEKs do not change.
     The same transaction deletes the previous EKEK (and any older one left by an earlier
@@ -37,8 +39,12 @@ async def rotate_kek(ctx: AppContext, caller: Caller) -> KekRotationResult:
     old_kek = ctx.chain.check_serving(snap, None)
     async with ctx.uow() as uow:
         config = await require_config(uow)
+        first, *rest = await load_keys(uow, config)
+    others = [k for k in rest if not k.stopped]  # a stopped key cannot wrap: it keeps none
     kms = ctx.kms.connect(external_ref(config))
-    new_ekek, new_kek = await mint_kek(ctx, kms)
+    also = [(k.id, ctx.kms.connect(key_ref(k))) for k in others]
+    new_ekek, new_kek, more_ekeks = await mint_kek(ctx, kms, also)
+    new_ekek.external_key_id = first.id
     new_id = new_kek.id
     count = 0
     async with ctx.uow() as uow:
@@ -50,6 +56,8 @@ async def rotate_kek(ctx: AppContext, caller: Caller) -> KekRotationResult:
         current.active = False
         await uow.instance_keys.save(current)
         await uow.instance_keys.add(new_ekek)
+        for more in more_ekeks:
+            await uow.instance_keys.add(more)
         for key in await uow.keys.list_all():
             if key.wrapped_dek is None:
                 continue
@@ -60,7 +68,7 @@ async def rotate_kek(ctx: AppContext, caller: Caller) -> KekRotationResult:
             await uow.keys.save(key)
             count += 1
         # Every DEK with material now names the new KEK: no row references the others.
-        retired = [k.id for k in await uow.instance_keys.list() if k.id != new_id]
+        retired = [k.id for k in await uow.instance_keys.list() if k.wraps != new_id]
         for kek_id in retired:
             await uow.instance_keys.delete(kek_id)
         await uow.audit.append(
@@ -95,17 +103,22 @@ class EkekRewrapResult:
     new_marker: str
 
 
-async def rewrap_ekek(ctx: AppContext, caller: Caller) -> EkekRewrapResult:
-    """Wrap the KEK again under the external key's current material (``kms.rewrap``).
+async def rewrap_ekek(
+    ctx: AppContext, caller: Caller, key: ExternalKey | None = None
+) -> EkekRewrapResult:
+    """Wrap the KEK again under one external key's current material (``kms.rewrap``): the
+    first key's (the KEK's own EKEK row) unless ``key`` names another; no other EKEK changes.
 
     The KEK and every DEK stay the same, so no cache is touched and no call is interrupted.
     """
     async with ctx.uow() as uow:
         config = await require_config(uow)
         ekek = await uow.instance_keys.get_active()
+        if key is not None and ekek is not None:
+            ekek = (await load_wraps(uow, await load_keys(uow, config), ekek)).get(key.id)
     if ekek is None:
         raise KeyUnavailable("ekms is not configured", reason=Reason.NOT_CONFIGURED)
-    kms = ctx.kms.connect(external_ref(config))
+    kms = ctx.kms.connect(external_ref(config) if key is None else key_ref(key))
     rotation = await kms.rotation_state()
     rewrapped = await kms.rewrap(ekek.wrapped_kek, ekek.encryption_context)
     old_marker = ekek.rotation_marker
@@ -118,7 +131,8 @@ async def rewrap_ekek(ctx: AppContext, caller: Caller) -> EkekRewrapResult:
                     caller,
                     "ekek.rewrap",
                     details={
-                        "kek_id": str(ekek.id),
+                        "kek_id": str(ekek.wraps),
+                        "external_key": str(ekek.external_key_id),
                         "fingerprint": ekek.fingerprint,
                         "old_marker": old_marker,
                         "new_marker": rotation.marker,
@@ -128,4 +142,4 @@ async def rewrap_ekek(ctx: AppContext, caller: Caller) -> EkekRewrapResult:
         )
         await uow.commit()
     await ctx.changes.publish("ekek")
-    return EkekRewrapResult(str(ekek.id), ekek.fingerprint, old_marker, rotation.marker)
+    return EkekRewrapResult(str(ekek.wraps), ekek.fingerprint, old_marker, rotation.marker)

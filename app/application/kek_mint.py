@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
+
 from app.application.context import AppContext
 from app.application.lookups import kek_context
 from app.application.ports import KeyManagementService
@@ -10,23 +13,60 @@ from app.domain.keys import KEK_SIZE, KeyEncryptionKey
 
 
 async def mint_kek(
-    ctx: AppContext, kms: KeyManagementService
-) -> tuple[ExternalInstanceKey, KeyEncryptionKey]:
-    """A fresh KEK in memory and its EKEK record (wrapped form, marker, context, fingerprint)."""
-    rotation = await kms.rotation_state()
+    ctx: AppContext,
+    kms: KeyManagementService,
+    also: Sequence[tuple[uuid.UUID, KeyManagementService]] = (),
+) -> tuple[ExternalInstanceKey, KeyEncryptionKey, list[ExternalInstanceKey]]:
+    """A fresh KEK in memory and its EKEK record (wrapped form, marker, context, fingerprint)
+    under the first key; and one more EKEK for each other external key in ``also``."""
     kek_id = ctx.rng.uuid()
     raw = ctx.rng.token_bytes(KEK_SIZE)
-    context = kek_context(ctx.chain.instance_id, kek_id)
-    wrapped = await kms.wrap(raw, context)
     kek = KeyEncryptionKey(kek_id, raw)
-    del raw
-    ekek = ExternalInstanceKey(
-        id=kek_id,
+    try:
+        ekek = await _wrapped(ctx, kms, raw, kek, row_id=kek_id, external_key_id=None)
+        more = [await wrap_for_key(ctx, other, raw, kek, key_id) for key_id, other in also]
+    finally:
+        del raw
+    return ekek, kek, more
+
+
+async def wrap_for_key(
+    ctx: AppContext,
+    kms: KeyManagementService,
+    key_to_wrap: bytes,
+    kek: KeyEncryptionKey,
+    external_key_id: uuid.UUID,
+) -> ExternalInstanceKey:
+    """The KEK's EKEK under one more external key (a row naming the KEK in ``kek_id``)."""
+    return await _wrapped(
+        ctx, kms, key_to_wrap, kek, row_id=ctx.rng.uuid(), external_key_id=external_key_id
+    )
+
+
+async def _wrapped(
+    ctx: AppContext,
+    kms: KeyManagementService,
+    key_to_wrap: bytes,
+    kek: KeyEncryptionKey,
+    *,
+    row_id: uuid.UUID,
+    external_key_id: uuid.UUID | None,
+) -> ExternalInstanceKey:
+    """An EKEK row: the KEK wrapped under ``kms`` with the key's current rotation marker. The
+    KEK's own row (``row_id`` is the KEK id) is the active one; another key's names the KEK."""
+    rotation = await kms.rotation_state()
+    context = kek_context(ctx.chain.instance_id, kek.id)
+    wrapped = await kms.wrap(key_to_wrap, context)
+    own = row_id == kek.id
+    return ExternalInstanceKey(
+        id=row_id,
         wrapped_kek=wrapped.ciphertext,
         kms_key_arn=wrapped.key_name,
         rotation_marker=rotation.marker,
         encryption_context=context,
         fingerprint=kek.fingerprint,
         created_at=ctx.clock.now(),
+        active=own,
+        external_key_id=external_key_id,
+        kek_id=None if own else kek.id,
     )
-    return ekek, kek

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import structlog
 
-from app.application.lookups import external_ref
+from app.application.lookups import key_ref, load_keys, load_wraps
 from app.application.ports import Clock, KmsConnector, UnitOfWorkFactory
 from app.application.snapshot import ModuleView, Snapshot
 from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
@@ -26,6 +26,7 @@ from app.domain.errors import (
     Reason,
     ServiceUnavailable,
 )
+from app.domain.external_keys import ExternalKey, chain_verdict, unusable_error
 from app.domain.keys import DataKey, KeyEncryptionKey
 from app.domain.module import CryptoModule, ModuleKey
 from app.domain.policy import ModuleAccessPolicy
@@ -33,27 +34,10 @@ from app.domain.values import ExternalKeyStatus, KeyState
 
 log = structlog.get_logger(__name__)
 
-_STATUS_REASON = {
-    ExternalKeyStatus.DISABLED: Reason.EXTERNAL_KEY_DISABLED,
-    ExternalKeyStatus.PENDING_DELETION: Reason.EXTERNAL_KEY_PENDING_DELETION,
-    ExternalKeyStatus.DELETED: Reason.EXTERNAL_KEY_DELETED,
-    ExternalKeyStatus.UNAVAILABLE: Reason.EXTERNAL_KEY_UNAVAILABLE,
-}
 _KMS_RETRY_SECONDS = 2.0
 _DB_RETRY_SECONDS = 2.0
 
-
-def unusable_error(status: ExternalKeyStatus) -> KeyUnavailable:
-    """The error the data plane answers while the external key is in ``status``."""
-    detail = {
-        ExternalKeyStatus.DISABLED: "the external key is disabled",
-        ExternalKeyStatus.PENDING_DELETION: "the external key is pending deletion",
-        ExternalKeyStatus.DELETED: "the external key is deleted; a new configuration is needed",
-        ExternalKeyStatus.UNAVAILABLE: (
-            "the external key has been unreachable past the grace period"
-        ),
-    }[status]
-    return KeyUnavailable(detail, reason=_STATUS_REASON[status])
+__all__ = ["KeyChain", "unusable_error"]
 
 
 class KeyChain:
@@ -143,14 +127,16 @@ class KeyChain:
         async with self._uow_factory() as uow:
             config = await uow.config.get()
             ekek = await uow.instance_keys.get_active()
+            keys = await load_keys(uow, config) if config is not None else []
+            wraps = await load_wraps(uow, keys, ekek)
             modules = await uow.modules.list()
-            keys = await uow.keys.list_all()
+            keys_versions = await uow.keys.list_all()
             policies = await uow.policies.list_all()
             fields = await uow.fields.list()
             alerts = await uow.status.open_alerts()
-        kek, kek_error = await self._kek_for(config, ekek)
+        kek, kek_error, fail_closed_at = await self._kek_for(config, ekek, keys, wraps)
         by_module_keys: dict[uuid.UUID, dict[int, ModuleKey]] = {}
-        for key in keys:
+        for key in keys_versions:
             by_module_keys.setdefault(key.module_id, {})[key.version] = key
         by_module_policies: dict[uuid.UUID, list[ModuleAccessPolicy]] = {}
         for policy in policies:
@@ -162,11 +148,6 @@ class KeyChain:
             views[module.name] = ModuleView(
                 module, mkeys, tuple(by_module_policies.get(module.id, ())), active
             )
-        fail_closed_at = None
-        if config is not None and config.external_key_status is ExternalKeyStatus.UNAVAILABLE:
-            since = config.unavailable_since or self._clock.now()
-            remaining = (since + self.unavailable_grace - self._clock.now()).total_seconds()
-            fail_closed_at = self._clock.monotonic() + max(remaining, 0.0)
         return Snapshot(
             config=config,
             ekek=ekek,
@@ -177,54 +158,79 @@ class KeyChain:
             fail_closed_at=fail_closed_at,
             kek_error=kek_error,
             open_alerts=tuple(alerts),
+            keys=tuple(keys),
+            wraps=wraps,
         )
 
     async def _kek_for(
-        self, config: ExternalKmsConfig | None, ekek: ExternalInstanceKey | None
-    ) -> tuple[KeyEncryptionKey | None, EkmsError | None]:
+        self,
+        config: ExternalKmsConfig | None,
+        ekek: ExternalInstanceKey | None,
+        keys: list[ExternalKey],
+        wraps: dict[uuid.UUID, ExternalInstanceKey],
+    ) -> tuple[KeyEncryptionKey | None, EkmsError | None, float | None]:
+        """The KEK, the reason there is none, and (while no key answers) the monotonic moment
+        the chain fails closed. The revocation policy decides; the KEK is unwrapped with the
+        first usable key that answers."""
         if config is None or ekek is None or not config.active:
-            return None, KeyUnavailable("ekms is not configured", reason=Reason.NOT_CONFIGURED)
-        status = config.external_key_status
-        if status in _STATUS_REASON and status is not ExternalKeyStatus.UNAVAILABLE:
+            unset = KeyUnavailable("ekms is not configured", reason=Reason.NOT_CONFIGURED)
+            return None, unset, None
+        now = self._clock.now()
+        verdict = chain_verdict(config.revocation_policy, keys, self.unavailable_grace, now)
+        if verdict.error is not None:
             self._keks.clear()
-            return None, unusable_error(status)
-        if config.refused:  # access denied, or the key no longer unwraps: no grace period
-            self._keks.clear()
-            return None, KeyUnavailable(
-                f"the external key refused ekms: {config.status_reason or 'access denied'}",
-                reason=config.status_reason_code or Reason.EXTERNAL_KEY_ACCESS_DENIED,
-            )
+            return None, verdict.error, None
+        fail_closed_at = None
+        if verdict.fail_closed_at is not None:
+            remaining = (verdict.fail_closed_at - now).total_seconds()
+            fail_closed_at = self._clock.monotonic() + max(remaining, 0.0)
         cached = self._keks.get(ekek.id)
         if cached is not None:
-            return cached, None
+            return cached, None, fail_closed_at
         if self._clock.monotonic() < self._kms_retry_at and self._kms_error is not None:
-            return None, self._kms_error
+            return None, self._kms_error, fail_closed_at
+        error: EkmsError = KeyUnavailable(
+            "no external key holds the key encryption key",
+            reason=Reason.EXTERNAL_KEY_UNAVAILABLE,
+        )
+        for key in verdict.usable:
+            wrap = wraps.get(key.id)
+            if wrap is None:
+                continue
+            kek, failure = await self._unwrap(key, wrap, ekek)
+            if kek is not None:
+                self._keks = {ekek.id: kek}
+                self._kms_error = None
+                return kek, None, fail_closed_at
+            error = failure or error
+        log.error("kek_unwrap_failed", reason=error.reason.value)
+        self._kms_error = error
+        self._kms_retry_at = self._clock.monotonic() + _KMS_RETRY_SECONDS
+        return None, error, fail_closed_at
+
+    async def _unwrap(
+        self, key: ExternalKey, wrap: ExternalInstanceKey, kek_row: ExternalInstanceKey
+    ) -> tuple[KeyEncryptionKey | None, EkmsError | None]:
+        """The KEK as one key's EKEK unwraps it, or why not."""
         try:
-            kms = self._kms.connect(external_ref(config))
-            raw = await kms.unwrap(ekek.wrapped_kek, ekek.encryption_context)
-        except EkmsError as exc:
-            error: EkmsError = (
-                exc
-                if isinstance(exc, KeyUnavailable | ServiceUnavailable)
-                else KeyUnavailable(
-                    "the key encryption key could not be unwrapped",
-                    reason=Reason.EXTERNAL_KEY_UNAVAILABLE,
-                )
+            raw = await self._kms.connect(key_ref(key)).unwrap(
+                wrap.wrapped_kek, wrap.encryption_context
             )
-            log.error("kek_unwrap_failed", reason=error.reason.value)
-            self._kms_error = error
-            self._kms_retry_at = self._clock.monotonic() + _KMS_RETRY_SECONDS
-            return None, error
-        kek = KeyEncryptionKey(ekek.id, raw)
+        except EkmsError as exc:
+            if isinstance(exc, KeyUnavailable | ServiceUnavailable):
+                return None, exc
+            return None, KeyUnavailable(
+                "the key encryption key could not be unwrapped",
+                reason=Reason.EXTERNAL_KEY_UNAVAILABLE,
+            )
+        kek = KeyEncryptionKey(kek_row.id, raw)
         del raw
-        if kek.fingerprint != ekek.fingerprint:
-            log.error("kek_fingerprint_mismatch", kek_id=str(ekek.id))
+        if kek.fingerprint != kek_row.fingerprint:
+            log.error("kek_fingerprint_mismatch", kek_id=str(kek_row.id), key=str(key.id))
             return None, KeyUnavailable(
                 "the unwrapped key encryption key does not match its fingerprint",
                 reason=Reason.EXTERNAL_KEY_UNAVAILABLE,
             )
-        self._keks = {ekek.id: kek}
-        self._kms_error = None
         return kek, None
 
     # --- serving ----------------------------------------------------------------------------

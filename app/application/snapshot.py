@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from app.domain.alerts import Alert
 from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
 from app.domain.errors import EkmsError, NotFound, Reason
+from app.domain.external_keys import ExternalKey
 from app.domain.keys import DataKey, KeyEncryptionKey
 from app.domain.module import CryptoModule, EncryptedFieldConfig, ModuleKey
 from app.domain.policy import Decision, ModuleAccessPolicy, evaluate
@@ -54,6 +55,8 @@ class Snapshot:
     fail_closed_at: float | None  # monotonic deadline while the external key is UNAVAILABLE
     kek_error: EkmsError | None = None
     open_alerts: tuple[Alert, ...] = ()
+    keys: tuple[ExternalKey, ...] = ()  # every external key, the first first
+    wraps: dict[uuid.UUID, ExternalInstanceKey] = field(default_factory=dict)  # by key id
 
     def module_named(self, name: str) -> ModuleView:
         """The module view named ``name``, or ``NotFound``."""

@@ -14,6 +14,7 @@ records nothing but a history note, so a saturated replica never fails a healthy
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -21,10 +22,10 @@ import structlog
 
 from app.application.context import AppContext
 from app.application.kek import rewrap_ekek
-from app.application.lookups import external_ref, require_config
+from app.application.lookups import key_ref, load_keys, load_wraps, require_config
 from app.application.ports import ExternalKeyDescription, KeyManagementService
 from app.application.status_record import record_inconclusive, record_observation
-from app.domain.ekms_config import ExternalInstanceKey
+from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
 from app.domain.errors import (
     DecryptionFailed,
     EkmsError,
@@ -32,6 +33,7 @@ from app.domain.errors import (
     Reason,
     ServiceUnavailable,
 )
+from app.domain.external_keys import ExternalKey
 from app.domain.keys import KeyEncryptionKey, constant_time_equal
 from app.domain.values import SYSTEM, Caller, ExternalKeyStatus
 
@@ -48,10 +50,11 @@ _STATUS_OF_REFUSAL = {
 
 
 @dataclass(frozen=True, slots=True)
-class SyncReport:
-    """What one sync saw. ``inconclusive``: ekms was too busy to hear the KMS, so nothing
-    but a history note was recorded and the sync stays due."""
+class KeySyncReport:
+    """What one sync saw of one external key. ``inconclusive``: ekms was too busy to hear the
+    KMS, so nothing but a history note was recorded and the sync stays due."""
 
+    key: uuid.UUID
     status: ExternalKeyStatus
     previous: ExternalKeyStatus
     changed: bool
@@ -59,6 +62,41 @@ class SyncReport:
     rewrapped: bool
     rotation_marker: str | None
     inconclusive: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    """What one sync saw of every key, the first first; the flat names are the first key's."""
+
+    keys: tuple[KeySyncReport, ...]
+
+    @property
+    def status(self) -> ExternalKeyStatus:
+        return self.keys[0].status
+
+    @property
+    def previous(self) -> ExternalKeyStatus:
+        return self.keys[0].previous
+
+    @property
+    def changed(self) -> bool:
+        return self.keys[0].changed
+
+    @property
+    def reason(self) -> str | None:
+        return self.keys[0].reason
+
+    @property
+    def rewrapped(self) -> bool:
+        return self.keys[0].rewrapped
+
+    @property
+    def rotation_marker(self) -> str | None:
+        return self.keys[0].rotation_marker
+
+    @property
+    def inconclusive(self) -> bool:
+        return self.keys[0].inconclusive
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,61 +109,80 @@ class ProbeReport:
 
 
 async def sync_external_key(ctx: AppContext, caller: Caller = SYSTEM) -> SyncReport:
-    """Describe the key, prove the unwrap, record the outcome, rewrap after a rotation."""
+    """For every external key: describe it, prove the unwrap, record the outcome, and rewrap
+    its own EKEK after a rotation of its key material."""
     async with ctx.uow() as uow:
         config = await require_config(uow)
-        ekek = await uow.instance_keys.get_active()
-    kms = ctx.kms.connect(external_ref(config))
-    previous = config.external_key_status
+        keys = await load_keys(uow, config)
+        wraps = await load_wraps(uow, keys, await uow.instance_keys.get_active())
+    reports = [
+        await _sync_key(ctx, caller, config, key, wraps.get(key.id), first=index == 0)
+        for index, key in enumerate(keys)
+    ]
+    return SyncReport(tuple(reports))
+
+
+async def _sync_key(
+    ctx: AppContext,
+    caller: Caller,
+    config: ExternalKmsConfig,
+    key: ExternalKey,
+    ekek: ExternalInstanceKey | None,
+    *,
+    first: bool,
+) -> KeySyncReport:
+    """One key's observe/record step and its rotation check."""
+    kms = ctx.kms.connect(key_ref(key))
+    previous = key.external_key_status
+    marker = ekek.rotation_marker if ekek else None
     description, busy = await _observe(ctx, kms, ekek if config.active else None)
     if busy is not None:
-        await record_inconclusive(ctx, config, busy)
-        return SyncReport(
-            previous, previous, False, busy, False, ekek.rotation_marker if ekek else None, True
-        )
-    changed = await record_observation(ctx, caller, config, description)
-
+        await record_inconclusive(ctx, key, busy, key.id)
+        return KeySyncReport(key.id, previous, previous, False, busy, False, marker, True)
+    changed = await record_observation(ctx, caller, config, description, key, first=first)
     rewrapped = False
-    marker = ekek.rotation_marker if ekek else None
     if description.status is ExternalKeyStatus.ENABLED and ekek is not None and config.active:
         try:
             rotation = await kms.rotation_state()
         except EkmsError as exc:
-            log.warning("rotation_check_failed", reason=exc.reason.value)
+            log.warning("rotation_check_failed", reason=exc.reason.value, key=str(key.id))
         else:
             if rotation.marker != ekek.rotation_marker:
-                result = await rewrap_ekek(ctx, caller)
+                result = await rewrap_ekek(ctx, caller, None if first else key)
                 rewrapped, marker = True, result.new_marker
-    return SyncReport(
-        status=description.status,
-        previous=previous,
-        changed=changed,
-        reason=description.reason,
-        rewrapped=rewrapped,
-        rotation_marker=marker,
+    return KeySyncReport(
+        key.id, description.status, previous, changed, description.reason, rewrapped, marker
     )
 
 
 async def probe_revocation(ctx: AppContext, caller: Caller = SYSTEM) -> ProbeReport:
-    """One unwrap of the EKEK (``EKMS_REVOCATION_PROBE_SECONDS``): a refusal is recorded and
-    stops the chain at once; success records nothing (the sync alone decides "enabled")."""
+    """One unwrap of each enabled key's EKEK (``EKMS_REVOCATION_PROBE_SECONDS``): a refusal is
+    recorded for its key (the revocation policy then decides); success records nothing (the
+    sync alone decides "enabled"). Reports the first refusal, or proven when every key was."""
     async with ctx.uow() as uow:
         config = await require_config(uow)
-        ekek = await uow.instance_keys.get_active()
-    if (
-        ekek is None
-        or not config.active
-        or config.external_key_status is not (ExternalKeyStatus.ENABLED)
-    ):
-        return ProbeReport(proven=False, refusal=None, changed=False)
-    refusal = await prove_unwrap(ctx.kms.connect(external_ref(config)), ekek)
-    if refusal is None:
-        return ProbeReport(proven=True, refusal=None, changed=False)
-    if refusal.no_answer:  # unreachable is the sync's business (grace period)
-        log.warning("revocation_probe_no_answer", reason=refusal.reason)
-        return ProbeReport(proven=False, refusal=refusal, changed=False)
-    changed = await record_observation(ctx, caller, config, refusal)
-    return ProbeReport(proven=False, refusal=refusal, changed=changed)
+        keys = await load_keys(uow, config)
+        wraps = await load_wraps(uow, keys, await uow.instance_keys.get_active())
+    report = ProbeReport(proven=False, refusal=None, changed=False)
+    for index, key in enumerate(keys):
+        ekek = wraps.get(key.id)
+        if ekek is None or not config.active:
+            continue
+        if key.external_key_status is not ExternalKeyStatus.ENABLED:
+            continue
+        refusal = await prove_unwrap(ctx.kms.connect(key_ref(key)), ekek)
+        if refusal is None:
+            if report.refusal is None:
+                report = ProbeReport(proven=True, refusal=None, changed=False)
+            continue
+        if refusal.no_answer:  # unreachable is the sync's business (grace period)
+            log.warning("revocation_probe_no_answer", reason=refusal.reason, key=str(key.id))
+            changed = False
+        else:
+            changed = await record_observation(ctx, caller, config, refusal, key, first=index == 0)
+        if report.refusal is None:
+            report = ProbeReport(proven=False, refusal=refusal, changed=changed)
+    return report
 
 
 async def prove_unwrap(

@@ -11,12 +11,13 @@ the lock.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from app.application.context import AppContext
-from app.application.lookups import require_config
-from app.application.sync import SyncReport, sync_external_key
+from app.application.lookups import load_keys, load_wraps, require_config
+from app.application.sync import KeySyncReport, SyncReport, sync_external_key
 from app.domain.values import SYSTEM, Caller, ExternalKeyStatus
 
 
@@ -37,33 +38,60 @@ async def _sync_across_replicas(ctx: AppContext, caller: Caller) -> SyncReport:
 
 
 @dataclass(frozen=True, slots=True)
-class _Recorded:
-    """What the last sync recorded of the external key."""
+class _KeyRecord:
+    """What the last sync recorded of one external key."""
 
+    key: uuid.UUID
     status: ExternalKeyStatus
     reason: str | None
     synced_at: datetime | None
     marker: str | None
 
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    """What the last sync recorded of every external key, the first first."""
+
+    keys: tuple[_KeyRecord, ...]
+
+    @property
+    def synced_at(self) -> tuple[datetime | None, ...]:
+        return tuple(k.synced_at for k in self.keys)
+
     def report_since(self, before: _Recorded) -> SyncReport:
         """The report of the sync that recorded ``self`` after ``before``."""
+        earlier = {k.key: k for k in before.keys}
         return SyncReport(
-            status=self.status,
-            previous=before.status,
-            changed=self.status is not before.status,
-            reason=self.reason,
-            rewrapped=self.marker != before.marker,
-            rotation_marker=self.marker,
+            tuple(
+                KeySyncReport(
+                    key=now.key,
+                    status=now.status,
+                    previous=then.status,
+                    changed=now.status is not then.status,
+                    reason=now.reason,
+                    rewrapped=now.marker != then.marker,
+                    rotation_marker=now.marker,
+                )
+                for now in self.keys
+                for then in [earlier.get(now.key, now)]
+            )
         )
 
 
 async def _recorded(ctx: AppContext) -> _Recorded:
     async with ctx.uow() as uow:
         config = await require_config(uow)
-        ekek = await uow.instance_keys.get_active()
+        keys = await load_keys(uow, config)
+        wraps = await load_wraps(uow, keys, await uow.instance_keys.get_active())
     return _Recorded(
-        status=config.external_key_status,
-        reason=config.status_reason,
-        synced_at=config.last_sync_at,
-        marker=ekek.rotation_marker if ekek else None,
+        tuple(
+            _KeyRecord(
+                key=key.id,
+                status=key.external_key_status,
+                reason=key.status_reason,
+                synced_at=key.last_sync_at,
+                marker=wraps[key.id].rotation_marker if key.id in wraps else None,
+            )
+            for key in keys
+        )
     )

@@ -16,6 +16,7 @@ import typer
 
 from app.cli._audit import audit
 from app.cli._config import config
+from app.cli._external import external
 from app.cli._fields import fields
 from app.cli._kek import kek
 from app.cli._keys import keys
@@ -41,6 +42,7 @@ cli.command("audit")(audit)
 cli.add_typer(config, name="config")
 cli.add_typer(modules, name="modules")
 cli.add_typer(keys, name="keys")
+keys.add_typer(external, name="external")
 cli.add_typer(policies, name="policies")
 cli.add_typer(fields, name="fields")
 cli.add_typer(kek, name="kek")

@@ -11,6 +11,12 @@ from app.domain.values import ExternalKeyStatus
 KEY_UNUSABLE = "external_key_unusable"
 
 
+def key_unusable_kind(external_key_id: uuid.UUID | None) -> str:
+    """The alert kind for one key: the first key keeps the plain kind (the previous schema
+    head opens and closes it); every other key has its own, so each has one open alert."""
+    return KEY_UNUSABLE if external_key_id is None else f"{KEY_UNUSABLE}:{external_key_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class KeyStatusChange:
     id: uuid.UUID
@@ -18,6 +24,7 @@ class KeyStatusChange:
     previous: ExternalKeyStatus
     status: ExternalKeyStatus
     reason: str | None = None
+    external_key_id: uuid.UUID | None = None  # None: the first key
 
 
 @dataclass(frozen=True, slots=True)

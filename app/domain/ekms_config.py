@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from app.domain.errors import Conflict, InvalidInput, Reason
-from app.domain.values import ExternalKeyStatus, KmsProvider
+from app.domain.values import ExternalKeyStatus, KmsProvider, RevocationPolicy
 
 DEFAULT_SYNC_INTERVAL = timedelta(minutes=30)
 MIN_SYNC_INTERVAL = timedelta(minutes=1)
@@ -43,6 +44,7 @@ class ExternalKmsConfig:
     last_sync_at: datetime | None = None
     unavailable_since: datetime | None = None
     revision: int = 0
+    revocation_policy: RevocationPolicy = RevocationPolicy.ANY
 
     def __post_init__(self) -> None:
         _validate_key_id(self.provider, self.key_id)
@@ -71,6 +73,14 @@ class ExternalKmsConfig:
             self.updated_at = now
         return changed
 
+    def reroot(self, provider: KmsProvider, key_id: str, region: str | None, now: datetime) -> None:
+        """Name another external key as the first. Only for a key that already wraps the KEK
+        (the first key is being removed), so no wrapped key is orphaned: the one way the
+        critical fields change once active."""
+        _validate_key_id(provider, key_id)
+        self.provider, self.key_id, self.region = provider, key_id, region
+        self.updated_at = now
+
     def record_status(
         self,
         status: ExternalKeyStatus,
@@ -82,31 +92,73 @@ class ExternalKmsConfig:
     ) -> bool:
         """Record what the sync saw. Returns whether the status (or, for UNAVAILABLE, whether it
         is a refusal) changed."""
-        refused = status is ExternalKeyStatus.UNAVAILABLE and reason_code in REFUSAL_REASONS
-        changed = status != self.external_key_status or refused != self.refused
-        if status is ExternalKeyStatus.UNAVAILABLE:
-            if self.unavailable_since is None or changed:
-                self.unavailable_since = now
-        else:
-            self.unavailable_since = None
-        self.external_key_status = status
-        self.status_reason = reason
-        self.status_reason_code = reason_code if status is ExternalKeyStatus.UNAVAILABLE else None
-        self.deletion_date = deletion_date
-        self.last_sync_at = now
-        return changed
+        return record_observed(
+            self, status, now, reason=reason, reason_code=reason_code, deletion_date=deletion_date
+        )
 
     @property
     def refused(self) -> bool:
         """UNAVAILABLE because the KMS refused (access denied, the key no longer unwraps the
         EKEK): the chain stops at once, with no grace period."""
-        return (
-            self.external_key_status is ExternalKeyStatus.UNAVAILABLE
-            and self.status_reason_code in REFUSAL_REASONS
-        )
+        return is_refused(self)
 
 
-UPDATABLE_FIELDS = frozenset({"provider", "key_id", "region", "sync_interval"})
+class ObservedKey(Protocol):
+    """What ekms last saw of an external key (the configuration's first key, or any key)."""
+
+    external_key_status: ExternalKeyStatus
+    status_reason: str | None
+    status_reason_code: Reason | None
+    deletion_date: datetime | None
+    last_sync_at: datetime | None
+    unavailable_since: datetime | None
+
+
+def is_refused(key: ObservedKey) -> bool:
+    """UNAVAILABLE because the KMS said no (access denied, unwrap failed)."""
+    return (
+        key.external_key_status is ExternalKeyStatus.UNAVAILABLE
+        and key.status_reason_code in REFUSAL_REASONS
+    )
+
+
+def record_observed(
+    key: ObservedKey,
+    status: ExternalKeyStatus,
+    now: datetime,
+    *,
+    reason: str | None = None,
+    reason_code: Reason | None = None,
+    deletion_date: datetime | None = None,
+) -> bool:
+    """Record one observation of ``key``; returns whether its status (or refusal) changed."""
+    refused = status is ExternalKeyStatus.UNAVAILABLE and reason_code in REFUSAL_REASONS
+    changed = status != key.external_key_status or refused != is_refused(key)
+    if status is ExternalKeyStatus.UNAVAILABLE:
+        if key.unavailable_since is None or changed:
+            key.unavailable_since = now
+    else:
+        key.unavailable_since = None
+    key.external_key_status = status
+    key.status_reason = reason
+    key.status_reason_code = reason_code if status is ExternalKeyStatus.UNAVAILABLE else None
+    key.deletion_date = deletion_date
+    key.last_sync_at = now
+    return changed
+
+
+def copy_observed(target: ObservedKey, source: ObservedKey) -> None:
+    """Make ``target`` show what ``source`` saw (the first key's state lives in both the
+    configuration, where the previous schema head reads it, and its own key row)."""
+    target.external_key_status = source.external_key_status
+    target.status_reason = source.status_reason
+    target.status_reason_code = source.status_reason_code
+    target.deletion_date = source.deletion_date
+    target.last_sync_at = source.last_sync_at
+    target.unavailable_since = source.unavailable_since
+
+
+UPDATABLE_FIELDS = frozenset({"provider", "key_id", "region", "sync_interval", "revocation_policy"})
 
 
 def _validate_key_id(provider: KmsProvider, key_id: str) -> None:
@@ -142,6 +194,13 @@ class ExternalInstanceKey:
     rewrapped_at: datetime | None = None
     active: bool = True
     revision: int = 0
+    external_key_id: uuid.UUID | None = None  # the key that wrapped it (None: the first key)
+    kek_id: uuid.UUID | None = None  # the KEK it wraps, when not its own id (a second key's)
+
+    @property
+    def wraps(self) -> uuid.UUID:
+        """The id of the KEK this EKEK wraps (the KEK's own row has the KEK's id)."""
+        return self.kek_id or self.id
 
     def rewrapped(self, wrapped_kek: bytes, kms_key_arn: str, marker: str, now: datetime) -> None:
         self.wrapped_kek = wrapped_kek

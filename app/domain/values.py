@@ -32,6 +32,13 @@ class ExternalKeyStatus(StrEnum):
         return self in (ExternalKeyStatus.ENABLED, ExternalKeyStatus.UNKNOWN)
 
 
+class RevocationPolicy(StrEnum):
+    """When several external keys wrap the KEK: who may stop the chain."""
+
+    ANY = "any"  # any key disabled, pending deletion or deleted stops the chain
+    ALL = "all"  # the chain serves while at least one key is enabled
+
+
 class Algorithm(IntEnum):
     """Field cipher. The integer is the algorithm byte of ciphertext format v1."""
 

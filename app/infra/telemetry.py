@@ -134,6 +134,15 @@ class ChainCollector(Collector):
         current = snap.config.external_key_status if snap and snap.config else None
         for status in ExternalKeyStatus:
             state.add_metric([status.value], 1.0 if status is current else 0.0)
+        per_key = GaugeMetricFamily(
+            "ekms_external_keys_status",
+            "1 for each external key's current state (key: its id; the first key is position 0)",
+            labels=["key", "position", "state"],
+        )
+        for position, key in enumerate(snap.keys if snap else ()):
+            for status in ExternalKeyStatus:
+                on = 1.0 if status is key.external_key_status else 0.0
+                per_key.add_metric([str(key.id), str(position), status.value], on)
         if snap and snap.config and snap.config.last_sync_at:
             last_sync.add_metric([], snap.config.last_sync_at.timestamp())
         alerts.add_metric([], float(len(snap.open_alerts)) if snap else 0.0)
@@ -155,7 +164,7 @@ class ChainCollector(Collector):
             self.audit.totals.items() if self.audit else ()
         ):
             crypto.add_metric([module, operation, result], float(count))
-        yield from (state, last_sync, alerts, loads, flush, leader, crypto)
+        yield from (state, per_key, last_sync, alerts, loads, flush, leader, crypto)
 
 
 COLLECTOR = ChainCollector()

@@ -56,6 +56,14 @@ CASES = [
     Case("GET", "/api/v1/ekms/status", ALL),
     Case("POST", "/api/v1/ekms/sync", frozenset({KEY_MANAGER})),
     Case("POST", "/api/v1/ekms/kek/rotate", frozenset({KEY_MANAGER})),
+    Case("GET", "/api/v1/ekms/external-keys", ALL),
+    Case(
+        "POST",
+        "/api/v1/ekms/external-keys",
+        frozenset({ADMIN}),
+        {"provider": "local", "key_id": "ekms-local-root"},
+    ),
+    Case("DELETE", "/api/v1/ekms/external-keys/{key_id}", frozenset({ADMIN})),
     Case("GET", "/api/v1/modules", ALL),
     Case("POST", "/api/v1/modules", frozenset({ADMIN}), {"name": "global.hr"}),
     Case("GET", "/api/v1/modules/{name}", ALL),
@@ -116,6 +124,7 @@ async def _concrete(env: Rest, case: Case) -> tuple[str, dict[str, Any] | None]:
         action="suspend",
         policy_id=seeded["policy"]["id"],
         config_id=seeded["field"]["id"],
+        key_id="00000000-0000-4000-8000-000000000000",  # no such key: 404 once allowed
     )
     body = case.body
     if body is not None and body.get("ciphertext") == "{ciphertext}":

@@ -9,12 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from app.api.schemas.common import InputModel
+from app.api.schemas.external_keys import ExternalKeyItemOut, KeySyncOut, SyncFields
 from app.application.configuration import ConfigInput, EkmsStatus, ProbeResult
 from app.application.kek import KekRotationResult
 from app.application.sync import SyncReport
 from app.domain.alerts import Alert
 from app.domain.ekms_config import ExternalKmsConfig
-from app.domain.values import ExternalKeyStatus, KmsProvider
+from app.domain.values import ExternalKeyStatus, KmsProvider, RevocationPolicy
 
 _KEY_ID_EXAMPLE = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
@@ -50,6 +51,11 @@ class ConfigIn(InputModel):
         default=True,
         description="generate the KEK and wrap it under the external key (it must be enabled)",
     )
+    revocation_policy: RevocationPolicy = Field(
+        default=RevocationPolicy.ANY,
+        description="with several external keys: `any` (any key disabled, pending deletion or "
+        "deleted stops the chain) or `all` (the chain serves while one key is enabled)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -71,6 +77,7 @@ class ConfigIn(InputModel):
             region=self.region,
             sync_interval=timedelta(minutes=minutes),
             activate=self.activate,
+            revocation_policy=self.revocation_policy,
         )
 
     def changes(self) -> dict[str, object]:
@@ -81,6 +88,8 @@ class ConfigIn(InputModel):
             changes["region"] = self.region
         if "sync_interval_minutes" in sent and self.sync_interval_minutes is not None:
             changes["sync_interval"] = timedelta(minutes=self.sync_interval_minutes)
+        if "revocation_policy" in sent:
+            changes["revocation_policy"] = self.revocation_policy
         return changes
 
 
@@ -95,6 +104,7 @@ class ConfigOut(BaseModel):
         "provider's default; never taken from a request"
     )
     sync_interval_minutes: int
+    revocation_policy: RevocationPolicy
     active: bool
     external_key_status: ExternalKeyStatus
     status_reason: str | None
@@ -114,6 +124,7 @@ class ConfigOut(BaseModel):
             region=config.region,
             kms_endpoint=kms_endpoint,
             sync_interval_minutes=int(config.sync_interval.total_seconds() // 60),
+            revocation_policy=config.revocation_policy,
             active=config.active,
             external_key_status=config.external_key_status,
             status_reason=config.status_reason,
@@ -194,6 +205,11 @@ class StatusOut(BaseModel):
     external_key: ExternalKeyOut
     instance_key: InstanceKeyOut
     alerts: list[AlertOut] = Field(description="open alerts on the key chain")
+    revocation_policy: RevocationPolicy | None = None
+    external_keys: list[ExternalKeyItemOut] = Field(
+        default_factory=list,
+        description="every external key, the first first (`external_key` is the first)",
+    )
 
     @classmethod
     def of(cls, status: EkmsStatus) -> StatusOut:
@@ -221,32 +237,23 @@ class StatusOut(BaseModel):
                 rewrapped_at=status.ekek_rewrapped_at,
             ),
             alerts=[AlertOut.of(a) for a in status.open_alerts],
+            revocation_policy=status.revocation_policy,
+            external_keys=[
+                ExternalKeyItemOut.of(k, e, first=i == 0) for i, (k, e) in enumerate(status.keys)
+            ],
         )
 
 
-class SyncOut(BaseModel):
-    status: ExternalKeyStatus
-    previous: ExternalKeyStatus
-    changed: bool
-    reason: str | None
-    rewrapped: bool = Field(description="whether the EKEK was rewrapped after an external rotation")
-    rotation_marker: str | None
-    inconclusive: bool = Field(
-        default=False,
-        description="ekms was too busy to hear the KMS: nothing recorded, the sync stays due",
+class SyncOut(SyncFields):
+    """What the sync saw: the first key in the flat fields, every key in ``keys``."""
+
+    keys: list[KeySyncOut] = Field(
+        default_factory=list, description="every external key, the first first"
     )
 
     @classmethod
     def of(cls, report: SyncReport) -> SyncOut:
-        return cls(
-            status=report.status,
-            previous=report.previous,
-            changed=report.changed,
-            reason=report.reason,
-            rewrapped=report.rewrapped,
-            rotation_marker=report.rotation_marker,
-            inconclusive=report.inconclusive,
-        )
+        return cls(**cls.fields_of(report), keys=[KeySyncOut.of(k) for k in report.keys])
 
 
 class KekRotationOut(BaseModel):

@@ -30,6 +30,7 @@ from app.application.ports.persistence import (
     AuditQuery,
     AuditRepository,
     ConfigRepository,
+    ExternalKeyRepository,
     FieldConfigRepository,
     InstanceKeyRepository,
     KeyStatusRepository,
@@ -45,6 +46,7 @@ from app.application.ports.system import Clock, RandomSource
 from app.application.ports.telemetry import CallMetrics
 
 __all__ = [
+    "ExternalKeyRepository",
     "AuditQuery",
     "AuditRepository",
     "CallMetrics",

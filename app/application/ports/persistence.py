@@ -13,6 +13,7 @@ from typing import Protocol, Self
 from app.domain.alerts import Alert, KeyStatusChange
 from app.domain.audit import AuditEvent
 from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
+from app.domain.external_keys import ExternalKey
 from app.domain.module import CryptoModule, EncryptedFieldConfig, ModuleKey
 from app.domain.policy import ModuleAccessPolicy
 
@@ -42,6 +43,24 @@ class InstanceKeyRepository(Protocol):
 
     async def delete(self, kek_id: uuid.UUID) -> None:
         """Remove a retired EKEK (no DEK may still name it). Idempotent."""
+        ...
+
+
+class ExternalKeyRepository(Protocol):
+    """The configuration's external keys; the first key's state is mirrored in the config."""
+
+    async def list(self) -> Sequence[ExternalKey]:
+        """Ordered by position (the first key first)."""
+        ...
+
+    async def add(self, key: ExternalKey) -> None:
+        """``Conflict(CONCURRENT_UPDATE)`` when its position is taken."""
+        ...
+
+    async def save(self, key: ExternalKey) -> None: ...
+
+    async def delete(self, key_id: uuid.UUID) -> None:
+        """Idempotent."""
         ...
 
 
@@ -160,6 +179,7 @@ class UnitOfWork(Protocol):
 
     config: ConfigRepository
     instance_keys: InstanceKeyRepository
+    external_keys: ExternalKeyRepository
     modules: ModuleRepository
     keys: ModuleKeyRepository
     fields: FieldConfigRepository

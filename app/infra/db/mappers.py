@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import RowMapping
 
 from app.domain.audit import AuditEvent, AuditResult
-from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
+from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig, ObservedKey
 from app.domain.errors import Reason
 from app.domain.module import CryptoModule, EncryptedFieldConfig, ModuleKey
 from app.domain.policy import ModuleAccessPolicy
@@ -24,6 +24,7 @@ from app.domain.values import (
     KmsProvider,
     ModuleState,
     Operation,
+    RevocationPolicy,
     TargetType,
 )
 
@@ -39,13 +40,37 @@ def _duration(seconds: int | None) -> timedelta | None:
     return None if seconds is None else timedelta(seconds=seconds)
 
 
-def _reason_or_none(value: str | None) -> Reason | None:
+def reason_or_none(value: str | None) -> Reason | None:
     if value is None:
         return None
     try:
         return Reason(value)
     except ValueError:  # a code a newer replica wrote: treat as a refusal's absence
         return None
+
+
+def observed_values(k: ObservedKey) -> Values:
+    """The columns of what ekms last saw of an external key (the config's and each key's)."""
+    return {
+        "external_key_status": k.external_key_status.value,
+        "status_reason": k.status_reason,
+        "status_reason_code": k.status_reason_code.value if k.status_reason_code else None,
+        "deletion_date": k.deletion_date,
+        "last_sync_at": k.last_sync_at,
+        "unavailable_since": k.unavailable_since,
+    }
+
+
+def observed_from_row(r: RowMapping) -> dict[str, Any]:
+    """The keyword arguments of an observed key's state, from its columns."""
+    return {
+        "external_key_status": ExternalKeyStatus(r["external_key_status"]),
+        "status_reason": r["status_reason"],
+        "status_reason_code": reason_or_none(r["status_reason_code"]),
+        "deletion_date": r["deletion_date"],
+        "last_sync_at": r["last_sync_at"],
+        "unavailable_since": r["unavailable_since"],
+    }
 
 
 def config_values(c: ExternalKmsConfig) -> Values:
@@ -56,17 +81,12 @@ def config_values(c: ExternalKmsConfig) -> Values:
         "key_id": c.key_id,
         "region": c.region,
         "endpoint_url": None,  # no longer configurable (a server setting); kept for old heads
-        "status_reason_code": c.status_reason_code.value if c.status_reason_code else None,
         "sync_interval_seconds": c.sync_interval // _SECOND,
         "created_at": c.created_at,
         "updated_at": c.updated_at,
         "active": c.active,
-        "external_key_status": c.external_key_status.value,
-        "status_reason": c.status_reason,
-        "deletion_date": c.deletion_date,
-        "last_sync_at": c.last_sync_at,
-        "unavailable_since": c.unavailable_since,
-    }
+        "revocation_policy": c.revocation_policy.value,
+    } | observed_values(c)
 
 
 def config_from_row(r: RowMapping) -> ExternalKmsConfig:
@@ -80,13 +100,9 @@ def config_from_row(r: RowMapping) -> ExternalKmsConfig:
         created_at=r["created_at"],
         updated_at=r["updated_at"],
         active=r["active"],
-        external_key_status=ExternalKeyStatus(r["external_key_status"]),
-        status_reason=r["status_reason"],
-        status_reason_code=_reason_or_none(r["status_reason_code"]),
-        deletion_date=r["deletion_date"],
-        last_sync_at=r["last_sync_at"],
-        unavailable_since=r["unavailable_since"],
         revision=r["revision"],
+        revocation_policy=RevocationPolicy(r["revocation_policy"]),
+        **observed_from_row(r),
     )
 
 
@@ -101,6 +117,8 @@ def instance_key_values(k: ExternalInstanceKey) -> Values:
         "created_at": k.created_at,
         "rewrapped_at": k.rewrapped_at,
         "active": k.active,
+        "external_key_id": k.external_key_id,
+        "kek_id": k.kek_id,
     }
 
 
@@ -116,6 +134,8 @@ def instance_key_from_row(r: RowMapping) -> ExternalInstanceKey:
         rewrapped_at=r["rewrapped_at"],
         active=r["active"],
         revision=r["revision"],
+        external_key_id=r["external_key_id"],
+        kek_id=r["kek_id"],
     )
 
 

@@ -29,6 +29,7 @@ class SqlaKeyStatusRepository(SqlRepository):
                 previous=change.previous.value,
                 status=change.status.value,
                 reason=change.reason,
+                external_key_id=change.external_key_id,
             )
         )
 
@@ -41,6 +42,7 @@ class SqlaKeyStatusRepository(SqlRepository):
                 ExternalKeyStatus(r["previous"]),
                 ExternalKeyStatus(r["status"]),
                 r["reason"],
+                r["external_key_id"],
             )
             for r in rows
         ]

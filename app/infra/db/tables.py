@@ -82,6 +82,7 @@ ekms_config = Table(
     Column("last_sync_at", UTCDateTime),
     Column("unavailable_since", UTCDateTime),
     _revision(),
+    Column("revocation_policy", String(ENUM), nullable=False, server_default="any"),
     UniqueConstraint("singleton"),
     CheckConstraint("singleton = 1", name="singleton"),
     CheckConstraint("sync_interval_seconds > 0", name="sync_interval_positive"),
@@ -100,6 +101,11 @@ external_instance_keys = Table(
     Column("rewrapped_at", UTCDateTime),
     Column("active", Boolean, nullable=False),
     _revision(),
+    # Several external keys wrap one KEK: the KEK's own row (id = the KEK id, active) is
+    # wrapped under the first key; each other key's EKEK is a row naming the KEK in kek_id.
+    Column("external_key_id", Uuid),
+    Column("kek_id", Uuid),
+    Index("ix_external_instance_keys_kek_id", "kek_id"),
     Index(
         "uq_external_instance_keys_one_active",
         "active",
@@ -107,6 +113,27 @@ external_instance_keys = Table(
         postgresql_where=text("active"),
         sqlite_where=text("active = 1"),
     ),
+)
+
+# The configuration's external keys; the lowest position is the first key, whose state the
+# ekms_config row mirrors (where the previous schema head reads it).
+external_keys = Table(
+    "external_keys",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("provider", String(ENUM), nullable=False),
+    Column("key_id", String(2048), nullable=False),
+    Column("region", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("external_key_status", String(ENUM), nullable=False),
+    Column("status_reason", Text),
+    Column("status_reason_code", String(ENUM)),
+    Column("deletion_date", UTCDateTime),
+    Column("last_sync_at", UTCDateTime),
+    Column("unavailable_since", UTCDateTime),
+    _revision(),
+    UniqueConstraint("position"),
 )
 
 crypto_modules = Table(
@@ -235,6 +262,7 @@ external_key_status_history = Table(
     Column("previous", String(ENUM), nullable=False),
     Column("status", String(ENUM), nullable=False),
     Column("reason", Text),
+    Column("external_key_id", Uuid),  # None: the first key (rows before several keys)
     Index("ix_external_key_status_history_at", "at"),
 )
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.application.ports import (
     AuditRepository,
     ConfigRepository,
+    ExternalKeyRepository,
     FieldConfigRepository,
     InstanceKeyRepository,
     KeyStatusRepository,
@@ -20,6 +21,7 @@ from app.application.ports import (
 )
 from app.infra.db.erase import erase_dead_rows
 from app.infra.db.errors import is_unavailable, translate_unavailable
+from app.infra.db.external_keys import SqlaExternalKeyRepository
 from app.infra.db.repositories import (
     SqlaAuditRepository,
     SqlaConfigRepository,
@@ -43,6 +45,7 @@ class SqlaUnitOfWork:
     # Typed as the ports: the UnitOfWork Protocol's attributes are settable, hence invariant.
     config: ConfigRepository
     instance_keys: InstanceKeyRepository
+    external_keys: ExternalKeyRepository
     modules: ModuleRepository
     keys: ModuleKeyRepository
     fields: FieldConfigRepository
@@ -67,6 +70,7 @@ class SqlaUnitOfWork:
         self._conn = conn
         self.config = SqlaConfigRepository(conn)
         self.instance_keys = SqlaInstanceKeyRepository(conn)
+        self.external_keys = SqlaExternalKeyRepository(conn)
         self.modules = SqlaModuleRepository(conn)
         self.keys = SqlaModuleKeyRepository(conn)
         self.fields = SqlaFieldConfigRepository(conn)
