@@ -17,8 +17,13 @@ ARG UV_VERSION
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
 RUN pip install --no-cache-dir "uv==${UV_VERSION}"
 WORKDIR /app
-COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --frozen --no-dev --no-install-project
+# The server installs from this source tree (editable, as `uv sync` does), never as a wheel: it
+# is not published as one (hatch_build.py). The client package, clients/python, is a workspace
+# member: the server imports its generated ekms.v1 code. Runtime dependencies only.
+COPY pyproject.toml uv.lock README.md hatch_build.py ./
+COPY clients/python/pyproject.toml clients/python/README.md ./clients/python/
+RUN uv sync --frozen --no-dev --no-install-workspace
+COPY clients/python/src ./clients/python/src
 COPY app ./app
 COPY migrations ./migrations
 COPY proto ./proto

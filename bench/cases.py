@@ -8,10 +8,10 @@ from base64 import b64encode
 from dataclasses import dataclass
 
 import grpc
+from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
 
 from app.domain import ciphertext as ct
 from app.grpc.gen.ekms.bench.v1 import echo_pb2
-from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
 from bench.stack import APP_ROLE, COLUMN, MODULE, TABLE
 
 __all__ = ["APP_ROLE", "COLUMN", "MODULE", "TABLE"]

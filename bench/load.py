@@ -101,7 +101,7 @@ def _parse(response_type: str, payload: bytes) -> int:
 
         echo_pb2.EchoResponse.FromString(payload)
         return 0
-    from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
+    from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
 
     message: Any = getattr(pb, response_type).FromString(payload)
     if hasattr(message, "results"):

@@ -96,6 +96,7 @@ async def _world(container: Any) -> None:
 
 async def measure() -> dict[str, float]:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
 
     from app.application.crypto import Item
     from app.application.targets import Target
@@ -104,7 +105,6 @@ async def measure() -> dict[str, float]:
     from app.grpc.auth import _GRANT, Grant
     from app.grpc.bench_echo import EchoServicer
     from app.grpc.gen.ekms.bench.v1 import echo_pb2
-    from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
     from app.grpc.servicer import CryptoServicer
     from app.infra.settings import Settings
     from app.infra.tokens import VerifiedToken

@@ -30,6 +30,9 @@ import atheris
 import grpc
 
 with atheris.instrument_imports(include=["app"]):
+    from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
+    from ekms_client.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
+
     from app.application.crypto import Item
     from app.application.field_configs import FieldConfigInput, create_field_config
     from app.application.modules import ModuleInput, create_module
@@ -39,8 +42,6 @@ with atheris.instrument_imports(include=["app"]):
     from app.domain.values import AccessResult, Algorithm, Caller, Operation, TargetType
     from app.grpc.auth import AuthInterceptor
     from app.grpc.boundary import BoundaryInterceptor
-    from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
-    from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
     from app.grpc.servicer import CryptoServicer
     from app.infra.settings import Settings
     from app.infra.system import SystemClock

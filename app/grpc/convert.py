@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
+
 from app.application.targets import Target
 from app.domain.errors import InvalidInput
-from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
 
 _TargetKey = tuple[str, str, str]
 

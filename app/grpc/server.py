@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from ekms_client.gen.ekms.v1 import crypto_pb2, crypto_pb2_grpc
 from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -29,7 +30,6 @@ from app.application.crypto import CryptoService
 from app.application.ports import CallMetrics, TokenVerifier
 from app.grpc.auth import AuthInterceptor
 from app.grpc.boundary import BoundaryInterceptor
-from app.grpc.gen.ekms.v1 import crypto_pb2, crypto_pb2_grpc
 from app.grpc.health import ReadinessCheck, ReadinessHealth
 from app.grpc.servicer import CryptoServicer
 

@@ -16,14 +16,15 @@ import operator
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NamedTuple, TypeVar
 
+from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
+from ekms_client.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
+
 from app.application.crypto import CryptoService, Item, ItemResult
 from app.domain.errors import EkmsError
 from app.domain.values import Caller, Operation
 from app.grpc.auth import Grant, current_caller, current_grant
 from app.grpc.convert import TargetCache
 from app.grpc.errors import OK_STATUS, to_status
-from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
-from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 from app.grpc.streams import holds_stream_slot
 
 _ItemOp = Callable[[Caller, Item], Awaitable[ItemResult]]

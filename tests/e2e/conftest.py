@@ -30,6 +30,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
+from ekms_client.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -46,8 +48,6 @@ from app.domain.values import (
     Operation,
     TargetType,
 )
-from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
-from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 from app.grpc.server import GrpcOptions, GrpcServer
 from app.infra.settings import Settings
 from app.infra.system import SystemClock

@@ -10,10 +10,10 @@ import json
 import grpc
 import jwt
 import pytest
+from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
 from tests.e2e.conftest import (
     JWT_AUDIENCE,
     JWT_ISSUER,

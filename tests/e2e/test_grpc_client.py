@@ -1,4 +1,4 @@
-"""The Python client (``app.client``) over real channels: every helper against the real server,
+"""The Python client (``ekms_client``) over real channels: every helper against the real server,
 errors as ``EkmsRpcError`` with code and reason, retries only on UNAVAILABLE, the default
 deadline. Retry and deadline behaviour is driven by a scripted servicer behind the real
 interceptors (no database needed), which also shows an unmapped error becoming INTERNAL."""
@@ -13,9 +13,7 @@ from typing import Any
 
 import grpc
 import pytest
-from grpc_status import rpc_status
-
-from app.client import (
+from ekms_client import (
     AsyncEkmsClient,
     DecryptItem,
     EkmsClient,
@@ -24,12 +22,14 @@ from app.client import (
     RetryPolicy,
     Target,
 )
+from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
+from ekms_client.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
+from grpc_status import rpc_status
+
 from app.domain.errors import AccessDenied, Reason, ServiceUnavailable, Unauthenticated
 from app.domain.values import Caller
 from app.grpc.auth import AuthInterceptor
 from app.grpc.boundary import BoundaryInterceptor
-from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
-from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 from app.infra.tokens import VerifiedToken
 from tests.e2e.conftest import BILLING, Ekms, mint
 

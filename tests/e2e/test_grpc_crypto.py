@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
 
 from app.application.modules import KeyAction, change_key_state, rotate_module_key
-from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
 from app.infra.metrics import REGISTRY
 from tests.e2e.conftest import (
     ADMIN,

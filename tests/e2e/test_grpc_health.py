@@ -9,12 +9,12 @@ from typing import Any
 import asyncpg
 import grpc
 import pytest
+from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
+from ekms_client.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy.engine import make_url
 
 from app.application.sync import sync_external_key
-from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
-from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 from app.infra.metrics import REGISTRY
 from tests.e2e.conftest import Ekms, error_info, module_target
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
+from ekms_client.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from app.bootstrap import StartupError
-from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
-from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 from app.server import serve
 from tests.e2e.conftest import e2e_settings, error_info, mint, module_target
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from ekms_client import AsyncEkmsClient, EkmsRpcError, Target
+from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
+from ekms_client.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 
-from app.client import AsyncEkmsClient, EkmsRpcError, Target
-from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
-from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 from app.grpc.server import TlsFiles
 from tests.e2e.conftest import Ekms, mint, module_target
 from tests.e2e.pki import Issued, Pki, make_pki

@@ -17,10 +17,10 @@ from pathlib import Path
 import grpc
 import jwt
 import pytest
+from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
+from ekms_client.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 
 from app.bootstrap import build_grpc_server, grpc_options, running
-from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
-from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 from app.infra.system import SystemClock
 from app.infra.tokens import mint_dev_token
 from tests.e2e.conftest import (

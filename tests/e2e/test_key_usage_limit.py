@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
 
 from app.application.configuration import get_status
 from app.application.modules import rotate_module_key
 from app.domain.module import key_usage_alert_kind
-from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
 from tests.e2e.conftest import ADMIN, BILLING, Ekms, error_info, item_reason, module_target
 
 REFUSED = (grpc.StatusCode.FAILED_PRECONDITION, "KEY_USAGE_LIMIT_REACHED")

@@ -12,13 +12,13 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
+from ekms_client.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from app.application.limits import DataPlaneLimits
 from app.bootstrap import build_grpc_server, running
-from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
-from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 from tests.e2e.conftest import Ekms, build_world, e2e_settings, error_info, module_target
 from tests.e2e.rest_support import APP_ROLE, MODULE, Rest, auth, b64, serve, settings_for
 

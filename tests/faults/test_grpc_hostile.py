@@ -15,9 +15,9 @@ import asyncio
 
 import grpc
 import pytest
+from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
 from app.infra.metrics import REGISTRY
 from tests.e2e.conftest import Ekms, error_info, item_reason, module_target
 

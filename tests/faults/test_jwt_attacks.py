@@ -29,11 +29,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
+from ekms_client.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from app.bootstrap import build_grpc_server, build_rest_app, running
-from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
-from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 from app.grpc.server import GrpcOptions
 from tests.e2e.rest_support import SECRET, asgi_client, settings_for
 

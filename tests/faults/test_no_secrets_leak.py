@@ -36,10 +36,10 @@ import grpc
 import httpx
 import jwt
 import pytest
+from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
+from ekms_client.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 
 from app.domain.keys import KeyEncryptionKey
-from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
-from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 from app.infra.db.engine import create_engine
 from tests.faults.support import (
     ADMIN_ROLES,

@@ -11,12 +11,12 @@ from __future__ import annotations
 import base64
 
 import grpc
+from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
 
 from app.application.field_configs import FieldConfigInput, create_field_config
 from app.application.modules import ModuleInput, create_module
 from app.application.policies import PolicyInput, create_policy
 from app.domain.values import AccessResult, Operation, TargetType
-from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
 from tests.e2e.conftest import ADMIN, BILLING, Ekms, error_info, field_target, item_reason
 from tests.e2e.rest_support import MODULE, Rest, b64
 from tests.e2e.rest_support import rest as rest  # noqa: F401 - fixture

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import grpc
 import pytest
-
-from app.client import AsyncEkmsClient, EkmsClient
-from app.client._common import target_hosts
+from ekms_client import AsyncEkmsClient, EkmsClient
+from ekms_client._common import target_hosts
 
 REMOTE = ["ekms.example:50051", "10.0.0.7:50051", "[2001:db8::1]:50051", "dns:///ekms.example:443"]
 LOCAL = ["127.0.0.1:50051", "localhost:50051", "[::1]:50051", "unix:///run/ekms.sock"]

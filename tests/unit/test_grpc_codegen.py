@@ -1,4 +1,5 @@
-"""The committed generated code is exactly what ``scripts/gen-proto`` makes from proto/."""
+"""The committed generated code is exactly what ``scripts/gen-proto`` makes from proto/: the
+public ekms.v1 tree in the client package (the server's one copy too), the bench tree in app."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
-COMMITTED = ROOT / "app" / "grpc" / "gen"
+TREES = ["clients/python/src/ekms_client/gen", "app/grpc/gen"]
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -19,20 +20,28 @@ def _tree(root: Path) -> dict[str, bytes]:
 
 
 def test_generated_code_matches_the_proto_files(tmp_path: Path) -> None:
-    out = tmp_path / "gen"
     subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "gen-proto"), "--out", str(out)],
+        [sys.executable, str(ROOT / "scripts" / "gen-proto"), "--out", str(tmp_path)],
         check=True,
         capture_output=True,
     )
-    fresh, committed = _tree(out), _tree(COMMITTED)
-    assert sorted(fresh) == sorted(committed), "run `uv run scripts/gen-proto` and commit"
-    stale = [name for name in fresh if fresh[name] != committed[name]]
-    assert stale == [], f"{stale} differ from proto/: run `uv run scripts/gen-proto` and commit"
+    for tree in TREES:
+        fresh, committed = _tree(tmp_path / tree), _tree(ROOT / tree)
+        assert sorted(fresh) == sorted(committed), "run `uv run scripts/gen-proto` and commit"
+        stale = [name for name in fresh if fresh[name] != committed[name]]
+        assert stale == [], f"{stale} differ from proto/: run `uv run scripts/gen-proto` and commit"
+
+
+def test_each_proto_is_generated_once() -> None:
+    """One copy of the generated code: the public contract only in the client package."""
+    assert not (ROOT / "app" / "grpc" / "gen" / "ekms" / "v1").exists()
+    assert not (
+        ROOT / "clients" / "python" / "src" / "ekms_client" / "gen" / "ekms" / "bench"
+    ).exists()
 
 
 def test_generated_imports_resolve_inside_the_package() -> None:
-    from app.grpc.gen.ekms.v1 import crypto_pb2, crypto_pb2_grpc
+    from ekms_client.gen.ekms.v1 import crypto_pb2, crypto_pb2_grpc
 
     assert crypto_pb2.DESCRIPTOR.package == "ekms.v1"
     assert crypto_pb2_grpc.CryptoStub is not None

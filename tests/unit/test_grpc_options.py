@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
 
 from app.application.targets import Target
 from app.bootstrap import StartupError, grpc_options
 from app.domain.errors import InvalidInput
 from app.domain.values import FieldRef
 from app.grpc.convert import TargetCache, target_from
-from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
 from app.grpc.server import GrpcOptions, TlsFiles
 from app.infra.settings import Settings
 

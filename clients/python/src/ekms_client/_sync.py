@@ -9,10 +9,10 @@ from typing import Any, Self
 
 import grpc
 
-from app.client import _common as c
-from app.client._base import ClientBase
-from app.client._errors import EkmsRpcError
-from app.client._types import (
+from ekms_client import _common as c
+from ekms_client._base import ClientBase
+from ekms_client._errors import EkmsRpcError
+from ekms_client._types import (
     Decrypted,
     DecryptItem,
     Encrypted,

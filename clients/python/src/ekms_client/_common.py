@@ -8,8 +8,8 @@ from typing import TypeAlias
 
 import grpc
 
-from app.client._errors import EkmsRpcError
-from app.client._types import (
+from ekms_client._errors import EkmsRpcError
+from ekms_client._types import (
     Decrypted,
     DecryptItem,
     Encrypted,
@@ -19,7 +19,7 @@ from app.client._types import (
     Rewrapped,
     Target,
 )
-from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
+from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
 
 DEFAULT_DEADLINE = 5.0
 """Seconds each unary attempt may take (the gRPC deadline). Streams have none unless given."""

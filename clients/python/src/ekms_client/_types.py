@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from app.client._errors import EkmsRpcError
+from ekms_client._errors import EkmsRpcError
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from app.grpc.gen.ekms.v1 import crypto_pb2 as ekms_dot_v1_dot_crypto__pb2
+from ekms_client.gen.ekms.v1 import crypto_pb2 as ekms_dot_v1_dot_crypto__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__

@@ -8,9 +8,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import grpc
 
-from app.client import _common as c
-from app.client._types import RetryPolicy
-from app.grpc.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
+from ekms_client import _common as c
+from ekms_client._types import RetryPolicy
+from ekms_client.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 
 ChannelT = TypeVar("ChannelT", grpc.Channel, grpc.aio.Channel)
 

@@ -1,9 +1,9 @@
 """A small Python client for the ekms gRPC data plane (``ekms.v1.Crypto``).
 
-    from app.client import EkmsClient, Target
+    from ekms_client import EkmsClient, Target
 
     with EkmsClient("ekms.internal:50051", token=lambda: fetch_token()) as ekms:
-        salary = Target.field("employees", "salary")
+        salary = Target.for_field("employees", "salary")
         sealed = ekms.encrypt(salary, b"85000", context=b"employee-42")
         assert ekms.decrypt(salary, sealed.ciphertext, context=b"employee-42").plaintext == b"85000"
 
@@ -13,10 +13,10 @@ jitter), never a stream; any other failure raises ``EkmsRpcError`` with ``code``
 See docs/grpc-client.md.
 """
 
-from app.client._aio import AsyncEkmsClient
-from app.client._errors import EkmsRpcError
-from app.client._sync import EkmsClient
-from app.client._types import (
+from ekms_client._aio import AsyncEkmsClient
+from ekms_client._errors import EkmsRpcError
+from ekms_client._sync import EkmsClient
+from ekms_client._types import (
     Decrypted,
     DecryptItem,
     Encrypted,

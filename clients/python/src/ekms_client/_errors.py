@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
 ERROR_DOMAIN = "ekms"
+# The trailer carrying the serialized ``google.rpc.Status`` (gRPC's rich error model).
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _CODES: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
 
 
@@ -47,13 +49,26 @@ class EkmsRpcError(Exception):
         """From a failed call of either API (``grpc.RpcError`` or ``grpc.aio.AioRpcError``)."""
         code: Any = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
         details: Any = error.details() if hasattr(error, "details") else None
-        try:
-            status = rpc_status.from_call(error)
-        except (ValueError, AttributeError):  # inconsistent trailer: trust the call's own status
-            status = None
+        status = _rich_status(error, code, details)
         if status is not None:
             return cls.from_status(status)
         return cls(code, str(details or ""))
+
+
+def _rich_status(error: grpc.RpcError, code: Any, details: Any) -> status_pb2.Status | None:
+    """The call's ``google.rpc.Status`` trailer, or ``None`` when absent, unreadable or
+    inconsistent with the call's own code and details (then the call's status is trusted)."""
+    trailers: Any = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    for key, value in trailers or ():
+        if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        try:
+            status = status_pb2.Status.FromString(value)
+        except DecodeError:
+            return None
+        consistent = isinstance(code, grpc.StatusCode) and code.value[0] == status.code
+        return status if consistent and details == status.message else None
+    return None
 
 
 def _error_info(status: status_pb2.Status) -> error_details_pb2.ErrorInfo | None:
