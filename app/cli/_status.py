@@ -32,15 +32,26 @@ def status(client: Client) -> None:
         if data["serving"]
         else f"[bold red]NOT SERVING[/] ({e(str(data['serving_reason']))})"
     )
-    tree = Tree(f"[bold]ekms key chain[/bold]  {serving}")
-    ext = data["external_key"]
-    ext_node = tree.add(
-        f"external key [cyan]{e(ext['provider'])}:{e(ext['key_id'])}[/cyan]"
-        f"  {styled(ext['status'])}"
-        f"  last sync {ext['last_sync_at'] or 'never'}"
+    policy = data.get("revocation_policy")
+    tree = Tree(
+        f"[bold]ekms key chain[/bold]  {serving}"
+        + (f"  revocation policy [cyan]{e(policy)}[/cyan]" if policy else "")
     )
     kek = data["instance_key"]
-    kek_node = ext_node.add(
+    external = data.get("external_keys") or []
+    if len(external) > 1:
+        keys_node = tree.add(f"external keys ({len(external)}, each wraps the KEK)")
+        for key in external:
+            keys_node.add(_external_key_line(key))
+        parent = tree
+    else:
+        ext = data["external_key"]
+        parent = tree.add(
+            f"external key [cyan]{e(ext['provider'])}:{e(ext['key_id'])}[/cyan]"
+            f"  {styled(ext['status'])}"
+            f"  last sync {ext['last_sync_at'] or 'never'}"
+        )
+    kek_node = parent.add(
         f"KEK [cyan]{kek['kek_fingerprint'] or '-'}[/cyan]  created {kek['kek_created_at'] or '-'}"
         f"  wrapped under {e(kek['wrapped_under_key_arn'] or '-')}"
     )
@@ -63,6 +74,16 @@ def status(client: Client) -> None:
     whole(tree)
 
 
+def _external_key_line(key: dict[str, Any]) -> str:
+    where = f" ({e(key['region'])})" if key.get("region") else ""
+    first = "  [dim]first[/dim]" if key.get("first") else ""
+    held = "" if key.get("rotation_marker") else "  [yellow]holds no EKEK of the KEK[/yellow]"
+    return (
+        f"[cyan]{e(key['provider'])}:{e(key['key_id'])}[/cyan]{where}  {styled(key['state'])}"
+        f"  last sync {key['last_sync_at'] or 'never'}  id {key['id']}{first}{held}"
+    )
+
+
 @with_client
 def sync(client: Client) -> None:
     """Check the external key's status and rotation now, as the scheduler does
@@ -78,4 +99,8 @@ def sync(client: Client) -> None:
             message += f": {e(data['reason'])}"
         if data["rewrapped"]:
             message += "; the KEK was rewrapped after an external rotation"
+        for key in (data.get("keys") or [])[1:]:
+            message += f"\n  and key {key['id']}: {styled(key['status'])}"
+            if key.get("reason"):
+                message += f": {e(key['reason'])}"
     done(client.output, data, message)

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 from typer.testing import CliRunner, Result
 
 from app.cli import cli
-from tests.e2e.rest_support import ADMIN, LiveServer, live_server, token
+from tests.e2e.rest_support import ADMIN, ADMIN_ROLES, LiveServer, live_server, token
 
 __all__ = ["live_server"]
 
@@ -42,3 +42,24 @@ async def test_the_cli_lists_the_key_and_shows_the_servers_refusals(
     assert "409 EXTERNAL_KEY_EXISTS" in twice.output
     (still,) = json.loads((await ekms(live_server, "list", "--json")).stdout)
     assert still["id"] == key["id"]
+
+
+async def test_status_draws_every_key_and_sync_names_each(live_server: LiveServer) -> None:
+    adding = await ekms(live_server, "add", "local", "second-root", "-o", "json")
+    added = json.loads(adding.stdout)
+    assert added["key_id"] == "second-root" and added["first"] is False
+
+    def run(*args: str) -> Result:
+        argv = ["--url", live_server.url, "--token", token(*ADMIN_ROLES), *args]
+        with capture_logs():
+            return CliRunner().invoke(cli, argv, env={"EKMS_URL": None, "COLUMNS": "250"})
+
+    tree = (await asyncio.to_thread(run, "status")).stdout
+    synced = (await asyncio.to_thread(run, "sync")).stdout
+    await ekms(live_server, "remove", added["id"], "--yes")
+    after = (await asyncio.to_thread(run, "status")).stdout
+
+    assert "external keys (2, each wraps the KEK)" in tree
+    assert "local:second-root" in tree and f"id {added['id']}" in tree
+    assert f"and key {added['id']}: enabled" in synced
+    assert "second-root" not in after and "external key local:" in after
