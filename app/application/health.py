@@ -25,7 +25,7 @@ SCHEMA_SERVES = frozenset({"ok", "ahead_compatible"})
 
 async def check_readiness(ctx: AppContext, schema_state: Callable[[], Awaitable[str]]) -> Readiness:
     """Database answers, schema at head (or ahead but compatible), key chain usable or not yet
-    configured."""
+    configured; once configured, each external key's state (``external_key:<id>``)."""
     checks: dict[str, str] = {}
     try:
         async with ctx.uow() as uow:
@@ -41,6 +41,8 @@ async def check_readiness(ctx: AppContext, schema_state: Callable[[], Awaitable[
     if snap.config is None or not snap.config.active:
         checks["key_chain"] = "not_configured"
         return Readiness(True, None, checks)
+    for key in snap.keys:  # every external key's last seen state, by id
+        checks[f"external_key:{key.id}"] = key.external_key_status.value
     try:
         ctx.chain.check_serving(snap, None)
     except EkmsError as exc:

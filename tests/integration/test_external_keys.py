@@ -243,6 +243,7 @@ async def test_rest_lists_adds_removes_and_refuses_the_last_key(
             headers=auth,
         )
         listed = await client.get("/api/v1/ekms/external-keys", headers=auth)
+        ready = await client.get("/readyz")
         config = await client.get("/api/v1/ekms/config", headers=auth)
         first_id = listed.json()["items"][0]["id"]
         removed = await client.delete(f"/api/v1/ekms/external-keys/{first_id}", headers=auth)
@@ -260,6 +261,8 @@ async def test_rest_lists_adds_removes_and_refuses_the_last_key(
         (keys[1], "enabled", False),
     ]
     assert all(i["rotation_marker"] and i["last_sync_at"] for i in items)
+    checks = ready.json()["checks"]
+    assert {checks.get(f"external_key:{i['id']}") for i in items} == {"enabled"}
     assert config.json()["revocation_policy"] == "all"
     assert config.json()["key_id"] == keys[0]  # the flat fields name the first key
     assert removed.status_code == 204
