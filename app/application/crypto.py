@@ -21,6 +21,13 @@ from typing import TypeVar
 
 from app.application.budget import EncryptionBudget, Lease
 from app.application.context import AppContext
+from app.application.dataplane.data_keys import (
+    DataKeyPair,
+    DataKeySpec,
+    OpenedDataKey,
+    SealedDataKey,
+    check_opened,
+)
 from app.application.dataplane.item_path import ItemPath
 from app.application.dataplane.items import Item, ItemResult, require_ok
 from app.application.dataplane.shortcut import PermitCache, serve_batch
@@ -31,7 +38,7 @@ from app.domain.audit import AuditResult
 from app.domain.errors import EkmsError, InvalidInput, ResourceExhausted
 from app.domain.values import Caller, Operation
 
-__all__ = ["CryptoService", "Item", "ItemResult", "require_ok"]
+__all__ = ["CryptoService", "DataKeySpec", "Item", "ItemResult", "require_ok"]
 
 _Entry = TypeVar("_Entry")
 
@@ -52,6 +59,7 @@ class CryptoService:
         self.budget = budget or EncryptionBudget(ctx.uow, ctx.clock, ctx.rng, ctx.changes)
         self.item_path = ItemPath(ctx.chain, ctx.audit, self.budget, ctx.rng.token_bytes)
         self._permits = PermitCache()
+        self._random = ctx.rng.token_bytes
 
     # --- public use cases ----------------------------------------------------------------------
 
@@ -78,6 +86,20 @@ class CryptoService:
     async def rewrap_batch(self, caller: Caller, items: Sequence[Item]) -> list[ItemResult]:
         """Rewrap many ciphertexts: one result per item."""
         return await self._serve(Operation.REWRAP, caller, items) if items else []
+
+    async def generate_data_key(
+        self, caller: Caller, target: Target, context: bytes, spec: DataKeySpec
+    ) -> DataKeyPair:
+        """A fresh data key and its sealed form, authorised as ``encrypt``."""
+        plaintext_key = self._random(spec.value)
+        result = await self.encrypt(caller, Item(target, plaintext_key, context))
+        sealed = SealedDataKey(_data(result), result.key_version or 0)
+        return DataKeyPair(sealed, plaintext_key)
+
+    async def decrypt_data_key(self, caller: Caller, item: Item) -> OpenedDataKey:
+        """Open a sealed data key (``item.data``), authorised as ``decrypt``."""
+        result = await self.decrypt(caller, item)
+        return OpenedDataKey(check_opened(_data(result)), result.key_version or 0)
 
     async def run_batch(
         self,
@@ -174,3 +196,9 @@ class CryptoService:
             if held.left < need and not held.exhausted:
                 return needs
         return None
+
+
+def _data(result: ItemResult) -> bytes:
+    if result.data is None:  # require_ok() guarantees data
+        raise RuntimeError("the data plane returned no data and no error")
+    return result.data
