@@ -113,6 +113,20 @@ class CryptoServicer(pb_grpc.CryptoServicer):
             plaintext_key=opened.plaintext_key, key_version=opened.key_version
         )
 
+    # --- blind indexes --------------------------------------------------------------------------
+
+    async def ComputeMac(
+        self, request: pb.ComputeMacRequest, context: Any
+    ) -> pb.ComputeMacResponse:
+        item = Item(self._targets.resolve(request.target), request.value, request.context)
+        made = await self._crypto.compute_mac(current_caller(), item, request.key_version or None)
+        return pb.ComputeMacResponse(mac=made.mac, key_version=made.key_version)
+
+    async def VerifyMac(self, request: pb.VerifyMacRequest, context: Any) -> pb.VerifyMacResponse:
+        item = Item(self._targets.resolve(request.target), request.value, request.context)
+        version = await self._crypto.verify_mac(current_caller(), item, request.mac)
+        return pb.VerifyMacResponse(key_version=version)
+
     # --- batches --------------------------------------------------------------------------------
 
     async def EncryptBatch(

@@ -248,3 +248,41 @@ class DecryptDataKeyResponse(_message.Message):
     plaintext_key: bytes
     key_version: int
     def __init__(self, plaintext_key: _Optional[bytes] = ..., key_version: _Optional[int] = ...) -> None: ...
+
+class ComputeMacRequest(_message.Message):
+    __slots__ = ("target", "value", "context", "key_version")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    target: Target
+    value: bytes
+    context: bytes
+    key_version: int
+    def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., value: _Optional[bytes] = ..., context: _Optional[bytes] = ..., key_version: _Optional[int] = ...) -> None: ...
+
+class ComputeMacResponse(_message.Message):
+    __slots__ = ("mac", "key_version")
+    MAC_FIELD_NUMBER: _ClassVar[int]
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    mac: bytes
+    key_version: int
+    def __init__(self, mac: _Optional[bytes] = ..., key_version: _Optional[int] = ...) -> None: ...
+
+class VerifyMacRequest(_message.Message):
+    __slots__ = ("target", "value", "mac", "context")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    MAC_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    target: Target
+    value: bytes
+    mac: bytes
+    context: bytes
+    def __init__(self, target: _Optional[_Union[Target, _Mapping]] = ..., value: _Optional[bytes] = ..., mac: _Optional[bytes] = ..., context: _Optional[bytes] = ...) -> None: ...
+
+class VerifyMacResponse(_message.Message):
+    __slots__ = ("key_version",)
+    KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    key_version: int
+    def __init__(self, key_version: _Optional[int] = ...) -> None: ...

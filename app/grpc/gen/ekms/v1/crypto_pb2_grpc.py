@@ -81,6 +81,16 @@ class CryptoStub:
                 request_serializer=ekms_dot_v1_dot_crypto__pb2.DecryptDataKeyRequest.SerializeToString,
                 response_deserializer=ekms_dot_v1_dot_crypto__pb2.DecryptDataKeyResponse.FromString,
                 _registered_method=True)
+        self.ComputeMac = channel.unary_unary(
+                '/ekms.v1.Crypto/ComputeMac',
+                request_serializer=ekms_dot_v1_dot_crypto__pb2.ComputeMacRequest.SerializeToString,
+                response_deserializer=ekms_dot_v1_dot_crypto__pb2.ComputeMacResponse.FromString,
+                _registered_method=True)
+        self.VerifyMac = channel.unary_unary(
+                '/ekms.v1.Crypto/VerifyMac',
+                request_serializer=ekms_dot_v1_dot_crypto__pb2.VerifyMacRequest.SerializeToString,
+                response_deserializer=ekms_dot_v1_dot_crypto__pb2.VerifyMacResponse.FromString,
+                _registered_method=True)
         self.EncryptStream = channel.stream_stream(
                 '/ekms.v1.Crypto/EncryptStream',
                 request_serializer=ekms_dot_v1_dot_crypto__pb2.EncryptItem.SerializeToString,
@@ -173,6 +183,26 @@ class CryptoServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ComputeMac(self, request, context):
+        """Blind index: the HMAC-SHA-256 of a value under the target's MAC key (one per module key
+        version, derived from it and separate from the encryption key), bound to the target and
+        context. Equal values give equal MACs for one target, context and key version, so a column
+        can be searched by equality without decrypting. The MAC carries its key version: it keeps
+        verifying after a rotation. Needs `mac` in the module's policies.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyMac(self, request, context):
+        """Checks a MAC against a value (constant-time comparison). OK with the MAC's key version when
+        it matches; INVALID_ARGUMENT, MAC_MISMATCH otherwise (one opaque answer: wrong value,
+        context, target or tampering look alike). Needs `mac`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def EncryptStream(self, request_iterator, context):
         """A bidirectional stream of items for high-throughput callers. Each request carries its own
         target and a caller-chosen `id` that its result echoes. Every request gets exactly one
@@ -238,6 +268,16 @@ def add_CryptoServicer_to_server(servicer, server):
                     servicer.DecryptDataKey,
                     request_deserializer=ekms_dot_v1_dot_crypto__pb2.DecryptDataKeyRequest.FromString,
                     response_serializer=ekms_dot_v1_dot_crypto__pb2.DecryptDataKeyResponse.SerializeToString,
+            ),
+            'ComputeMac': grpc.unary_unary_rpc_method_handler(
+                    servicer.ComputeMac,
+                    request_deserializer=ekms_dot_v1_dot_crypto__pb2.ComputeMacRequest.FromString,
+                    response_serializer=ekms_dot_v1_dot_crypto__pb2.ComputeMacResponse.SerializeToString,
+            ),
+            'VerifyMac': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyMac,
+                    request_deserializer=ekms_dot_v1_dot_crypto__pb2.VerifyMacRequest.FromString,
+                    response_serializer=ekms_dot_v1_dot_crypto__pb2.VerifyMacResponse.SerializeToString,
             ),
             'EncryptStream': grpc.stream_stream_rpc_method_handler(
                     servicer.EncryptStream,
@@ -495,6 +535,60 @@ class Crypto:
             '/ekms.v1.Crypto/DecryptDataKey',
             ekms_dot_v1_dot_crypto__pb2.DecryptDataKeyRequest.SerializeToString,
             ekms_dot_v1_dot_crypto__pb2.DecryptDataKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ComputeMac(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ekms.v1.Crypto/ComputeMac',
+            ekms_dot_v1_dot_crypto__pb2.ComputeMacRequest.SerializeToString,
+            ekms_dot_v1_dot_crypto__pb2.ComputeMacResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyMac(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ekms.v1.Crypto/VerifyMac',
+            ekms_dot_v1_dot_crypto__pb2.VerifyMacRequest.SerializeToString,
+            ekms_dot_v1_dot_crypto__pb2.VerifyMacResponse.FromString,
             options,
             channel_credentials,
             insecure,
