@@ -10,7 +10,17 @@ from fastapi.routing import APIRoute
 from app.api import errors, openapi
 from app.api.docs import install_docs
 from app.api.middleware import RequestContextMiddleware
-from app.api.routes import audit, crypto, ekms, fields, modules, policies, probes
+from app.api.routes import (
+    audit,
+    crypto,
+    crypto_batch,
+    crypto_keys,
+    ekms,
+    fields,
+    modules,
+    policies,
+    probes,
+)
 from app.api.services import ApiServices
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -20,6 +30,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     fields.router,
     audit.router,
     crypto.router,
+    crypto_batch.router,
+    crypto_keys.router,
     probes.router,
 )
 

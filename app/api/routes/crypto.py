@@ -1,4 +1,5 @@
-"""/api/v1/crypto: the data plane for callers without gRPC. Module access policies decide.
+"""/api/v1/crypto: the single-item data plane for callers without gRPC (batches:
+``crypto_batch``; data keys and MACs: ``crypto_keys``). Module access policies decide.
 
 The routes only translate: the body gives the ``Item`` (its base64 decoded once, when it was
 validated), ``CryptoService`` does the work.
@@ -12,7 +13,14 @@ from fastapi import APIRouter, Request
 
 from app.api.deps import DataPlaneCaller
 from app.api.openapi import problems
-from app.api.schemas.crypto import DecryptIn, DecryptOut, EncryptIn, EncryptOut
+from app.api.schemas.crypto import (
+    DecryptIn,
+    DecryptOut,
+    EncryptIn,
+    EncryptOut,
+    RewrapIn,
+    RewrapOut,
+)
 from app.api.security import SecuredRoute
 from app.api.services import services_of
 from app.application.crypto import CryptoService, ItemResult
@@ -58,4 +66,18 @@ async def decrypt(body: DecryptIn, request: Request, caller: DataPlaneCaller) ->
     return DecryptOut(
         plaintext=base64.b64encode(_data(result)).decode("ascii"),
         key_version=result.key_version or 0,
+    )
+
+
+@router.post(
+    "/rewrap",
+    tags=["crypto"],
+    summary="Rewrap one ciphertext under the active key version, without its plaintext",
+    responses=_RESPONSES,
+)
+async def rewrap(body: RewrapIn, request: Request, caller: DataPlaneCaller) -> RewrapOut:
+    result = await _crypto(request).rewrap(caller, body.item())
+    text = ct.to_text(_data(result))
+    return RewrapOut(
+        ciphertext=text, key_version=result.key_version or 0, changed=text != body.ciphertext
     )
