@@ -29,7 +29,7 @@ from app.application.dataplane.data_keys import (
     check_opened,
 )
 from app.application.dataplane.item_path import ItemPath
-from app.application.dataplane.items import Item, ItemResult, require_ok
+from app.application.dataplane.items import Item, ItemResult, data_of, require_ok
 from app.application.dataplane.macs import MacPath, MacResult
 from app.application.dataplane.shortcut import PermitCache, serve_batch
 from app.application.limits import DataPlaneLimits, StreamSlot
@@ -39,7 +39,15 @@ from app.domain.audit import AuditResult
 from app.domain.errors import EkmsError, InvalidInput, ResourceExhausted
 from app.domain.values import Caller, Operation
 
-__all__ = ["CryptoService", "DataKeySpec", "Item", "ItemResult", "MacResult", "require_ok"]
+__all__ = [
+    "CryptoService",
+    "DataKeySpec",
+    "Item",
+    "ItemResult",
+    "MacResult",
+    "data_of",
+    "require_ok",
+]
 
 _Entry = TypeVar("_Entry")
 
@@ -95,13 +103,13 @@ class CryptoService:
         """A fresh data key and its sealed form, authorised as ``encrypt``."""
         plaintext_key = self._random(spec.value)
         result = await self.encrypt(caller, Item(target, plaintext_key, context))
-        sealed = SealedDataKey(_data(result), result.key_version or 0)
+        sealed = SealedDataKey(data_of(result), result.key_version or 0)
         return DataKeyPair(sealed, plaintext_key)
 
     async def decrypt_data_key(self, caller: Caller, item: Item) -> OpenedDataKey:
         """Open a sealed data key (``item.data``), authorised as ``decrypt``."""
         result = await self.decrypt(caller, item)
-        return OpenedDataKey(check_opened(_data(result)), result.key_version or 0)
+        return OpenedDataKey(check_opened(data_of(result)), result.key_version or 0)
 
     async def compute_mac(
         self, caller: Caller, item: Item, key_version: int | None = None
@@ -214,9 +222,3 @@ class CryptoService:
             if held.left < need and not held.exhausted:
                 return needs
         return None
-
-
-def _data(result: ItemResult) -> bytes:
-    if result.data is None:  # require_ok() guarantees data
-        raise RuntimeError("the data plane returned no data and no error")
-    return result.data

@@ -9,7 +9,7 @@ import pytest
 
 from app.application.modules import rotate_module_key
 from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
-from tests.e2e.conftest import ADMIN, Ekms, error_info, field_target, item_reason, module_target
+from tests.e2e.conftest import ADMIN, Ekms, failure, field_target, item_reason, module_target
 
 OK = grpc.StatusCode.OK
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -31,12 +31,6 @@ def _kms_calls() -> float:
         for s in metric.samples
         if s.name == "ekms_kms_calls_total" and s.value is not None
     )
-
-
-async def _failure(call: object) -> tuple[grpc.StatusCode, str | None]:
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await call  # type: ignore[misc]
-    return error_info(err.value)
 
 
 async def _encrypt_many(ekms: Ekms, count: int) -> list[bytes]:
@@ -122,7 +116,7 @@ async def test_rewrap_batch_needs_the_rewrap_operation_and_obeys_the_batch_limit
     assert [item_reason(r.status) for r in denied.results] == [(DENIED, "MAP_REJECTED")]
     over = pb.RewrapBatchRequest(target=field_target(), items=[pb.RewrapItem()] * (2 * BATCH + 1))
     md = ekms.auth("billing-svc", "billing")
-    assert await _failure(ekms.stub.RewrapBatch(over, metadata=md)) == (INVALID, "INVALID_INPUT")
+    assert await failure(ekms.stub.RewrapBatch(over, metadata=md)) == (INVALID, "INVALID_INPUT")
 
 
 # --- data keys -----------------------------------------------------------------------------------
@@ -173,7 +167,7 @@ async def test_a_sealed_data_key_that_does_not_verify_is_one_opaque_error(ekms: 
     ]
     for target, blob, context in cases:
         request = pb.DecryptDataKeyRequest(target=target, sealed_key=blob, context=context)
-        assert await _failure(ekms.stub.DecryptDataKey(request, metadata=md)) == (
+        assert await failure(ekms.stub.DecryptDataKey(request, metadata=md)) == (
             INVALID,
             "DECRYPTION_FAILED",
         )
@@ -190,23 +184,23 @@ async def test_data_keys_are_authorised_as_encrypt_and_decrypt(ekms: Ekms) -> No
     open_it = pb.DecryptDataKeyRequest(target=module_target(), sealed_key=sealed)
     rejected = (DENIED, "MAP_REJECTED")
     assert (
-        await _failure(ekms.stub.DecryptDataKey(open_it, metadata=ekms.auth("ingest", "writer")))
+        await failure(ekms.stub.DecryptDataKey(open_it, metadata=ekms.auth("ingest", "writer")))
         == rejected
     )
     for sub, role in [("someone", "blocked"), ("stranger", "marketing")]:
         md = ekms.auth(sub, role)
-        assert await _failure(ekms.stub.GenerateDataKey(generate, metadata=md)) == rejected
+        assert await failure(ekms.stub.GenerateDataKey(generate, metadata=md)) == rejected
         assert (
-            await _failure(ekms.stub.GenerateDataKeyWithoutPlaintext(generate, metadata=md))
+            await failure(ekms.stub.GenerateDataKeyWithoutPlaintext(generate, metadata=md))
             == rejected
         )
     # carol may decrypt (a Track for her subject) but not encrypt.
     carol = ekms.auth("carol", "auditor")
     assert len((await ekms.stub.DecryptDataKey(open_it, metadata=carol)).plaintext_key) == 32
-    assert await _failure(ekms.stub.GenerateDataKey(generate, metadata=carol)) == rejected
+    assert await failure(ekms.stub.GenerateDataKey(generate, metadata=carol)) == rejected
     bad_spec = pb.GenerateDataKeyRequest(target=module_target(), key_spec=7)  # type: ignore[arg-type]
     md = ekms.auth("billing-svc", "billing")
-    assert await _failure(ekms.stub.GenerateDataKey(bad_spec, metadata=md)) == (
+    assert await failure(ekms.stub.GenerateDataKey(bad_spec, metadata=md)) == (
         INVALID,
         "INVALID_INPUT",
     )

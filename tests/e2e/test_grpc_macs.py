@@ -10,7 +10,7 @@ from app.application.modules import rotate_module_key
 from app.application.policies import PolicyInput, create_policy
 from app.domain.values import AccessResult, Operation, TargetType
 from app.grpc.gen.ekms.v1 import crypto_pb2 as pb
-from tests.e2e.conftest import ADMIN, BILLING, Ekms, error_info, field_target, module_target
+from tests.e2e.conftest import ADMIN, BILLING, Ekms, field_target, module_target, outcome
 
 OK = grpc.StatusCode.OK
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -18,12 +18,7 @@ DENIED = grpc.StatusCode.PERMISSION_DENIED
 MISMATCH = (INVALID, "MAC_MISMATCH")
 
 
-async def _outcome(call: object) -> tuple[grpc.StatusCode, str | None]:
-    try:
-        await call  # type: ignore[misc]
-    except grpc.aio.AioRpcError as err:
-        return error_info(err)
-    return OK, None
+_outcome = outcome
 
 
 async def _mac(ekms: Ekms, target: pb.Target, value: bytes, context: bytes = b"") -> bytes:

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from app.application.modules import rotate_module_key
 from app.bootstrap import build_rest_app
@@ -264,3 +265,21 @@ async def test_macs_over_rest_verify_over_grpc_and_survive_rotation(
     denied = await _post(api, "mac/verify", {**value, "mac": v1["mac"]}, "writer", sub="ingest")
     _problem(denied, 403, "MAP_REJECTED")
     _problem(await _post(api, "mac", {**value, "key_version": 9}), 404, "KEY_VERSION_NOT_FOUND")
+
+
+async def test_plaintext_data_keys_never_reach_the_logs(ekms: Ekms, api: httpx.AsyncClient) -> None:
+    with capture_logs() as logs:
+        made = await _ok(api, "data-key", {**MODULE, "context": b64(b"doc-7")})
+        body = {**MODULE, "sealed_key": made["sealed_key"], "context": b64(b"doc-7")}
+        await _ok(api, "data-key/decrypt", body)
+        _problem(
+            await _post(api, "data-key/decrypt", {**body, "context": b64(b"x")}),
+            400,
+            "DECRYPTION_FAILED",
+        )
+        await ekms.container.ctx.audit.flush()
+    key = base64.b64decode(made["plaintext_key"])
+    assert logs  # the requests were logged
+    text = repr(logs)
+    for form in (made["plaintext_key"], key.hex(), repr(key)[2:-1]):
+        assert form not in text

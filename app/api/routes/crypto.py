@@ -23,7 +23,7 @@ from app.api.schemas.crypto import (
 )
 from app.api.security import SecuredRoute
 from app.api.services import services_of
-from app.application.crypto import CryptoService, ItemResult
+from app.application.crypto import CryptoService, data_of
 from app.domain import ciphertext as ct
 
 router = APIRouter(prefix="/api/v1/crypto", route_class=SecuredRoute)
@@ -48,23 +48,17 @@ def _crypto(request: Request) -> CryptoService:
     return services_of(request).crypto
 
 
-def _data(result: ItemResult) -> bytes:
-    if result.data is None:  # require_ok() guarantees data; never answer an empty success
-        raise RuntimeError("the data plane returned no data and no error")
-    return result.data
-
-
 @router.post("/encrypt", tags=["crypto"], summary="Encrypt one value", responses=_RESPONSES)
 async def encrypt(body: EncryptIn, request: Request, caller: DataPlaneCaller) -> EncryptOut:
     result = await _crypto(request).encrypt(caller, body.item())
-    return EncryptOut(ciphertext=ct.to_text(_data(result)), key_version=result.key_version or 0)
+    return EncryptOut(ciphertext=ct.to_text(data_of(result)), key_version=result.key_version or 0)
 
 
 @router.post("/decrypt", tags=["crypto"], summary="Decrypt one value", responses=_RESPONSES)
 async def decrypt(body: DecryptIn, request: Request, caller: DataPlaneCaller) -> DecryptOut:
     result = await _crypto(request).decrypt(caller, body.item())
     return DecryptOut(
-        plaintext=base64.b64encode(_data(result)).decode("ascii"),
+        plaintext=base64.b64encode(data_of(result)).decode("ascii"),
         key_version=result.key_version or 0,
     )
 
@@ -77,7 +71,7 @@ async def decrypt(body: DecryptIn, request: Request, caller: DataPlaneCaller) ->
 )
 async def rewrap(body: RewrapIn, request: Request, caller: DataPlaneCaller) -> RewrapOut:
     result = await _crypto(request).rewrap(caller, body.item())
-    text = ct.to_text(_data(result))
+    text = ct.to_text(data_of(result))
     return RewrapOut(
         ciphertext=text, key_version=result.key_version or 0, changed=text != body.ciphertext
     )

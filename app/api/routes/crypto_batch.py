@@ -29,7 +29,7 @@ from app.api.schemas.crypto_batch import (
 )
 from app.api.security import SecuredRoute
 from app.api.services import services_of
-from app.application.crypto import Item, ItemResult
+from app.application.crypto import Item, ItemResult, data_of
 from app.domain import ciphertext as ct
 from app.domain.errors import EkmsError
 from app.domain.values import Caller, Operation
@@ -80,22 +80,16 @@ def item_problem(error: EkmsError) -> Problem:
 def _each(
     entries: list[_Entry],
     results: list[ItemResult],
-    ok: Callable[[_Entry, ItemResult, bytes], dict[str, Any]],
+    ok: Callable[[_Entry, bytes], dict[str, Any]],
 ) -> list[dict[str, Any]]:
+    """Each entry's row: its id and either its answer (``ok``) or its problem."""
     out: list[dict[str, Any]] = []
     for entry, result in zip(entries, results, strict=True):
         if result.error is not None:
             out.append({"id": entry.id, "error": item_problem(result.error)})
-        elif result.data is None:  # never answer an empty success
-            raise RuntimeError("the data plane returned no data and no error")
         else:
-            out.append(
-                {
-                    "id": entry.id,
-                    "key_version": result.key_version,
-                    **ok(entry, result, result.data),
-                }
-            )
+            row = ok(entry, data_of(result))
+            out.append({"id": entry.id, "key_version": result.key_version, **row})
     return out
 
 
@@ -104,7 +98,7 @@ async def encrypt_batch(
     body: EncryptBatchIn, request: Request, caller: DataPlaneCaller
 ) -> EncryptBatchOut:
     results = await _run(request, caller, Operation.ENCRYPT, body)
-    rows = _each(body.items, results, lambda _, __, data: {"ciphertext": ct.to_text(data)})
+    rows = _each(body.items, results, lambda _, data: {"ciphertext": ct.to_text(data)})
     return EncryptBatchOut(results=[EncryptBatchResult(**row) for row in rows])
 
 
@@ -114,7 +108,7 @@ async def decrypt_batch(
 ) -> DecryptBatchOut:
     results = await _run(request, caller, Operation.DECRYPT, body)
     rows = _each(
-        body.items, results, lambda _, __, data: {"plaintext": base64.b64encode(data).decode()}
+        body.items, results, lambda _, data: {"plaintext": base64.b64encode(data).decode()}
     )
     return DecryptBatchOut(results=[DecryptBatchResult(**row) for row in rows])
 
@@ -130,7 +124,7 @@ async def rewrap_batch(
 ) -> RewrapBatchOut:
     results = await _run(request, caller, Operation.REWRAP, body)
 
-    def moved(entry: CiphertextBatchItem, _: ItemResult, data: bytes) -> dict[str, Any]:
+    def moved(entry: CiphertextBatchItem, data: bytes) -> dict[str, Any]:
         text = ct.to_text(data)
         return {"ciphertext": text, "changed": text != entry.ciphertext}
 
