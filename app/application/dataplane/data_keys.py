@@ -51,7 +51,7 @@ class OpenedDataKey:
 
 def check_opened(plaintext: bytes) -> bytes:
     """The opened bytes when they have a data key's size; else the one opaque error (the
-    ciphertext was something else, sealed for the same target)."""
+    ciphertext held something else, sealed for the same target and context)."""
     if len(plaintext) not in _SIZES:
         raise DecryptionFailed()
     return plaintext
