@@ -13,6 +13,8 @@ from app.api.middleware import RequestContextMiddleware
 from app.api.routes import (
     audit,
     crypto,
+    crypto_batch,
+    crypto_keys,
     ekms,
     external_keys,
     fields,
@@ -30,6 +32,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     fields.router,
     audit.router,
     crypto.router,
+    crypto_batch.router,
+    crypto_keys.router,
     probes.router,
 )
 

@@ -29,6 +29,7 @@ from app.domain.errors import (
     Forbidden,
     InvalidInput,
     KeyUnavailable,
+    MacMismatch,
     NotFound,
     Reason,
     ResourceExhausted,
@@ -45,6 +46,7 @@ STATUS_BY_ERROR: dict[type[EkmsError], int] = {
     AccessDenied: 403,  # a module access policy rejected (MAP_REJECTED)
     InvalidInput: 422,  # names the field
     DecryptionFailed: 400,  # one opaque answer for any ciphertext that does not verify
+    MacMismatch: 400,  # one opaque answer for a MAC that does not verify
     NotFound: 404,
     Conflict: 409,
     KeyUnavailable: 409,  # the key chain cannot serve (a state conflict, not an outage)

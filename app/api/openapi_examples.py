@@ -29,6 +29,7 @@ DEFAULT_REASON: dict[int, str] = {
 DETAILS: dict[str, str] = {
     "MALFORMED_REQUEST": "the request body is not valid JSON",
     "DECRYPTION_FAILED": "the ciphertext does not verify",
+    "MAC_MISMATCH": "the MAC does not verify",
     "UNAUTHENTICATED": "token signature is invalid",
     "TOKEN_EXPIRED": "the token has expired",
     "ROLE_REQUIRED": "this route needs role ekms.admin",

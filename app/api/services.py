@@ -27,6 +27,8 @@ class ApiServices:
     readiness: Callable[[], Awaitable[Readiness]]
     sync_interval_minutes: int
     """The sync interval of a configuration created without one (``EKMS_SYNC_INTERVAL_MINUTES``)."""
+    max_batch_items: int = 10_000
+    """The most items one batch route takes (``EKMS_MAX_BATCH_ITEMS``, as over gRPC)."""
 
 
 def services_of(request: Request) -> ApiServices:

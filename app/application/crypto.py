@@ -21,8 +21,16 @@ from typing import TypeVar
 
 from app.application.budget import EncryptionBudget, Lease
 from app.application.context import AppContext
+from app.application.dataplane.data_keys import (
+    DataKeyPair,
+    DataKeySpec,
+    OpenedDataKey,
+    SealedDataKey,
+    check_opened,
+)
 from app.application.dataplane.item_path import ItemPath
-from app.application.dataplane.items import Item, ItemResult, require_ok
+from app.application.dataplane.items import Item, ItemResult, data_of, require_ok
+from app.application.dataplane.macs import MacPath, MacResult
 from app.application.dataplane.shortcut import PermitCache, serve_batch
 from app.application.limits import DataPlaneLimits, StreamSlot
 from app.application.snapshot import Snapshot
@@ -31,7 +39,15 @@ from app.domain.audit import AuditResult
 from app.domain.errors import EkmsError, InvalidInput, ResourceExhausted
 from app.domain.values import Caller, Operation
 
-__all__ = ["CryptoService", "Item", "ItemResult", "require_ok"]
+__all__ = [
+    "CryptoService",
+    "DataKeySpec",
+    "Item",
+    "ItemResult",
+    "MacResult",
+    "data_of",
+    "require_ok",
+]
 
 _Entry = TypeVar("_Entry")
 
@@ -52,6 +68,8 @@ class CryptoService:
         self.budget = budget or EncryptionBudget(ctx.uow, ctx.clock, ctx.rng, ctx.changes)
         self.item_path = ItemPath(ctx.chain, ctx.audit, self.budget, ctx.rng.token_bytes)
         self._permits = PermitCache()
+        self._random = ctx.rng.token_bytes
+        self._macs = MacPath(self.item_path, ctx.chain, ctx.audit)
 
     # --- public use cases ----------------------------------------------------------------------
 
@@ -78,6 +96,32 @@ class CryptoService:
     async def rewrap_batch(self, caller: Caller, items: Sequence[Item]) -> list[ItemResult]:
         """Rewrap many ciphertexts: one result per item."""
         return await self._serve(Operation.REWRAP, caller, items) if items else []
+
+    async def generate_data_key(
+        self, caller: Caller, target: Target, context: bytes, spec: DataKeySpec
+    ) -> DataKeyPair:
+        """A fresh data key and its sealed form, authorised as ``encrypt``."""
+        plaintext_key = self._random(spec.value)
+        result = await self.encrypt(caller, Item(target, plaintext_key, context))
+        sealed = SealedDataKey(data_of(result), result.key_version or 0)
+        return DataKeyPair(sealed, plaintext_key)
+
+    async def decrypt_data_key(self, caller: Caller, item: Item) -> OpenedDataKey:
+        """Open a sealed data key (``item.data``), authorised as ``decrypt``."""
+        result = await self.decrypt(caller, item)
+        return OpenedDataKey(check_opened(data_of(result)), result.key_version or 0)
+
+    async def compute_mac(
+        self, caller: Caller, item: Item, key_version: int | None = None
+    ) -> MacResult:
+        """A blind-index MAC of ``item.data`` (the active key version unless named)."""
+        snap = await self._enter(caller, Operation.MAC, 1)
+        return self._macs.compute(snap, caller, item, key_version)
+
+    async def verify_mac(self, caller: Caller, item: Item, mac: bytes) -> int:
+        """The key version of ``mac`` if it is ``item.data``'s MAC; else ``MacMismatch``."""
+        snap = await self._enter(caller, Operation.MAC, 1)
+        return self._macs.verify(snap, caller, item, mac)
 
     async def run_batch(
         self,
@@ -118,9 +162,7 @@ class CryptoService:
     async def _serve(
         self, operation: Operation, caller: Caller, items: Sequence[Item]
     ) -> list[ItemResult]:
-        self._admit(caller, operation, len(items))
-        await self._audit.wait_for_capacity()
-        snap = await self._chain.snapshot()
+        snap = await self._enter(caller, operation, len(items))
         if operation is not Operation.DECRYPT:
             short = self._nonce_shortfall(snap, items, for_encrypt=operation is Operation.ENCRYPT)
             if short is not None:
@@ -130,6 +172,12 @@ class CryptoService:
             return [path.run(operation, snap, caller, item)[0] for item in items]
         permits = self._permits.table(snap, caller, operation)
         return serve_batch(path, self._audit, operation, snap, caller, items, permits)
+
+    async def _enter(self, caller: Caller, operation: Operation, cost: int) -> Snapshot:
+        """The rate limit, room in the audit buffer, and the snapshot a call is served from."""
+        self._admit(caller, operation, cost)
+        await self._audit.wait_for_capacity()
+        return await self._chain.snapshot()
 
     def _admit(self, caller: Caller, operation: Operation, cost: int) -> None:
         limiter = self.limits.rate

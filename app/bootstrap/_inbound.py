@@ -31,6 +31,7 @@ def api_services(container: Container) -> ApiServices:
         verifier=container.verifier,
         readiness=container.readiness,
         sync_interval_minutes=container.settings.sync_interval_minutes,
+        max_batch_items=container.settings.max_batch_items,
     )
 
 

@@ -13,7 +13,7 @@ from app.cli._render import done, fail, listing, record
 
 policies = typer.Typer(no_args_is_help=True, help="Module access policies (ekms.admin).")
 
-_OPS_HELP = "encrypt, decrypt or rewrap; repeat for more"
+_OPS_HELP = "encrypt, decrypt, rewrap or mac; repeat for more"
 RoleOpt = Annotated[list[str] | None, typer.Option("--role", help="the role the policy targets")]
 SubjectOpt = Annotated[
     list[str] | None, typer.Option("--subject", help="the token subject the policy targets")

@@ -5,6 +5,7 @@
     ├── Forbidden                  an admin route without the needed role
     ├── InvalidInput               malformed request data
     ├── DecryptionFailed           opaque: any ciphertext that does not verify
+    ├── MacMismatch                opaque: a blind-index MAC that does not verify
     ├── NotFound                   unknown module, field config, key version, policy, config
     ├── Conflict                   duplicate, immutable field, illegal lifecycle transition,
     │   │                          concurrent update
@@ -35,6 +36,7 @@ from enum import StrEnum
 class Reason(StrEnum):
     INVALID_INPUT = "INVALID_INPUT"
     DECRYPTION_FAILED = "DECRYPTION_FAILED"
+    MAC_MISMATCH = "MAC_MISMATCH"
     NOT_FOUND = "NOT_FOUND"
     MODULE_NOT_FOUND = "MODULE_NOT_FOUND"
     FIELD_CONFIG_NOT_FOUND = "FIELD_CONFIG_NOT_FOUND"
@@ -127,6 +129,16 @@ class DecryptionFailed(EkmsError):
 
     def __init__(self) -> None:
         super().__init__("ciphertext could not be decrypted")
+
+
+class MacMismatch(EkmsError):
+    """The one opaque error for a MAC that does not verify (wrong value, context, target or
+    version, tampered or truncated): answered like ``DecryptionFailed``, with its own reason."""
+
+    default_reason = Reason.MAC_MISMATCH
+
+    def __init__(self, message: str = "the MAC does not verify") -> None:
+        super().__init__(message)
 
 
 class NotFound(EkmsError):

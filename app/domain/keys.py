@@ -13,6 +13,7 @@ import uuid
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, AESSIV
 
+from app.domain import mac
 from app.domain.ciphertext import (
     GCM_NONCE_SIZE,
     Ciphertext,
@@ -32,7 +33,7 @@ _FINGERPRINT_LABEL = b"ekms/kek-fingerprint/v1"
 class DataKey:
     """One unwrapped DEK version, ready to encrypt and decrypt field values."""
 
-    __slots__ = ("_aead", "algorithm", "header", "header_bytes", "module_id", "version")
+    __slots__ = ("_aead", "_mac_key", "algorithm", "header", "header_bytes", "module_id", "version")
 
     def __init__(self, algorithm: Algorithm, module_id: uuid.UUID, version: int, key: bytes):
         if len(key) != DEK_SIZE[algorithm]:
@@ -45,6 +46,7 @@ class DataKey:
         self._aead: AESGCM | AESSIV = (
             AESGCM(key) if algorithm is Algorithm.AES_256_GCM else AESSIV(key)
         )
+        self._mac_key = mac.derive_mac_key(key, module_id, version)
 
     def __repr__(self) -> str:
         return (
@@ -57,6 +59,15 @@ class DataKey:
         if isinstance(self._aead, AESGCM):
             return self.header_bytes + nonce + self._aead.encrypt(nonce, plaintext, aad)
         return self.header_bytes + self._aead.encrypt(plaintext, [aad])
+
+    def mac(self, binding: bytes, context: bytes, value: bytes) -> bytes:
+        """The blind-index MAC of ``value`` under this version's MAC key (``app.domain.mac``)."""
+        header = mac.MacHeader(self.module_id, self.version)
+        return mac.compute(self._mac_key, header, binding, context, value)
+
+    def verify_mac(self, tag: bytes, binding: bytes, context: bytes, value: bytes) -> None:
+        """Raise ``MacMismatch`` unless ``tag`` is ``value``'s MAC under this version."""
+        mac.verify(self._mac_key, tag, binding, context, value)
 
     def decrypt(self, ciphertext: Ciphertext, binding: bytes, context: bytes) -> bytes:
         aad = associated_data(ciphertext.header_bytes, binding, context)

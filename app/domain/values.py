@@ -81,6 +81,7 @@ class Operation(StrEnum):
     ENCRYPT = "encrypt"
     DECRYPT = "decrypt"
     REWRAP = "rewrap"
+    MAC = "mac"
 
 
 class AccessResult(StrEnum):

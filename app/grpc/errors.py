@@ -31,6 +31,7 @@ from app.domain.errors import (
     Forbidden,
     InvalidInput,
     KeyUnavailable,
+    MacMismatch,
     NotFound,
     Reason,
     ResourceExhausted,
@@ -49,6 +50,7 @@ STATUS_CODES: dict[type[EkmsError] | tuple[type[EkmsError], Reason], grpc.Status
     NotFound: grpc.StatusCode.NOT_FOUND,
     InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     DecryptionFailed: grpc.StatusCode.INVALID_ARGUMENT,  # one opaque answer
+    MacMismatch: grpc.StatusCode.INVALID_ARGUMENT,  # one opaque answer for a MAC
     KeyUnavailable: grpc.StatusCode.FAILED_PRECONDITION,  # the key chain cannot serve
     AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     Conflict: grpc.StatusCode.FAILED_PRECONDITION,

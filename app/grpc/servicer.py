@@ -19,8 +19,9 @@ from typing import Any, NamedTuple, TypeVar
 from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
 from ekms_client.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 
-from app.application.crypto import CryptoService, Item, ItemResult
-from app.domain.errors import EkmsError
+from app.application.crypto import CryptoService, DataKeySpec, Item, ItemResult
+from app.application.dataplane.data_keys import DataKeyPair
+from app.domain.errors import EkmsError, InvalidInput
 from app.domain.values import Caller, Operation
 from app.grpc.auth import Grant, current_caller, current_grant
 from app.grpc.convert import TargetCache
@@ -28,8 +29,11 @@ from app.grpc.errors import OK_STATUS, to_status
 from app.grpc.streams import holds_stream_slot
 
 _ItemOp = Callable[[Caller, Item], Awaitable[ItemResult]]
-_ResultOf = Callable[[Callable[..., Any], str, ItemResult, str], Any]
-_Response = TypeVar("_Response", pb.EncryptBatchResponse, pb.DecryptBatchResponse)
+_ResultOf = Callable[[Callable[..., Any], Any, ItemResult, str], Any]
+_ItemMessage = pb.EncryptItem | pb.DecryptItem | pb.RewrapItem
+_Response = TypeVar(
+    "_Response", pb.EncryptBatchResponse, pb.DecryptBatchResponse, pb.RewrapBatchResponse
+)
 
 
 class _Rpc(NamedTuple):
@@ -38,10 +42,11 @@ class _Rpc(NamedTuple):
     method: str  # the name unmapped errors are logged with
     operation: Operation
     value: Callable[[Any], bytes]  # an item message's input bytes
-    result_of: _ResultOf  # its answer: ``_sealed`` or ``_opened``
+    result_of: _ResultOf  # its answer: ``_sealed``, ``_opened`` or ``_rewrapped``
     message: Callable[..., Any]  # a stream's answer message
 
 
+_SPECS = {pb.AES_256: DataKeySpec.AES_256, pb.AES_128: DataKeySpec.AES_128}
 _PLAINTEXT = operator.attrgetter("plaintext")
 _CIPHERTEXT = operator.attrgetter("ciphertext")
 
@@ -73,6 +78,56 @@ class CryptoServicer(pb_grpc.CryptoServicer):
             changed=result.data != request.ciphertext,
         )
 
+    # --- data keys ------------------------------------------------------------------------------
+
+    async def GenerateDataKey(
+        self, request: pb.GenerateDataKeyRequest, context: Any
+    ) -> pb.GenerateDataKeyResponse:
+        pair = await self._generate(request)
+        return pb.GenerateDataKeyResponse(
+            plaintext_key=pair.plaintext_key,
+            sealed_key=pair.sealed.sealed_key,
+            key_version=pair.sealed.key_version,
+        )
+
+    async def GenerateDataKeyWithoutPlaintext(
+        self, request: pb.GenerateDataKeyRequest, context: Any
+    ) -> pb.GenerateDataKeyWithoutPlaintextResponse:
+        sealed = (await self._generate(request)).sealed
+        return pb.GenerateDataKeyWithoutPlaintextResponse(
+            sealed_key=sealed.sealed_key, key_version=sealed.key_version
+        )
+
+    async def _generate(self, request: pb.GenerateDataKeyRequest) -> DataKeyPair:
+        target = self._targets.resolve(request.target)
+        spec = _SPECS.get(request.key_spec)
+        if spec is None:
+            raise InvalidInput("unknown key_spec", field="key_spec")
+        return await self._crypto.generate_data_key(current_caller(), target, request.context, spec)
+
+    async def DecryptDataKey(
+        self, request: pb.DecryptDataKeyRequest, context: Any
+    ) -> pb.DecryptDataKeyResponse:
+        item = Item(self._targets.resolve(request.target), request.sealed_key, request.context)
+        opened = await self._crypto.decrypt_data_key(current_caller(), item)
+        return pb.DecryptDataKeyResponse(
+            plaintext_key=opened.plaintext_key, key_version=opened.key_version
+        )
+
+    # --- blind indexes --------------------------------------------------------------------------
+
+    async def ComputeMac(
+        self, request: pb.ComputeMacRequest, context: Any
+    ) -> pb.ComputeMacResponse:
+        item = Item(self._targets.resolve(request.target), request.value, request.context)
+        made = await self._crypto.compute_mac(current_caller(), item, request.key_version or None)
+        return pb.ComputeMacResponse(mac=made.mac, key_version=made.key_version)
+
+    async def VerifyMac(self, request: pb.VerifyMacRequest, context: Any) -> pb.VerifyMacResponse:
+        item = Item(self._targets.resolve(request.target), request.value, request.context)
+        version = await self._crypto.verify_mac(current_caller(), item, request.mac)
+        return pb.VerifyMacResponse(key_version=version)
+
     # --- batches --------------------------------------------------------------------------------
 
     async def EncryptBatch(
@@ -85,9 +140,14 @@ class CryptoServicer(pb_grpc.CryptoServicer):
     ) -> pb.DecryptBatchResponse:
         return await self._batch(request, pb.DecryptBatchResponse(), _DECRYPT_BATCH)
 
+    async def RewrapBatch(
+        self, request: pb.RewrapBatchRequest, context: Any
+    ) -> pb.RewrapBatchResponse:
+        return await self._batch(request, pb.RewrapBatchResponse(), _REWRAP_BATCH)
+
     async def _batch(
         self,
-        request: pb.EncryptBatchRequest | pb.DecryptBatchRequest,
+        request: pb.EncryptBatchRequest | pb.DecryptBatchRequest | pb.RewrapBatchRequest,
         response: _Response,
         rpc: _Rpc,
     ) -> _Response:
@@ -95,7 +155,7 @@ class CryptoServicer(pb_grpc.CryptoServicer):
         resolve = TargetCache(request.target if request.HasField("target") else None).resolve
         value = rpc.value
 
-        def to_item(message: pb.EncryptItem | pb.DecryptItem) -> Item:  # runs per item
+        def to_item(message: _ItemMessage) -> Item:  # runs per item
             return Item(resolve(_target_of(message)), value(message), message.context)
 
         items = request.items
@@ -104,7 +164,7 @@ class CryptoServicer(pb_grpc.CryptoServicer):
         )
         add, result_of, method = response.results.add, rpc.result_of, rpc.method
         for message, result in zip(items, results, strict=True):
-            result_of(add, message.id, result, method)
+            result_of(add, message, result, method)
         return response
 
     # --- streams --------------------------------------------------------------------------------
@@ -131,7 +191,7 @@ class CryptoServicer(pb_grpc.CryptoServicer):
         value, result_of, method, make = rpc.value, rpc.result_of, rpc.method, rpc.message
         async for message in messages:
             result = await self._stream_item(op, grant, targets, message, value(message))
-            yield result_of(make, message.id, result, method)
+            yield result_of(make, message, result, method)
 
     @staticmethod
     async def _stream_item(
@@ -152,23 +212,43 @@ class CryptoServicer(pb_grpc.CryptoServicer):
             return ItemResult(error=exc)
 
 
-def _target_of(message: pb.EncryptItem | pb.DecryptItem) -> pb.Target | None:
+def _target_of(message: _ItemMessage) -> pb.Target | None:
     return message.target if message.HasField("target") else None
 
 
-def _sealed(make: Callable[..., Any], item_id: str, result: ItemResult, method: str) -> Any:
+def _status(result: ItemResult, method: str) -> Any:
+    return OK_STATUS if result.error is None else to_status(result.error, method=method)
+
+
+def _sealed(make: Callable[..., Any], message: Any, result: ItemResult, method: str) -> Any:
     """An ``EncryptResult`` made by ``make`` (the message class, or a batch's ``results.add``)."""
-    status = OK_STATUS if result.error is None else to_status(result.error, method=method)
-    return make(id=item_id, status=status, ciphertext=result.data, key_version=result.key_version)
+    status = _status(result, method)
+    return make(
+        id=message.id, status=status, ciphertext=result.data, key_version=result.key_version
+    )
 
 
-def _opened(make: Callable[..., Any], item_id: str, result: ItemResult, method: str) -> Any:
+def _opened(make: Callable[..., Any], message: Any, result: ItemResult, method: str) -> Any:
     """A ``DecryptResult`` made by ``make`` (the message class, or a batch's ``results.add``)."""
-    status = OK_STATUS if result.error is None else to_status(result.error, method=method)
-    return make(id=item_id, status=status, plaintext=result.data, key_version=result.key_version)
+    status = _status(result, method)
+    return make(id=message.id, status=status, plaintext=result.data, key_version=result.key_version)
+
+
+def _rewrapped(make: Callable[..., Any], message: Any, result: ItemResult, method: str) -> Any:
+    """A ``RewrapResult``; ``changed`` compares it with the item's ciphertext."""
+    status = _status(result, method)
+    changed = result.data is not None and result.data != message.ciphertext
+    return make(
+        id=message.id,
+        status=status,
+        ciphertext=result.data,
+        key_version=result.key_version,
+        changed=changed,
+    )
 
 
 _ENCRYPT_BATCH = _Rpc("EncryptBatch", Operation.ENCRYPT, _PLAINTEXT, _sealed, pb.EncryptResult)
 _DECRYPT_BATCH = _Rpc("DecryptBatch", Operation.DECRYPT, _CIPHERTEXT, _opened, pb.DecryptResult)
+_REWRAP_BATCH = _Rpc("RewrapBatch", Operation.REWRAP, _CIPHERTEXT, _rewrapped, pb.RewrapResult)
 _ENCRYPT_STREAM = _Rpc("EncryptStream", Operation.ENCRYPT, _PLAINTEXT, _sealed, pb.EncryptResult)
 _DECRYPT_STREAM = _Rpc("DecryptStream", Operation.DECRYPT, _CIPHERTEXT, _opened, pb.DecryptResult)

@@ -222,3 +222,19 @@ def module_target(name: str = BILLING) -> pb.Target:
 
 def field_target(table: str = "employees", column: str = "salary") -> pb.Target:
     return pb.Target(field=pb.Field(table=table, column=column))
+
+
+async def failure(call: object) -> tuple[grpc.StatusCode, str | None]:
+    """The code and reason of a call that must fail."""
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call  # type: ignore[misc]
+    return error_info(err.value)
+
+
+async def outcome(call: object) -> tuple[grpc.StatusCode, str | None]:
+    """``(OK, None)`` for a call that succeeds, else its code and reason."""
+    try:
+        await call  # type: ignore[misc]
+    except grpc.aio.AioRpcError as err:
+        return error_info(err)
+    return grpc.StatusCode.OK, None

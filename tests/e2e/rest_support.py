@@ -98,7 +98,7 @@ class Rest:
             json={
                 "target_type": "role",
                 "target": APP_ROLE,
-                "operations": ["encrypt", "decrypt", "rewrap"],
+                "operations": ["encrypt", "decrypt", "rewrap", "mac"],
                 "result": "track",
             },
         )

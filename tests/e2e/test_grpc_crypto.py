@@ -16,10 +16,11 @@ from tests.e2e.conftest import (
     BILLING,
     DRAFT,
     Ekms,
-    error_info,
+    failure,
     field_target,
     item_reason,
     module_target,
+    outcome,
 )
 
 OK = grpc.StatusCode.OK
@@ -37,10 +38,7 @@ async def _encrypt(ekms: Ekms, target: pb.Target, plaintext: bytes, context: byt
     return bytes(response.ciphertext)
 
 
-async def _failure(call: object) -> tuple[grpc.StatusCode, str | None]:
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await call  # type: ignore[misc]
-    return error_info(err.value)
+_failure = failure
 
 
 # --- single-item RPCs ----------------------------------------------------------------------------
@@ -178,12 +176,7 @@ async def test_rewrap_moves_a_ciphertext_to_the_active_version_without_plaintext
 # --- access policies (MAPs) ---------------------------------------------------------------------
 
 
-async def _outcome(call: object) -> tuple[grpc.StatusCode, str | None]:
-    try:
-        await call  # type: ignore[misc]
-    except grpc.aio.AioRpcError as err:
-        return error_info(err)
-    return OK, None
+_outcome = outcome
 
 
 async def test_map_outcomes(ekms: Ekms) -> None:

@@ -37,6 +37,7 @@ class Case:
     template: str
     allowed: frozenset[str] | None  # None: the data plane, where policies decide
     body: dict[str, Any] | None = field(default=None, hash=False)
+    per_item: bool = False  # a batch: the policies decide per item, the call itself is 200
 
     @property
     def id(self) -> str:
@@ -89,6 +90,21 @@ CASES = [
     Case("GET", "/api/v1/audit", frozenset({AUDITOR})),
     Case("POST", "/api/v1/crypto/encrypt", None, {**TARGET, "plaintext": b64(b"DE89")}),
     Case("POST", "/api/v1/crypto/decrypt", None, {**TARGET, "ciphertext": "{ciphertext}"}),
+    Case("POST", "/api/v1/crypto/rewrap", None, {**TARGET, "ciphertext": "{ciphertext}"}),
+    Case("POST", "/api/v1/crypto/data-key", None, TARGET),
+    Case("POST", "/api/v1/crypto/data-key/decrypt", None, {**TARGET, "sealed_key": "{sealed}"}),
+    Case("POST", "/api/v1/crypto/mac", None, {**TARGET, "value": b64(b"DE89")}),
+    Case(
+        "POST", "/api/v1/crypto/mac/verify", None, {**TARGET, "value": b64(b"DE89"), "mac": "{mac}"}
+    ),
+    *(
+        Case("POST", f"/api/v1/crypto/{kind}-batch", None, {**TARGET, "items": [item]}, True)
+        for kind, item in (
+            ("encrypt", {"plaintext": b64(b"DE89")}),
+            ("decrypt", {"ciphertext": "{ciphertext}"}),
+            ("rewrap", {"ciphertext": "{ciphertext}"}),
+        )
+    ),
 ]
 
 
@@ -129,6 +145,20 @@ async def _concrete(env: Rest, case: Case) -> tuple[str, dict[str, Any] | None]:
     body = case.body
     if body is not None and body.get("ciphertext") == "{ciphertext}":
         body = {**body, "ciphertext": encrypted["ciphertext"]}
+    if body is not None and "items" in body:
+        items = [
+            {**i, "ciphertext": encrypted["ciphertext"]} if "ciphertext" in i else i
+            for i in body["items"]
+        ]
+        body = {**body, "items": items}
+    if body is not None and body.get("sealed_key") == "{sealed}":
+        made = await env.ok("POST", "/api/v1/crypto/data-key", (APP_ROLE,), json=TARGET)
+        body = {**body, "sealed_key": made["sealed_key"]}
+    if body is not None and body.get("mac") == "{mac}":
+        made = await env.ok(
+            "POST", "/api/v1/crypto/mac", (APP_ROLE,), json={**TARGET, "value": body["value"]}
+        )
+        body = {**body, "mac": made["mac"]}
     return path, body
 
 
@@ -159,7 +189,14 @@ async def test_route_answers_each_identity(
 
     for role in (*ADMIN_ROLES, APP_ROLE):
         response = await send({"Authorization": f"Bearer {token(role)}"})
-        if case.allowed is None:  # data plane: the module's policies decide, never a role
+        if case.per_item:  # a batch: each item answers the module's policies
+            assert response.status_code == 200, (role, response.text)
+            errors = [r.get("error") for r in response.json()["results"]]
+            if role == APP_ROLE:
+                assert errors == [None], response.text
+            else:
+                assert [e["reason"] for e in errors] == ["MAP_REJECTED"], response.text
+        elif case.allowed is None:  # data plane: the module's policies decide, never a role
             assert response.json().get("reason") != "ROLE_REQUIRED"
             expected_ok = role == APP_ROLE
             assert (response.status_code == 200) is expected_ok, (role, response.text)

@@ -158,12 +158,26 @@ def test_status_shows_the_open_alerts() -> None:
 
 def test_every_api_route_declares_exactly_one_access_rule() -> None:
     routes = [r for r in api_routes() if r.path.startswith("/api/v1")]
-    assert len(routes) == 29  # 26 + the three /ekms/external-keys routes
+    assert len(routes) == 37  # 26 + 3 /ekms/external-keys + 8 /crypto routes
     for route in routes:
         assert isinstance(route, SecuredRoute), route.path
         assert len(access_of(route)) == 1, route.path
     data_plane = [r.path for r in routes if access_of(r) == [DATA_PLANE]]
-    assert sorted(data_plane) == ["/api/v1/crypto/decrypt", "/api/v1/crypto/encrypt"]
+    assert sorted(data_plane) == [
+        f"/api/v1/crypto/{name}"
+        for name in (
+            "data-key",
+            "data-key/decrypt",
+            "decrypt",
+            "decrypt-batch",
+            "encrypt",
+            "encrypt-batch",
+            "mac",
+            "mac/verify",
+            "rewrap",
+            "rewrap-batch",
+        )
+    ]
     for route in api_routes():
         if not route.path.startswith("/api/v1"):
             assert access_of(route) == [], route.path

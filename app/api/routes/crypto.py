@@ -1,4 +1,5 @@
-"""/api/v1/crypto: the data plane for callers without gRPC. Module access policies decide.
+"""/api/v1/crypto: the single-item data plane for callers without gRPC (batches:
+``crypto_batch``; data keys and MACs: ``crypto_keys``). Module access policies decide.
 
 The routes only translate: the body gives the ``Item`` (its base64 decoded once, when it was
 validated), ``CryptoService`` does the work.
@@ -12,10 +13,17 @@ from fastapi import APIRouter, Request
 
 from app.api.deps import DataPlaneCaller
 from app.api.openapi import problems
-from app.api.schemas.crypto import DecryptIn, DecryptOut, EncryptIn, EncryptOut
+from app.api.schemas.crypto import (
+    DecryptIn,
+    DecryptOut,
+    EncryptIn,
+    EncryptOut,
+    RewrapIn,
+    RewrapOut,
+)
 from app.api.security import SecuredRoute
 from app.api.services import services_of
-from app.application.crypto import CryptoService, ItemResult
+from app.application.crypto import CryptoService, data_of
 from app.domain import ciphertext as ct
 
 router = APIRouter(prefix="/api/v1/crypto", route_class=SecuredRoute)
@@ -40,22 +48,30 @@ def _crypto(request: Request) -> CryptoService:
     return services_of(request).crypto
 
 
-def _data(result: ItemResult) -> bytes:
-    if result.data is None:  # require_ok() guarantees data; never answer an empty success
-        raise RuntimeError("the data plane returned no data and no error")
-    return result.data
-
-
 @router.post("/encrypt", tags=["crypto"], summary="Encrypt one value", responses=_RESPONSES)
 async def encrypt(body: EncryptIn, request: Request, caller: DataPlaneCaller) -> EncryptOut:
     result = await _crypto(request).encrypt(caller, body.item())
-    return EncryptOut(ciphertext=ct.to_text(_data(result)), key_version=result.key_version or 0)
+    return EncryptOut(ciphertext=ct.to_text(data_of(result)), key_version=result.key_version or 0)
 
 
 @router.post("/decrypt", tags=["crypto"], summary="Decrypt one value", responses=_RESPONSES)
 async def decrypt(body: DecryptIn, request: Request, caller: DataPlaneCaller) -> DecryptOut:
     result = await _crypto(request).decrypt(caller, body.item())
     return DecryptOut(
-        plaintext=base64.b64encode(_data(result)).decode("ascii"),
+        plaintext=base64.b64encode(data_of(result)).decode("ascii"),
         key_version=result.key_version or 0,
+    )
+
+
+@router.post(
+    "/rewrap",
+    tags=["crypto"],
+    summary="Rewrap one ciphertext under the active key version, without its plaintext",
+    responses=_RESPONSES,
+)
+async def rewrap(body: RewrapIn, request: Request, caller: DataPlaneCaller) -> RewrapOut:
+    result = await _crypto(request).rewrap(caller, body.item())
+    text = ct.to_text(data_of(result))
+    return RewrapOut(
+        ciphertext=text, key_version=result.key_version or 0, changed=text != body.ciphertext
     )

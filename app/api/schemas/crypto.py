@@ -1,5 +1,5 @@
-"""Bodies of /crypto/encrypt and /crypto/decrypt: bytes as standard base64, ciphertexts in
-the text form of format v1 (``ekms:v1:...``)."""
+"""Bodies of /crypto/encrypt, /crypto/decrypt and /crypto/rewrap: bytes as standard base64,
+ciphertexts in the text form of format v1 (``ekms:v1:...``)."""
 
 from __future__ import annotations
 
@@ -16,25 +16,38 @@ def _base64_length(size: int) -> int:
 
 
 # The domain's limits on a value and its context, as base64.
-_MAX_PLAINTEXT_B64 = _base64_length(ct.MAX_PLAINTEXT)
-_MAX_CONTEXT_B64 = _base64_length(ct.MAX_CONTEXT)
+MAX_PLAINTEXT_B64 = _base64_length(ct.MAX_PLAINTEXT)
+MAX_CONTEXT_B64 = _base64_length(ct.MAX_CONTEXT)
 
 
-class _Targeted(InputModel):
+class TargetFields(InputModel):
+    """A target: a field (``table`` and ``column``) or a module."""
+
     table: str | None = Field(default=None, max_length=63, description="with `column`: a field")
     column: str | None = Field(default=None, max_length=63)
     module: str | None = Field(default=None, max_length=255, description="or a module by name")
-    context: Base64Text = Field(
-        default="",
-        max_length=_MAX_CONTEXT_B64,
-        description="associated data (e.g. a record id); decrypt needs the same value",
-    )
 
     def target(self) -> Target:
         return Target.of(table=self.table or "", column=self.column or "", module=self.module or "")
 
+    def target_if_named(self) -> Target | None:
+        """The target, or ``None`` when none is named (a batch item using the default)."""
+        if self.table is None and self.column is None and self.module is None:
+            return None
+        return self.target()
 
-class EncryptIn(_Targeted):
+
+class Targeted(TargetFields):
+    """A target and the caller's context."""
+
+    context: Base64Text = Field(
+        default="",
+        max_length=MAX_CONTEXT_B64,
+        description="associated data (e.g. a record id); decrypt needs the same value",
+    )
+
+
+class EncryptIn(Targeted):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -49,7 +62,7 @@ class EncryptIn(_Targeted):
     )
 
     plaintext: Base64Text = Field(
-        max_length=_MAX_PLAINTEXT_B64, description="base64, at most 1 MiB decoded"
+        max_length=MAX_PLAINTEXT_B64, description="base64, at most 1 MiB decoded"
     )
 
     def item(self) -> Item:
@@ -61,7 +74,7 @@ class EncryptOut(BaseModel):
     key_version: int
 
 
-class DecryptIn(_Targeted):
+class DecryptIn(Targeted):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -75,7 +88,7 @@ class DecryptIn(_Targeted):
         }
     )
 
-    ciphertext: str = Field(max_length=2 * _MAX_PLAINTEXT_B64, description="`ekms:v1:` text form")
+    ciphertext: str = Field(max_length=2 * MAX_PLAINTEXT_B64, description="`ekms:v1:` text form")
 
     def item(self) -> Item:
         """``DecryptionFailed`` for a ciphertext that is not the canonical text form."""
@@ -85,3 +98,13 @@ class DecryptIn(_Targeted):
 class DecryptOut(BaseModel):
     plaintext: str = Field(description="base64")
     key_version: int
+
+
+class RewrapIn(DecryptIn):
+    """A ciphertext to move to the active key version, with its target and context."""
+
+
+class RewrapOut(BaseModel):
+    ciphertext: str = Field(description="under the active key version; the input if it was")
+    key_version: int
+    changed: bool = Field(description="false when the input already was under the active version")

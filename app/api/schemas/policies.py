@@ -32,7 +32,7 @@ class PolicyIn(InputModel):
 
     target_type: TargetType
     target: str = Field(min_length=1, max_length=256, description="a role name or a token subject")
-    operations: list[Operation] = Field(min_length=1, max_length=3)
+    operations: list[Operation] = Field(min_length=1, max_length=len(Operation))
     result: AccessResult = Field(
         description="track grants (and records), reject denies unless something grants, "
         "strict_reject always denies"

@@ -68,20 +68,26 @@ class ItemPath:
         """The item's result and, on success, its permit; a failure is audited (aggregated)."""
         try:
             return self._steps[operation](snap, caller, item)
-        except AccessDenied as exc:  # audited where it was decided, with the deciding policy
-            return ItemResult(error=exc), None
         except EkmsError as exc:
-            # An unknown name is not echoed: callers must not be able to grow the audit keys.
-            known = not isinstance(exc, NotFound)
-            self._audit.record(
-                actor=caller.subject,
-                action=operation.value,
-                result=AuditResult.FAILURE,
-                module=item.target.module if known else None,
-                target=str(item.target) if known else None,
-                reason=exc.reason.value,
-            )
+            self.audit_failure(operation, caller, item.target, exc)
             return ItemResult(error=exc), None
+
+    def audit_failure(
+        self, operation: Operation, caller: Caller, target: Target, exc: EkmsError
+    ) -> None:
+        """Audit a failed item (aggregated); a denial was audited where it was decided."""
+        if isinstance(exc, AccessDenied):
+            return
+        # An unknown name is not echoed: callers must not be able to grow the audit keys.
+        known = not isinstance(exc, NotFound)
+        self._audit.record(
+            actor=caller.subject,
+            action=operation.value,
+            result=AuditResult.FAILURE,
+            module=target.module if known else None,
+            target=str(target) if known else None,
+            reason=exc.reason.value,
+        )
 
     # --- the three operations: each raises its item's error --------------------------------------
 
@@ -89,9 +95,9 @@ class ItemPath:
         """Encrypt one value under the active key version."""
         target = item.target
         view = self.resolve(snap, target, for_encrypt=True)
-        decision = self._authorize(snap, view, caller, Operation.ENCRYPT, target)
+        decision = self.authorize(snap, view, caller, Operation.ENCRYPT, target)
         audit = SuccessAudit.of(caller, decision, view, target)
-        permit = self._sealer(snap, view, self._active_key(view), target, audit)
+        permit = self._sealer(snap, view, self.active_key(view), target, audit)
         blob = self._seal(permit, item.data, item.context)
         permit.account(self._audit, 1)
         return ItemResult(data=blob, key_version=permit.key_version), permit
@@ -105,7 +111,7 @@ class ItemPath:
     def rewrap(self, snap: Snapshot, caller: Caller, item: Item) -> tuple[ItemResult, Permit]:
         """Re-encrypt one ciphertext under the active key version (unchanged if it is)."""
         view, opener, plaintext = self._open(snap, caller, item, Operation.REWRAP)
-        active = self._active_key(view)
+        active = self.active_key(view)
         if active.version == opener.key_version:
             permit = RewrapPermit(opener, None)
             result = ItemResult(data=item.data, key_version=opener.key_version)
@@ -139,9 +145,10 @@ class ItemPath:
             raise NotFound("the field's module does not exist", reason=Reason.MODULE_NOT_FOUND)
         return view
 
-    def _authorize(
+    def authorize(
         self, snap: Snapshot, view: ModuleView, caller: Caller, operation: Operation, target: Target
     ) -> Decision:
+        """The chain serves, the module's policies allow ``operation``, the module is published."""
         self._chain.check_serving(snap, view.module)
         decision = view.decide(caller, operation)
         name = view.module.name
@@ -162,7 +169,8 @@ class ItemPath:
             raise KeyUnavailable(f"module {name!r} is a draft", reason=Reason.MODULE_NOT_PUBLISHED)
         return decision
 
-    def _active_key(self, view: ModuleView) -> ModuleKey:
+    def active_key(self, view: ModuleView) -> ModuleKey:
+        """The module's active key version; ``KeyUnavailable`` (NO_ACTIVE_KEY) when it has none."""
         key = view.active
         if key is None:
             raise KeyUnavailable(
@@ -179,7 +187,7 @@ class ItemPath:
         declared = self.resolve(snap, target, for_encrypt=False)
         if view is None or (target.module is not None and view is not declared):
             raise DecryptionFailed()
-        decision = self._authorize(snap, view, caller, op, target)
+        decision = self.authorize(snap, view, caller, op, target)
         key = view.keys.get(header.key_version)
         if key is None or header.algorithm is not view.module.algorithm:
             raise DecryptionFailed()

@@ -31,3 +31,10 @@ def require_ok(result: ItemResult) -> ItemResult:
     if result.error is not None:
         raise result.error
     return result
+
+
+def data_of(result: ItemResult) -> bytes:
+    """The data of a result that succeeded; a success without data is a bug, never answered."""
+    if result.data is None:
+        raise RuntimeError("the data plane returned no data and no error")
+    return result.data

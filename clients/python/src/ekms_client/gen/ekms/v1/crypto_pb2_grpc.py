@@ -61,6 +61,36 @@ class CryptoStub:
                 request_serializer=ekms_dot_v1_dot_crypto__pb2.RewrapRequest.SerializeToString,
                 response_deserializer=ekms_dot_v1_dot_crypto__pb2.RewrapResponse.FromString,
                 _registered_method=True)
+        self.RewrapBatch = channel.unary_unary(
+                '/ekms.v1.Crypto/RewrapBatch',
+                request_serializer=ekms_dot_v1_dot_crypto__pb2.RewrapBatchRequest.SerializeToString,
+                response_deserializer=ekms_dot_v1_dot_crypto__pb2.RewrapBatchResponse.FromString,
+                _registered_method=True)
+        self.GenerateDataKey = channel.unary_unary(
+                '/ekms.v1.Crypto/GenerateDataKey',
+                request_serializer=ekms_dot_v1_dot_crypto__pb2.GenerateDataKeyRequest.SerializeToString,
+                response_deserializer=ekms_dot_v1_dot_crypto__pb2.GenerateDataKeyResponse.FromString,
+                _registered_method=True)
+        self.GenerateDataKeyWithoutPlaintext = channel.unary_unary(
+                '/ekms.v1.Crypto/GenerateDataKeyWithoutPlaintext',
+                request_serializer=ekms_dot_v1_dot_crypto__pb2.GenerateDataKeyRequest.SerializeToString,
+                response_deserializer=ekms_dot_v1_dot_crypto__pb2.GenerateDataKeyWithoutPlaintextResponse.FromString,
+                _registered_method=True)
+        self.DecryptDataKey = channel.unary_unary(
+                '/ekms.v1.Crypto/DecryptDataKey',
+                request_serializer=ekms_dot_v1_dot_crypto__pb2.DecryptDataKeyRequest.SerializeToString,
+                response_deserializer=ekms_dot_v1_dot_crypto__pb2.DecryptDataKeyResponse.FromString,
+                _registered_method=True)
+        self.ComputeMac = channel.unary_unary(
+                '/ekms.v1.Crypto/ComputeMac',
+                request_serializer=ekms_dot_v1_dot_crypto__pb2.ComputeMacRequest.SerializeToString,
+                response_deserializer=ekms_dot_v1_dot_crypto__pb2.ComputeMacResponse.FromString,
+                _registered_method=True)
+        self.VerifyMac = channel.unary_unary(
+                '/ekms.v1.Crypto/VerifyMac',
+                request_serializer=ekms_dot_v1_dot_crypto__pb2.VerifyMacRequest.SerializeToString,
+                response_deserializer=ekms_dot_v1_dot_crypto__pb2.VerifyMacResponse.FromString,
+                _registered_method=True)
         self.EncryptStream = channel.stream_stream(
                 '/ekms.v1.Crypto/EncryptStream',
                 request_serializer=ekms_dot_v1_dot_crypto__pb2.EncryptItem.SerializeToString,
@@ -118,6 +148,61 @@ class CryptoServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RewrapBatch(self, request, context):
+        """Rewraps many ciphertexts in one call; results as for EncryptBatch, each with `changed`.
+        Served from memory like every other batch: no KMS call per item or per call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GenerateDataKey(self, request, context):
+        """Envelope encryption: a fresh random data key (`plaintext_key`) and its sealed form, a
+        ciphertext of format v1 under the target's active key version (it names its module and key
+        version and is bound to the target and context). Encrypt large data locally with the
+        plaintext key, store the sealed key beside it, and drop the plaintext key. Needs `encrypt`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GenerateDataKeyWithoutPlaintext(self, request, context):
+        """As GenerateDataKey, without the plaintext key: for a caller that seals now and another that
+        opens later. Needs `encrypt`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecryptDataKey(self, request, context):
+        """Opens a sealed data key (same target and context). Needs `decrypt`. A sealed key that does
+        not verify is INVALID_ARGUMENT, DECRYPTION_FAILED. `Rewrap` moves a sealed key to the
+        active key version like any other ciphertext.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ComputeMac(self, request, context):
+        """Blind index: the HMAC-SHA-256 of a value under the target's MAC key (one per module key
+        version, derived from it and separate from the encryption key), bound to the target and
+        context. Equal values give equal MACs for one target, context and key version, so a column
+        can be searched by equality without decrypting. The MAC carries its key version: it keeps
+        verifying after a rotation. Needs `mac` in the module's policies.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyMac(self, request, context):
+        """Checks a MAC against a value (constant-time comparison). OK with the MAC's key version when
+        it matches; INVALID_ARGUMENT, MAC_MISMATCH otherwise (one opaque answer: wrong value,
+        context, target or tampering look alike). Needs `mac`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def EncryptStream(self, request_iterator, context):
         """A bidirectional stream of items for high-throughput callers. Each request carries its own
         target and a caller-chosen `id` that its result echoes. Every request gets exactly one
@@ -163,6 +248,36 @@ def add_CryptoServicer_to_server(servicer, server):
                     servicer.Rewrap,
                     request_deserializer=ekms_dot_v1_dot_crypto__pb2.RewrapRequest.FromString,
                     response_serializer=ekms_dot_v1_dot_crypto__pb2.RewrapResponse.SerializeToString,
+            ),
+            'RewrapBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.RewrapBatch,
+                    request_deserializer=ekms_dot_v1_dot_crypto__pb2.RewrapBatchRequest.FromString,
+                    response_serializer=ekms_dot_v1_dot_crypto__pb2.RewrapBatchResponse.SerializeToString,
+            ),
+            'GenerateDataKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GenerateDataKey,
+                    request_deserializer=ekms_dot_v1_dot_crypto__pb2.GenerateDataKeyRequest.FromString,
+                    response_serializer=ekms_dot_v1_dot_crypto__pb2.GenerateDataKeyResponse.SerializeToString,
+            ),
+            'GenerateDataKeyWithoutPlaintext': grpc.unary_unary_rpc_method_handler(
+                    servicer.GenerateDataKeyWithoutPlaintext,
+                    request_deserializer=ekms_dot_v1_dot_crypto__pb2.GenerateDataKeyRequest.FromString,
+                    response_serializer=ekms_dot_v1_dot_crypto__pb2.GenerateDataKeyWithoutPlaintextResponse.SerializeToString,
+            ),
+            'DecryptDataKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecryptDataKey,
+                    request_deserializer=ekms_dot_v1_dot_crypto__pb2.DecryptDataKeyRequest.FromString,
+                    response_serializer=ekms_dot_v1_dot_crypto__pb2.DecryptDataKeyResponse.SerializeToString,
+            ),
+            'ComputeMac': grpc.unary_unary_rpc_method_handler(
+                    servicer.ComputeMac,
+                    request_deserializer=ekms_dot_v1_dot_crypto__pb2.ComputeMacRequest.FromString,
+                    response_serializer=ekms_dot_v1_dot_crypto__pb2.ComputeMacResponse.SerializeToString,
+            ),
+            'VerifyMac': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyMac,
+                    request_deserializer=ekms_dot_v1_dot_crypto__pb2.VerifyMacRequest.FromString,
+                    response_serializer=ekms_dot_v1_dot_crypto__pb2.VerifyMacResponse.SerializeToString,
             ),
             'EncryptStream': grpc.stream_stream_rpc_method_handler(
                     servicer.EncryptStream,
@@ -312,6 +427,168 @@ class Crypto:
             '/ekms.v1.Crypto/Rewrap',
             ekms_dot_v1_dot_crypto__pb2.RewrapRequest.SerializeToString,
             ekms_dot_v1_dot_crypto__pb2.RewrapResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RewrapBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ekms.v1.Crypto/RewrapBatch',
+            ekms_dot_v1_dot_crypto__pb2.RewrapBatchRequest.SerializeToString,
+            ekms_dot_v1_dot_crypto__pb2.RewrapBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateDataKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ekms.v1.Crypto/GenerateDataKey',
+            ekms_dot_v1_dot_crypto__pb2.GenerateDataKeyRequest.SerializeToString,
+            ekms_dot_v1_dot_crypto__pb2.GenerateDataKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateDataKeyWithoutPlaintext(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ekms.v1.Crypto/GenerateDataKeyWithoutPlaintext',
+            ekms_dot_v1_dot_crypto__pb2.GenerateDataKeyRequest.SerializeToString,
+            ekms_dot_v1_dot_crypto__pb2.GenerateDataKeyWithoutPlaintextResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecryptDataKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ekms.v1.Crypto/DecryptDataKey',
+            ekms_dot_v1_dot_crypto__pb2.DecryptDataKeyRequest.SerializeToString,
+            ekms_dot_v1_dot_crypto__pb2.DecryptDataKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ComputeMac(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ekms.v1.Crypto/ComputeMac',
+            ekms_dot_v1_dot_crypto__pb2.ComputeMacRequest.SerializeToString,
+            ekms_dot_v1_dot_crypto__pb2.ComputeMacResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyMac(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ekms.v1.Crypto/VerifyMac',
+            ekms_dot_v1_dot_crypto__pb2.VerifyMacRequest.SerializeToString,
+            ekms_dot_v1_dot_crypto__pb2.VerifyMacResponse.FromString,
             options,
             channel_credentials,
             insecure,
