@@ -17,6 +17,8 @@ Invariants the database enforces itself, on both backends:
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     DDL,
     BigInteger,
@@ -61,6 +63,19 @@ def _revision() -> Column[int]:
     return Column("revision", Integer, nullable=False, server_default="0")
 
 
+def _observed() -> list[Column[Any]]:
+    """What the sync last saw of an external key (the configuration's first key, and each row
+    of external_keys): fresh columns for each table."""
+    return [
+        Column("external_key_status", String(ENUM), nullable=False),
+        Column("status_reason", Text),
+        Column("status_reason_code", String(ENUM)),
+        Column("deletion_date", UTCDateTime),
+        Column("last_sync_at", UTCDateTime),
+        Column("unavailable_since", UTCDateTime),
+    ]
+
+
 ekms_config = Table(
     "ekms_config",
     metadata,
@@ -75,12 +90,7 @@ ekms_config = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("active", Boolean, nullable=False),
-    Column("external_key_status", String(ENUM), nullable=False),
-    Column("status_reason", Text),
-    Column("status_reason_code", String(ENUM)),
-    Column("deletion_date", UTCDateTime),
-    Column("last_sync_at", UTCDateTime),
-    Column("unavailable_since", UTCDateTime),
+    *_observed(),
     _revision(),
     Column("revocation_policy", String(ENUM), nullable=False, server_default="any"),
     UniqueConstraint("singleton"),
@@ -126,12 +136,7 @@ external_keys = Table(
     Column("key_id", String(2048), nullable=False),
     Column("region", String(64)),
     Column("created_at", UTCDateTime, nullable=False),
-    Column("external_key_status", String(ENUM), nullable=False),
-    Column("status_reason", Text),
-    Column("status_reason_code", String(ENUM)),
-    Column("deletion_date", UTCDateTime),
-    Column("last_sync_at", UTCDateTime),
-    Column("unavailable_since", UTCDateTime),
+    *_observed(),
     _revision(),
     UniqueConstraint("position"),
 )
