@@ -18,9 +18,8 @@ from app.application.ports import AuditQuery
 from app.application.sync import sync_external_key
 from app.bootstrap import Container, build_rest_app, running
 from app.domain.values import ExternalKeyStatus
-from app.infra.settings import Settings
 from app.infra.tokens import mint_dev_token
-from tests.chain_support import grant_module
+from tests.chain_support import aws_settings, grant_module
 from tests.fixtures.kms import AWS_TEST_REGION
 
 SECRET = "e" * 40
@@ -33,17 +32,7 @@ GONE = "00000000-0000-4000-8000-0000000000ee"  # no such key in KMS: describe re
 async def node(
     pg_url: str, aws_env: str, moto_server: str, tmp_path: Path
 ) -> AsyncIterator[Container]:
-    settings = Settings(
-        database_url=pg_url,
-        kms_provider="aws",
-        aws_endpoint_url=moto_server,
-        allow_insecure_kms_endpoint=True,
-        aws_region=AWS_TEST_REGION,
-        data_dir=tmp_path,
-        jwt_hs256_secret=SECRET,
-        scheduler_enabled=False,
-        metrics_port=None,
-    )
+    settings = aws_settings(pg_url, moto_server, tmp_path, secret=SECRET)
     async with running(settings) as container:
         yield container
 
