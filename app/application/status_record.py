@@ -73,13 +73,11 @@ async def record_observation(
         if usable:
             await uow.status.close_alerts(kind, now)
         else:
-            message = alert_message(seen.status, seen.reason)
-            stale = any(
-                a.kind == kind and a.message != message for a in await uow.status.open_alerts()
-            )
-            if changed or stale:  # the open alert follows the state and its reason
+            if changed:  # the open alert follows the state
                 await uow.status.close_alerts(kind, now)
-            await uow.status.open_alert(Alert(ctx.rng.uuid(), kind, message, now))
+            await uow.status.open_alert(
+                Alert(ctx.rng.uuid(), kind, alert_message(seen.status, seen.reason), now)
+            )
         if changed:
             await uow.audit.append(
                 [
