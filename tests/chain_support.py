@@ -4,12 +4,16 @@ module and a policy granting role ``svc`` every operation."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 from app.application.configuration import ConfigInput, configure_ekms
 from app.application.context import AppContext
 from app.application.modules import ModuleInput, create_module
 from app.application.policies import PolicyInput, create_policy
 from app.domain.values import AccessResult, Caller, KmsProvider, Operation, TargetType
+from app.infra.settings import Settings
+from tests.fixtures.kms import AWS_TEST_REGION
 
 ADMIN = Caller("admin", frozenset({"ekms.admin"}))
 APP = Caller("svc", frozenset({"svc"}))
@@ -40,3 +44,19 @@ async def make_sync_due(ctx: AppContext) -> None:
         config.last_sync_at -= timedelta(hours=1)
         await uow.config.save(config)
         await uow.commit()
+
+
+def aws_settings(pg_url: str, url: str, tmp_path: Path, *, secret: str, **extra: Any) -> Settings:
+    """A node on Postgres and the AWS KMS at ``url`` (moto or a gate), no scheduler, no metrics."""
+    return Settings(
+        **extra,
+        database_url=pg_url,
+        kms_provider="aws",
+        aws_endpoint_url=url,
+        allow_insecure_kms_endpoint=True,
+        aws_region=AWS_TEST_REGION,
+        data_dir=tmp_path,
+        jwt_hs256_secret=secret,
+        scheduler_enabled=False,
+        metrics_port=None,
+    )

@@ -92,6 +92,10 @@ class InMemoryConfigRepository(_Repo):
         _check_revision(self.s.config, config)
         self.s.config = copy.deepcopy(config)
 
+    async def delete(self, config: Any) -> None:
+        _check_revision(self.s.config, config)
+        self.s.config = None
+
 
 class InMemoryInstanceKeyRepository(_Repo):
     async def get_active(self) -> Any:

@@ -49,7 +49,7 @@ STATUS_BY_ERROR: dict[type[EkmsError], int] = {
     MacMismatch: 400,  # one opaque answer for a MAC that does not verify
     NotFound: 404,
     Conflict: 409,
-    KeyUnavailable: 409,  # the key chain cannot serve (a state conflict, not an outage)
+    KeyUnavailable: 409,  # the chain cannot serve: a state, not an outage (KEY_VERSION_LOST too)
     ResourceExhausted: 429,  # the caller's rate limit (RATE_LIMITED)
     ServiceUnavailable: 503,  # transient
 }

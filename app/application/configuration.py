@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from app.application.context import AppContext
-from app.application.kek_mint import mint_kek
+from app.application.kek_mint import fresh_versions, mint_kek
 from app.application.lookups import external_ref, require_config, require_enabled
 from app.domain.alerts import Alert
 from app.domain.audit import AuditResult
@@ -77,18 +77,16 @@ async def configure_ekms(ctx: AppContext, caller: Caller, data: ConfigInput) -> 
     async with ctx.uow() as uow:
         await uow.config.add(config)
         await uow.external_keys.add(ExternalKey.first_of(config, config.id, 0))
-        if ekek is not None:
+        renewed: list[str] = []
+        if ekek is not None and kek is not None:
             ekek.external_key_id = config.id
             await uow.instance_keys.add(ekek)
+            renewed = await fresh_versions(ctx, uow, kek)
+        details: dict[str, object] = {"provider": config.provider.value, "active": config.active}
+        if renewed:
+            details["fresh_key_versions"] = renewed
         await uow.audit.append(
-            [
-                ctx.event(
-                    caller,
-                    "ekms.configure",
-                    target=config.key_id,
-                    details={"provider": config.provider.value, "active": config.active},
-                )
-            ]
+            [ctx.event(caller, "ekms.configure", target=config.key_id, details=details)]
         )
         await uow.commit()
     if kek is not None:
@@ -112,8 +110,10 @@ async def update_ekms_config(
         return config
     async with ctx.uow() as uow:
         await uow.config.save(config)
-        if ekek is not None:
+        if ekek is not None and kek is not None:
             await uow.instance_keys.add(ekek)
+            if renewed := await fresh_versions(ctx, uow, kek):
+                changed.append(f"fresh key versions: {', '.join(renewed)}")
         await uow.audit.append(
             [
                 ctx.event(

@@ -7,9 +7,11 @@ from collections.abc import Sequence
 
 from app.application.context import AppContext
 from app.application.lookups import kek_context
-from app.application.ports import KeyManagementService
+from app.application.ports import KeyManagementService, UnitOfWork
 from app.domain.ekms_config import ExternalInstanceKey
-from app.domain.keys import KEK_SIZE, KeyEncryptionKey
+from app.domain.keys import DEK_SIZE, KEK_SIZE, KeyEncryptionKey
+from app.domain.module import CryptoModule, ModuleKey
+from app.domain.values import KeyState
 
 
 async def mint_kek(
@@ -70,3 +72,38 @@ async def _wrapped(
         external_key_id=external_key_id,
         kek_id=None if own else kek.id,
     )
+
+
+def new_module_key(
+    ctx: AppContext, kek: KeyEncryptionKey, module: CryptoModule, version: int
+) -> ModuleKey:
+    """A fresh Active DEK version of ``module``, wrapped under ``kek``."""
+    raw = ctx.rng.token_bytes(DEK_SIZE[module.algorithm])
+    wrapped = kek.wrap(raw, module.id, version, ctx.rng.token_bytes(12))
+    del raw
+    now = ctx.clock.now()
+    return ModuleKey(
+        module_id=module.id,
+        version=version,
+        wrapped_dek=wrapped,
+        kek_id=kek.id,
+        state=KeyState.ACTIVE,
+        created_at=now,
+        activated_at=now,
+        state_changed_at=now,
+    )
+
+
+async def fresh_versions(ctx: AppContext, uow: UnitOfWork, kek: KeyEncryptionKey) -> list[str]:
+    """A fresh Active version under a new KEK for each module left without one (its versions
+    were lost when the previous configuration ended); the names of those modules."""
+    renewed: list[str] = []
+    for module in await uow.modules.list():
+        keys = await uow.keys.list_for_module(module.id)
+        if not keys or any(k.state is KeyState.ACTIVE for k in keys):
+            continue
+        if all(k.lost_at is None for k in keys):
+            continue  # never lost: its versions were retired by hand, not by the configuration
+        await uow.keys.add(new_module_key(ctx, kek, module, max(k.version for k in keys) + 1))
+        renewed.append(module.name)
+    return renewed

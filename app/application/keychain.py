@@ -254,7 +254,7 @@ class KeyChain:
         if key.wrapped_dek is None or key.kek_id != kek.id:
             raise KeyUnavailable(
                 f"key version {key.version} has no usable key material",
-                reason=Reason.KEY_VERSION_DESTROYED,
+                reason=Reason.KEY_VERSION_LOST if key.lost_at else Reason.KEY_VERSION_DESTROYED,
             )
         try:
             raw = kek.unwrap(key.wrapped_dek, key.module_id, key.version)

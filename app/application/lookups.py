@@ -89,9 +89,17 @@ def require_enabled(description: ExternalKeyDescription) -> None:
         }.get(description.status, Reason.EXTERNAL_KEY_UNAVAILABLE)
         why = f": {description.reason}" if description.reason else ""
         raise KeyUnavailable(
-            f"the external key is {description.status.value}{why}; it must be enabled",
+            f"the external key is {description.status.value}{why}; {_WAY_OUT[reason]}",
             reason=reason,
         )
+
+
+_WAY_OUT = {
+    Reason.EXTERNAL_KEY_DISABLED: "enable it to use it",
+    Reason.EXTERNAL_KEY_PENDING_DELETION: "cancel its deletion and enable it to use it",
+    Reason.EXTERNAL_KEY_DELETED: "a deleted key never comes back: use another key",
+    Reason.EXTERNAL_KEY_UNAVAILABLE: "it must be enabled and reachable",
+}
 
 
 def kek_context(instance_id: str, kek_id: uuid.UUID) -> dict[str, str]:

@@ -9,10 +9,11 @@ from enum import StrEnum
 
 from app.application.context import AppContext
 from app.application.erasure import erase_dead_rows
+from app.application.kek_mint import new_module_key
 from app.application.lookups import require_config, require_module
 from app.application.ports import KeyStore, UnitOfWork
 from app.domain.errors import AlreadyExists, InvalidInput, NotFound, Reason
-from app.domain.keys import DEK_SIZE, KeyEncryptionKey
+from app.domain.keys import KeyEncryptionKey
 from app.domain.module import CryptoModule, ModuleKey
 from app.domain.values import AccessResult, Algorithm, Caller, KeyState, ModuleState
 
@@ -45,25 +46,6 @@ async def _active_kek(ctx: AppContext) -> KeyEncryptionKey:
     return ctx.chain.check_serving(snap, None)
 
 
-def _new_key(
-    ctx: AppContext, kek: KeyEncryptionKey, module: CryptoModule, version: int
-) -> ModuleKey:
-    raw = ctx.rng.token_bytes(DEK_SIZE[module.algorithm])
-    wrapped = kek.wrap(raw, module.id, version, ctx.rng.token_bytes(12))
-    del raw
-    now = ctx.clock.now()
-    return ModuleKey(
-        module_id=module.id,
-        version=version,
-        wrapped_dek=wrapped,
-        kek_id=kek.id,
-        state=KeyState.ACTIVE,
-        created_at=now,
-        activated_at=now,
-        state_changed_at=now,
-    )
-
-
 async def create_module(ctx: AppContext, caller: Caller, data: ModuleInput) -> CryptoModule:
     """A new module with its first DEK (version 1, Active) wrapped under the KEK."""
     if not data.external_wrap:
@@ -86,7 +68,7 @@ async def create_module(ctx: AppContext, caller: Caller, data: ModuleInput) -> C
         destroy_deactivated_after=data.destroy_deactivated_after,
     )
     kek = await _active_kek(ctx)
-    first = _new_key(ctx, kek, module, 1)
+    first = new_module_key(ctx, kek, module, 1)
     async with ctx.uow() as uow:
         await require_config(uow)
         if await uow.modules.get_by_name(module.name) is not None:
@@ -200,7 +182,7 @@ async def _rotate_in(
             key.deactivate(now)
             await uow.keys.save(key)
     version = max((k.version for k in keys), default=0) + 1
-    new_key = _new_key(ctx, kek, module, version)
+    new_key = new_module_key(ctx, kek, module, version)
     await uow.keys.add(new_key)
     return new_key
 

@@ -144,6 +144,7 @@ class ModuleKey:
     state_changed_at: datetime | None = None
     destroyed_at: datetime | None = None
     state_reason: str | None = None
+    lost_at: datetime | None = None  # destroyed because its configuration ended
     # ``encryption_count``: encryptions performed, as written by the audit flush.
     # ``encryptions_reserved``: the blocks replicas reserved before encrypting; an upper bound
     # of what was performed (a crash loses the unspent rest of a block, never reuses it).
@@ -198,11 +199,24 @@ class ModuleKey:
             hint="rotate the module first: the active version cannot be destroyed",
         )
         reason = validate_state_reason(reason, required=False)
+        self.destroy_material(now)
+        self._move(KeyState.DESTROYED, now, reason)
+
+    def lose(self, now: datetime) -> None:
+        """Its configuration ended (every external key deleted): the material is gone for good,
+        whatever the state; the version reads as destroyed, and answers ``KEY_VERSION_LOST``."""
+        if self.state is KeyState.DESTROYED:
+            return
+        self.destroy_material(now)
+        self.lost_at = now
+        self._move(KeyState.DESTROYED, now, "lost: its configuration ended")
+
+    def destroy_material(self, now: datetime) -> None:
+        """Erase the wrapped material (destroy and lose share it)."""
         self.suspended_from = None
         self.wrapped_dek = None
         self.kek_id = None
         self.destroyed_at = now
-        self._move(KeyState.DESTROYED, now, reason)
 
     def _require(self, allowed: set[KeyState], action: str, hint: str = "") -> None:
         if self.state not in allowed:
@@ -244,7 +258,9 @@ _UNUSABLE_REASON = {
 def _unusable(key: ModuleKey) -> KeyUnavailable:
     return KeyUnavailable(
         f"key version {key.version} is {key.state.value}",
-        reason=_UNUSABLE_REASON.get(key.state, Reason.NO_ACTIVE_KEY),
+        reason=Reason.KEY_VERSION_LOST
+        if key.lost_at is not None
+        else _UNUSABLE_REASON.get(key.state, Reason.NO_ACTIVE_KEY),
     )
 
 

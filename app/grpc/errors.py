@@ -52,6 +52,8 @@ STATUS_CODES: dict[type[EkmsError] | tuple[type[EkmsError], Reason], grpc.Status
     DecryptionFailed: grpc.StatusCode.INVALID_ARGUMENT,  # one opaque answer
     MacMismatch: grpc.StatusCode.INVALID_ARGUMENT,  # one opaque answer for a MAC
     KeyUnavailable: grpc.StatusCode.FAILED_PRECONDITION,  # the key chain cannot serve
+    # the version's configuration ended: a state, not an outage nor missing data
+    (KeyUnavailable, Reason.KEY_VERSION_LOST): grpc.StatusCode.FAILED_PRECONDITION,
     AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     Conflict: grpc.StatusCode.FAILED_PRECONDITION,
     (Conflict, Reason.CONCURRENT_UPDATE): grpc.StatusCode.ABORTED,  # retry

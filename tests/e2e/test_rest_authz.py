@@ -53,6 +53,7 @@ CASES = [
         frozenset({ADMIN}),
         {"provider": "local", "key_id": "ekms-local-root"},
     ),
+    Case("DELETE", "/api/v1/ekms/config", frozenset({ADMIN})),  # no confirm: 422, nothing ends
     Case("POST", "/api/v1/ekms/config/test", frozenset({ADMIN})),
     Case("GET", "/api/v1/ekms/status", ALL),
     Case("POST", "/api/v1/ekms/sync", frozenset({KEY_MANAGER})),

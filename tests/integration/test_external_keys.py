@@ -34,7 +34,7 @@ from app.domain.values import (
 )
 from app.infra.settings import Settings
 from app.infra.tokens import mint_dev_token
-from tests.chain_support import ADMIN, APP, grant_module
+from tests.chain_support import ADMIN, APP, aws_settings, grant_module
 from tests.fixtures.kms import AWS_TEST_CREDENTIALS, AWS_TEST_REGION
 from tests.fixtures.kms_gate import KmsGate
 from tests.fixtures.pkcs11 import HsmAdmin, SoftHsmToken
@@ -46,18 +46,7 @@ ALL, DISABLED = RevocationPolicy.ALL, ExternalKeyStatus.DISABLED
 
 
 def _settings(pg_url: str, url: str, tmp_path: Path, **extra: Any) -> Settings:
-    return Settings(
-        **extra,
-        database_url=pg_url,
-        kms_provider="aws",
-        aws_endpoint_url=url,
-        allow_insecure_kms_endpoint=True,
-        aws_region=AWS_TEST_REGION,
-        data_dir=tmp_path,
-        jwt_hs256_secret=SECRET,
-        scheduler_enabled=False,
-        metrics_port=None,
-    )
+    return aws_settings(pg_url, url, tmp_path, secret=SECRET, **extra)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from app.application.configuration import get_status
+from app.application.configuration import get_status, probe_ekms_config
 from app.application.ports import ExternalKeyDescription, StallMark
 from app.application.status_record import alert_message
 from app.application.sync import probe_revocation, sync_external_key
@@ -16,7 +16,7 @@ from app.domain.alerts import KeyStatusChange
 from app.domain.errors import KeyUnavailable, Reason, ServiceUnavailable
 from app.domain.values import ExternalKeyStatus
 from tests.fakes import FakeKms
-from tests.unit.conftest import World
+from tests.unit.conftest import ADMIN, World
 
 
 class StallingMeter:
@@ -205,3 +205,26 @@ async def test_an_unwrap_proof_silent_while_ekms_was_responsive_is_unavailable(
     report = await sync_external_key(ready.ctx)
     assert report.status is ExternalKeyStatus.UNAVAILABLE and not report.inconclusive
     assert (await get_status(ready.ctx)).status_reason_code == Reason.KMS_UNAVAILABLE.value
+
+
+async def test_the_config_test_says_a_deleted_key_is_deleted(ready: World) -> None:
+    ready.kms.status = ExternalKeyStatus.DELETED
+    result = await probe_ekms_config(ready.ctx, ADMIN)
+    assert not result.ok and result.status is ExternalKeyStatus.DELETED
+    assert "deleted" in (result.reason or "")
+    assert "must be enabled" not in (result.reason or "")
+    ready.kms.status = ExternalKeyStatus.DISABLED
+    assert "enable it" in ((await probe_ekms_config(ready.ctx, ADMIN)).reason or "")
+
+
+async def test_the_open_alert_follows_the_state_from_unavailable_to_deleted(ready: World) -> None:
+    _silent(ready, times=2)
+    assert (await sync_external_key(ready.ctx)).status is ExternalKeyStatus.UNAVAILABLE
+    (alert,) = (await get_status(ready.ctx)).open_alerts
+    assert "unavailable" in alert.message
+
+    ready.kms.status = ExternalKeyStatus.DELETED
+    assert (await sync_external_key(ready.ctx)).status is ExternalKeyStatus.DELETED
+
+    (alert,) = (await get_status(ready.ctx)).open_alerts
+    assert alert.message == "the external key is deleted"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
 
 from app.api.deps import Admin, AnyAdminRole, Ctx, KeyManager, Services
 from app.api.openapi import problems
 from app.api.schemas.config import (
+    ConfigEndedOut,
     ConfigIn,
     ConfigOut,
     KekRotationOut,
@@ -15,6 +18,7 @@ from app.api.schemas.config import (
     SyncOut,
 )
 from app.api.security import SecuredRoute
+from app.application.config_end import end_ekms_config
 from app.application.configuration import (
     configure_ekms,
     get_config,
@@ -71,6 +75,28 @@ async def put_config(
         return _out(ctx, config)
     config = await update_ekms_config(ctx, caller, body.changes(), activate=body.activate)
     return _out(ctx, config)
+
+
+@router.delete(
+    "/config",
+    tags=["config"],
+    summary="End the configuration once every external key is deleted",
+    description=(
+        "`confirm` must be this instance's id. Key versions under the old KEK are marked lost "
+        "(old ciphertexts answer KEY_VERSION_LOST), the EKEKs and external keys removed, in one "
+        "transaction; a new PUT then starts a fresh chain and gives each module a fresh version."
+    ),
+    responses=problems(
+        404,
+        409,
+        _404="Not configured (reason NOT_CONFIGURED)",
+        _409="An external key is not deleted (reason EXTERNAL_KEY_NOT_DELETED)",
+    ),
+)
+async def end_config(
+    ctx: Ctx, caller: Admin, confirm: Annotated[str, Query(min_length=1, max_length=255)]
+) -> ConfigEndedOut:
+    return ConfigEndedOut.of(await end_ekms_config(ctx, caller, confirm))
 
 
 @router.post(

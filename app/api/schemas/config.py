@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from app.api.schemas.common import InputModel
 from app.api.schemas.external_keys import ExternalKeyItemOut, KeySyncOut, SyncFields
+from app.application.config_end import ConfigEnded
 from app.application.configuration import ConfigInput, EkmsStatus, ProbeResult
 from app.application.kek import KekRotationResult
 from app.application.sync import SyncReport
@@ -269,4 +270,20 @@ class KekRotationOut(BaseModel):
             new_kek_id=result.new_kek_id,
             new_fingerprint=result.new_fingerprint,
             rewrapped_keys=result.rewrapped_keys,
+        )
+
+
+class ConfigEndedOut(BaseModel):
+    """What ending the configuration removed; a new PUT starts a fresh chain."""
+
+    lost_key_versions: int = Field(description="key versions under the old KEK, now lost")
+    external_keys: int
+    ekeks: int
+
+    @classmethod
+    def of(cls, ended: ConfigEnded) -> ConfigEndedOut:
+        return cls(
+            lost_key_versions=ended.lost_versions,
+            external_keys=ended.external_keys,
+            ekeks=ended.ekeks,
         )

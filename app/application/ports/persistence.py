@@ -29,6 +29,10 @@ class ConfigRepository(Protocol):
         Else ``Conflict(CONCURRENT_UPDATE)``."""
         ...
 
+    async def delete(self, config: ExternalKmsConfig) -> None:
+        """Remove the row if ``revision`` matches; else ``Conflict(CONCURRENT_UPDATE)``."""
+        ...
+
 
 class InstanceKeyRepository(Protocol):
     async def get_active(self) -> ExternalInstanceKey | None: ...

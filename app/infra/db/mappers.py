@@ -186,6 +186,7 @@ def module_key_values(k: ModuleKey) -> Values:
         "state_changed_at": k.state_changed_at,
         "destroyed_at": k.destroyed_at,
         "state_reason": k.state_reason,
+        "lost_at": k.lost_at,
         "encryption_count": k.encryption_count,
         "encryptions_reserved": k.encryptions_reserved,
     }
@@ -207,6 +208,7 @@ def module_key_from_row(r: RowMapping) -> ModuleKey:
         state_changed_at=r["state_changed_at"],
         destroyed_at=r["destroyed_at"],
         state_reason=r["state_reason"],
+        lost_at=r["lost_at"],
         encryption_count=r["encryption_count"],
         encryptions_reserved=r["encryptions_reserved"],
         revision=r["revision"],

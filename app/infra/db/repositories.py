@@ -65,6 +65,13 @@ class SqlaConfigRepository(SqlRepository):
             t.ekms_config, key, values, config, "the EKMS configuration", _already_configured
         )
 
+    async def delete(self, config: ExternalKmsConfig) -> None:
+        stmt = delete(t.ekms_config).where(
+            t.ekms_config.c.id == config.id, t.ekms_config.c.revision == config.revision
+        )
+        if (await self._execute(stmt)).rowcount != 1:
+            raise concurrent_update("the EKMS configuration")
+
 
 class SqlaInstanceKeyRepository(SqlRepository):
     """EKEK records; at most one is active."""

@@ -176,6 +176,7 @@ module_keys = Table(
     Column("encryption_count", BigInteger, nullable=False, server_default="0"),
     Column("encryptions_reserved", BigInteger, nullable=False, server_default="0"),
     Column("state_reason", String(500)),  # 0005
+    Column("lost_at", UTCDateTime),  # 0009: its configuration ended (state destroyed)
     _revision(),
     PrimaryKeyConstraint("module_id", "version"),
     CheckConstraint("version >= 1", name="version_positive"),
