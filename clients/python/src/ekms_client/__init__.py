@@ -17,6 +17,7 @@ from ekms_client._aio import AsyncEkmsClient
 from ekms_client._errors import EkmsRpcError
 from ekms_client._sync import EkmsClient
 from ekms_client._types import (
+    DataKey,
     Decrypted,
     DecryptItem,
     Encrypted,
@@ -29,6 +30,7 @@ from ekms_client._types import (
 
 __all__ = [
     "AsyncEkmsClient",
+    "DataKey",
     "DecryptItem",
     "Decrypted",
     "EkmsClient",
