@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import struct
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO, Protocol
 
 try:
@@ -153,6 +155,21 @@ def unseal(data_key: bytes, source: Source) -> Iterator[bytes]:
     """``read_header`` then ``open_segments``, when the data key is already known."""
     header, reader = read_header(source)
     yield from open_segments(data_key, header, reader)
+
+
+def write_all_or_nothing(chunks: Iterable[bytes], destination: str | os.PathLike[str]) -> None:
+    """Writes ``chunks`` to a temporary file (mode 0600) next to ``destination`` and moves it
+    into place once they are all written; on any error ``destination`` is left as it was."""
+    target = Path(destination)
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+        os.replace(temporary, target)
+    except BaseException:
+        os.unlink(temporary)
+        raise
 
 
 class _Reader:

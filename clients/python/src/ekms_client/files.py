@@ -15,9 +15,7 @@ One data key per stream: ekms seals it, the bytes never leave this process. Need
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Protocol
 
 from ekms_client._types import DataKey, Target
@@ -28,6 +26,7 @@ from ekms_client.envelope import (
     open_segments,
     read_header,
     seal,
+    write_all_or_nothing,
 )
 
 __all__ = [
@@ -87,7 +86,7 @@ def encrypt_file(
     """Writes the envelope of file ``source`` to ``destination`` (all or nothing)."""
     with open(source, "rb") as reader:
         chunks = encrypt_stream(client, target, reader, context=context, segment_size=segment_size)
-        _write_all_or_nothing(chunks, Path(destination))
+        write_all_or_nothing(chunks, destination)
 
 
 def decrypt_file(
@@ -101,18 +100,4 @@ def decrypt_file(
     """Writes the plaintext of envelope ``source`` to ``destination`` only once the whole
     stream verified; on any failure ``destination`` is left as it was."""
     with open(source, "rb") as reader:
-        _write_all_or_nothing(
-            decrypt_stream(client, target, reader, context=context), Path(destination)
-        )
-
-
-def _write_all_or_nothing(chunks: Iterator[bytes], destination: Path) -> None:
-    fd, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in chunks:
-                out.write(chunk)
-        os.replace(temporary, destination)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+        write_all_or_nothing(decrypt_stream(client, target, reader, context=context), destination)
