@@ -79,70 +79,36 @@ async def test_a_value_round_trip_and_a_wrong_context(live_pg: LiveServer) -> No
     assert "DECRYPTION_FAILED" in wrong.output and "85000" not in wrong.output
 
 
+def _file(verb: str, source: Path, destination: Path) -> tuple[str, ...]:
+    return (
+        verb,
+        "--module",
+        MODULE,
+        "--context",
+        "t7",
+        "--in",
+        str(source),
+        "--out",
+        str(destination),
+    )
+
+
 async def test_a_file_in_the_envelope_format(live_pg: LiveServer, tmp_path: Path) -> None:
     ekms = Cli(live_pg.url)
     plain, sealed, back = tmp_path / "export.csv", tmp_path / "export.ekms", tmp_path / "back.csv"
     plain.write_bytes(os.urandom(3 * (1 << 20) + 5))
-    made = await ekms(
-        "encrypt",
-        "--module",
-        MODULE,
-        "--context",
-        "t7",
-        "--in",
-        str(plain),
-        "--out",
-        str(sealed),
-        "-o",
-        "json",
-        roles=("writer",),
-    )
+    made = await ekms(*_file("encrypt", plain, sealed), "-o", "json", roles=("writer",))
     assert json.loads(made.stdout) == {"out": str(sealed), "key_version": 1}
     assert sealed.read_bytes()[:4] == b"EKSE" and plain.read_bytes()[:64] not in sealed.read_bytes()
     # writer may seal, not open: nothing is written
-    denied = await ekms(
-        "decrypt",
-        "--module",
-        MODULE,
-        "--context",
-        "t7",
-        "--in",
-        str(sealed),
-        "--out",
-        str(back),
-        roles=("writer",),
-        code=1,
-    )
+    denied = await ekms(*_file("decrypt", sealed, back), roles=("writer",), code=1)
     assert "403" in denied.output and not back.exists()
-    await ekms(
-        "decrypt",
-        "--module",
-        MODULE,
-        "--context",
-        "t7",
-        "--in",
-        str(sealed),
-        "--out",
-        str(back),
-        roles=APP,
-    )
+    await ekms(*_file("decrypt", sealed, back), roles=APP)
     assert back.read_bytes() == plain.read_bytes()
     back.unlink()
     cut = tmp_path / "cut.ekms"
     cut.write_bytes(sealed.read_bytes()[: -(1 << 20)])  # the last segment (and more) gone
-    failed = await ekms(
-        "decrypt",
-        "--module",
-        MODULE,
-        "--context",
-        "t7",
-        "--in",
-        str(cut),
-        "--out",
-        str(back),
-        roles=APP,
-        code=1,
-    )
+    failed = await ekms(*_file("decrypt", cut, back), roles=APP, code=1)
     assert "the envelope does not verify" in failed.output
     left = {p.name for p in tmp_path.iterdir()} - {"data"}  # the server's data dir, if made
     assert left == {"cut.ekms", "export.csv", "export.ekms"}  # no output, no temporary file
