@@ -1,7 +1,7 @@
 """Client-side file encryption (ekms_client.files) over the real gRPC server (Postgres, moto's
 KMS server): a file round trip through a data key sealed by ekms, the bound context, MAP
 enforcement (``writer`` may seal, not open), a tampered or spliced file, rotation, and the
-data-key methods of both clients. The sync client runs in a thread: the server shares the
+data-key and MAC methods of both clients. The sync client runs in a thread: the server shares the
 test's event loop."""
 
 from __future__ import annotations
@@ -111,3 +111,28 @@ async def test_data_key_methods_of_the_asyncio_client(ekms: Ekms) -> None:
         with pytest.raises(EkmsRpcError) as raised:
             await client.decrypt_data_key(MODULE, key.sealed_key, context=b"other")
         assert raised.value.reason == "DECRYPTION_FAILED"
+
+
+async def test_mac_methods_of_both_clients_and_after_a_rotation(ekms: Ekms) -> None:
+    async with AsyncEkmsClient(ekms.address, token=mint("billing-svc", "billing")) as client:
+        made = await client.compute_mac(MODULE, b"alice@example.com", context=b"idx")
+        assert (len(made.mac), made.key_version) == (54, 1)
+        again = await client.compute_mac(MODULE, b"alice@example.com", context=b"idx")
+        assert again.mac == made.mac  # a blind index: equal values, equal MACs
+        assert await client.verify_mac(MODULE, b"alice@example.com", made.mac, context=b"idx") == 1
+        with pytest.raises(EkmsRpcError) as mismatch:
+            await client.verify_mac(MODULE, b"bob@example.com", made.mac, context=b"idx")
+        assert mismatch.value.reason == "MAC_MISMATCH"
+    await rotate_module_key(ekms.container.ctx, ADMIN, BILLING)
+
+    def after_rotation() -> tuple[int, int, int]:
+        with _client(ekms, "billing") as client:
+            old = client.verify_mac(MODULE, b"alice@example.com", made.mac, context=b"idx")
+            new = client.compute_mac(MODULE, b"alice@example.com", context=b"idx")
+            searched = client.compute_mac(
+                MODULE, b"alice@example.com", context=b"idx", key_version=1
+            )
+            assert searched.mac == made.mac  # an index made under v1 is still searchable
+            return old, new.key_version, searched.key_version
+
+    assert await asyncio.to_thread(after_rotation) == (1, 2, 1)

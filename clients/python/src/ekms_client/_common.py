@@ -16,6 +16,7 @@ from ekms_client._types import (
     Encrypted,
     EncryptItem,
     ItemResult,
+    Mac,
     RetryPolicy,
     Rewrapped,
     Target,
@@ -213,3 +214,21 @@ def data_key(
 
 def opened_data_key(response: pb.DecryptDataKeyResponse, sealed_key: bytes) -> DataKey:
     return DataKey(sealed_key, response.key_version, response.plaintext_key)
+
+
+def compute_mac_request(
+    target: Target, value: bytes, context: bytes, key_version: int
+) -> pb.ComputeMacRequest:
+    return pb.ComputeMacRequest(
+        target=target_pb(target), value=value, context=context, key_version=key_version
+    )
+
+
+def verify_mac_request(
+    target: Target, value: bytes, mac: bytes, context: bytes
+) -> pb.VerifyMacRequest:
+    return pb.VerifyMacRequest(target=target_pb(target), value=value, mac=mac, context=context)
+
+
+def computed_mac(response: pb.ComputeMacResponse) -> Mac:
+    return Mac(response.mac, response.key_version)

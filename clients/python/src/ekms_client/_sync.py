@@ -19,6 +19,7 @@ from ekms_client._types import (
     Encrypted,
     EncryptItem,
     ItemResult,
+    Mac,
     Rewrapped,
     Target,
 )
@@ -117,6 +118,34 @@ class EkmsClient(ClientBase[grpc.Channel]):
         request = c.decrypt_data_key_request(target, sealed_key, context)
         response = self._unary(self._stub.DecryptDataKey, request, deadline)
         return c.opened_data_key(response, sealed_key)
+
+    # --- blind indexes -----------------------------------------------------------------------
+
+    def compute_mac(
+        self,
+        target: Target,
+        value: bytes,
+        *,
+        context: bytes = b"",
+        key_version: int = 0,
+        deadline: float | None = None,
+    ) -> Mac:
+        """The blind-index MAC of ``value`` (needs ``mac``); ``key_version`` 0 is the active one."""
+        request = c.compute_mac_request(target, value, context, key_version)
+        return c.computed_mac(self._unary(self._stub.ComputeMac, request, deadline))
+
+    def verify_mac(
+        self,
+        target: Target,
+        value: bytes,
+        mac: bytes,
+        *,
+        context: bytes = b"",
+        deadline: float | None = None,
+    ) -> int:
+        """The key version ``mac`` was made with; ``EkmsRpcError`` when it does not verify."""
+        request = c.verify_mac_request(target, value, mac, context)
+        return int((self._unary(self._stub.VerifyMac, request, deadline)).key_version)
 
     # --- batches --------------------------------------------------------------------------------
 

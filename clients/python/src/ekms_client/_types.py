@@ -73,6 +73,14 @@ class DataKey:
 
 
 @dataclass(frozen=True, slots=True)
+class Mac:
+    """A blind-index MAC (54 bytes, format v1: it carries its key version) and that version."""
+
+    mac: bytes
+    key_version: int
+
+
+@dataclass(frozen=True, slots=True)
 class ItemResult:
     """One item's outcome: ``data`` (ciphertext or plaintext) or ``error``."""
 
