@@ -16,6 +16,7 @@ import typer
 
 from app.cli._audit import audit
 from app.cli._config import config
+from app.cli._crypto import register as register_crypto
 from app.cli._external import external
 from app.cli._fields import fields
 from app.cli._kek import kek
@@ -46,6 +47,7 @@ keys.add_typer(external, name="external")
 cli.add_typer(policies, name="policies")
 cli.add_typer(fields, name="fields")
 cli.add_typer(kek, name="kek")
+register_crypto(cli)
 
 
 def main() -> None:

@@ -113,8 +113,15 @@ def test_the_fresh_venv_has_the_client_and_its_three_dependencies(client_venv: C
         cwd=client_venv.cwd,
     )
     assert probe.returncode == 0, probe.stderr
-    requires = {r.split(">")[0].split("=")[0].split("<")[0] for r in json.loads(probe.stdout)}
+    declared = json.loads(probe.stdout)
+    unconditional = [r for r in declared if "extra ==" not in r]
+    requires = {r.split(">")[0].split("=")[0].split("<")[0] for r in unconditional}
     assert requires == CLIENT_DEPENDENCIES
+    # File and stream encryption (ekms_client.envelope) is the one extra: cryptography.
+    extras = {r.split(">")[0].split("=")[0].split("<")[0] for r in declared if "extra ==" in r}
+    assert extras == {"cryptography"}
+    named = {r.split("extra ==")[1].strip(" '\"") for r in declared if "extra ==" in r}
+    assert named == {"files"}
     listed = _run(_uv(), "pip", "list", "--python", client_venv.python, "--format", "json")
     installed = {p["name"] for p in json.loads(listed.stdout)}
     assert "ekms-client" in installed and "ekms" not in installed

@@ -17,11 +17,13 @@ from ekms_client._aio import AsyncEkmsClient
 from ekms_client._errors import EkmsRpcError
 from ekms_client._sync import EkmsClient
 from ekms_client._types import (
+    DataKey,
     Decrypted,
     DecryptItem,
     Encrypted,
     EncryptItem,
     ItemResult,
+    Mac,
     RetryPolicy,
     Rewrapped,
     Target,
@@ -29,6 +31,7 @@ from ekms_client._types import (
 
 __all__ = [
     "AsyncEkmsClient",
+    "DataKey",
     "DecryptItem",
     "Decrypted",
     "EkmsClient",
@@ -36,6 +39,7 @@ __all__ = [
     "EncryptItem",
     "Encrypted",
     "ItemResult",
+    "Mac",
     "RetryPolicy",
     "Rewrapped",
     "Target",

@@ -13,11 +13,13 @@ from ekms_client import _common as c
 from ekms_client._base import ClientBase
 from ekms_client._errors import EkmsRpcError
 from ekms_client._types import (
+    DataKey,
     Decrypted,
     DecryptItem,
     Encrypted,
     EncryptItem,
     ItemResult,
+    Mac,
     Rewrapped,
     Target,
 )
@@ -78,6 +80,67 @@ class AsyncEkmsClient(ClientBase[grpc.aio.Channel]):
     ) -> Rewrapped:
         request = c.rewrap_request(target, ciphertext, context)
         return c.rewrapped(await self._unary(self._stub.Rewrap, request, deadline))
+
+    # --- data keys (envelope encryption) ---------------------------------------------------------
+
+    async def generate_data_key(
+        self,
+        target: Target,
+        *,
+        context: bytes = b"",
+        with_plaintext: bool = True,
+        deadline: float | None = None,
+    ) -> DataKey:
+        """A fresh AES-256 data key sealed under the target's active key (needs ``encrypt``);
+        ``with_plaintext=False`` returns the sealed form only."""
+        request = c.generate_data_key_request(target, context)
+        method = (
+            self._stub.GenerateDataKey
+            if with_plaintext
+            else self._stub.GenerateDataKeyWithoutPlaintext
+        )
+        return c.data_key(await self._unary(method, request, deadline))
+
+    async def decrypt_data_key(
+        self,
+        target: Target,
+        sealed_key: bytes,
+        *,
+        context: bytes = b"",
+        deadline: float | None = None,
+    ) -> DataKey:
+        """The plaintext of a sealed data key (needs ``decrypt``; the same context)."""
+        request = c.decrypt_data_key_request(target, sealed_key, context)
+        response = await self._unary(self._stub.DecryptDataKey, request, deadline)
+        return c.opened_data_key(response, sealed_key)
+
+    # --- blind indexes -----------------------------------------------------------------------
+
+    async def compute_mac(
+        self,
+        target: Target,
+        value: bytes,
+        *,
+        context: bytes = b"",
+        key_version: int = 0,
+        deadline: float | None = None,
+    ) -> Mac:
+        """The blind-index MAC of ``value`` (needs ``mac``); ``key_version`` 0 is the active one."""
+        request = c.compute_mac_request(target, value, context, key_version)
+        return c.computed_mac(await self._unary(self._stub.ComputeMac, request, deadline))
+
+    async def verify_mac(
+        self,
+        target: Target,
+        value: bytes,
+        mac: bytes,
+        *,
+        context: bytes = b"",
+        deadline: float | None = None,
+    ) -> int:
+        """The key version ``mac`` was made with; ``EkmsRpcError`` when it does not verify."""
+        request = c.verify_mac_request(target, value, mac, context)
+        return int((await self._unary(self._stub.VerifyMac, request, deadline)).key_version)
 
     # --- batches --------------------------------------------------------------------------------
 

@@ -10,11 +10,13 @@ import grpc
 
 from ekms_client._errors import EkmsRpcError
 from ekms_client._types import (
+    DataKey,
     Decrypted,
     DecryptItem,
     Encrypted,
     EncryptItem,
     ItemResult,
+    Mac,
     RetryPolicy,
     Rewrapped,
     Target,
@@ -189,3 +191,44 @@ def encrypt_results(response: pb.EncryptBatchResponse) -> list[ItemResult]:
 
 def decrypt_results(response: pb.DecryptBatchResponse) -> list[ItemResult]:
     return [decrypt_result(r) for r in response.results]
+
+
+def generate_data_key_request(target: Target, context: bytes) -> pb.GenerateDataKeyRequest:
+    return pb.GenerateDataKeyRequest(target=target_pb(target), context=context)
+
+
+def decrypt_data_key_request(
+    target: Target, sealed_key: bytes, context: bytes
+) -> pb.DecryptDataKeyRequest:
+    return pb.DecryptDataKeyRequest(
+        target=target_pb(target), sealed_key=sealed_key, context=context
+    )
+
+
+def data_key(
+    response: pb.GenerateDataKeyResponse | pb.GenerateDataKeyWithoutPlaintextResponse,
+) -> DataKey:
+    plaintext = getattr(response, "plaintext_key", b"")
+    return DataKey(response.sealed_key, response.key_version, plaintext)
+
+
+def opened_data_key(response: pb.DecryptDataKeyResponse, sealed_key: bytes) -> DataKey:
+    return DataKey(sealed_key, response.key_version, response.plaintext_key)
+
+
+def compute_mac_request(
+    target: Target, value: bytes, context: bytes, key_version: int
+) -> pb.ComputeMacRequest:
+    return pb.ComputeMacRequest(
+        target=target_pb(target), value=value, context=context, key_version=key_version
+    )
+
+
+def verify_mac_request(
+    target: Target, value: bytes, mac: bytes, context: bytes
+) -> pb.VerifyMacRequest:
+    return pb.VerifyMacRequest(target=target_pb(target), value=value, mac=mac, context=context)
+
+
+def computed_mac(response: pb.ComputeMacResponse) -> Mac:
+    return Mac(response.mac, response.key_version)

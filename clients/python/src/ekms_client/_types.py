@@ -63,6 +63,24 @@ class Rewrapped:
 
 
 @dataclass(frozen=True, slots=True)
+class DataKey:
+    """A data key: ``plaintext_key`` to use now (never stored, never in a repr; ``b""`` when
+    asked without it) and ``sealed_key`` (ciphertext format v1) to store with the data."""
+
+    sealed_key: bytes
+    key_version: int
+    plaintext_key: bytes = field(default=b"", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Mac:
+    """A blind-index MAC (54 bytes, format v1: it carries its key version) and that version."""
+
+    mac: bytes
+    key_version: int
+
+
+@dataclass(frozen=True, slots=True)
 class ItemResult:
     """One item's outcome: ``data`` (ciphertext or plaintext) or ``error``."""
 
