@@ -20,6 +20,7 @@ from ekms_client.envelope import EnvelopeError, read_header, seal, unseal, write
 from app.cli._http import Client
 from app.cli._options import with_client
 from app.cli._render import Output, dump, fail
+from app.cli._rewrap import rewrap
 
 _TEXT_PREFIX = "ekms:v1:"
 
@@ -38,6 +39,7 @@ def register(cli: typer.Typer) -> None:
     cli.command("encrypt")(encrypt)
     cli.command("decrypt")(decrypt)
     cli.command("mac")(mac)
+    cli.command("rewrap")(rewrap)
 
 
 def _b64(data: bytes) -> str:

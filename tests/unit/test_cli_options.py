@@ -79,7 +79,7 @@ def test_every_admin_command_takes_url_and_token_after_its_name() -> None:
         for path, command in leaves(get_command(cli), "")
         if path not in process and not path.startswith("local-key")
     ]
-    assert len(admin) == 33  # 27 + keys external list|add|remove + encrypt|decrypt|mac
+    assert len(admin) == 34  # 27 + keys external list|add|remove + encrypt|decrypt|mac|rewrap
     for path, command in admin:
         names = {param.name for param in command.params}
         assert {"url", "token"} <= names, path
