@@ -237,11 +237,26 @@ audit_events = Table(
     Column("reason", Text),
     Column("details", json_type(), nullable=False),
     Column("count", Integer, nullable=False, server_default="1"),
+    # The hash chain (app/domain/audit_chain.py); NULL on rows written before 0010.
+    Column("seq", BigInteger),
+    Column("prev_hash", LargeBinary(32)),
+    Column("hash", LargeBinary(32)),
+    Index("uq_audit_events_seq", "seq", unique=True),
     # Every query pages by (at, id); the filtered ones start from their filter column.
     Index("ix_audit_events_at_id", "at", "id"),
     Index("ix_audit_events_actor", "actor", "at", "id"),
     Index("ix_audit_events_action", "action", "at", "id"),
     Index("ix_audit_events_module", "module", "at", "id"),
+)
+
+# One row (id 1): the chain's head, locked by each append so that replicas keep one chain.
+audit_chain_head = Table(
+    "audit_chain_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    CheckConstraint("id = 1", name="singleton"),
 )
 
 
