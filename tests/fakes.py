@@ -27,6 +27,7 @@ from app.application.ports import (
 )
 from app.domain.alerts import KeyStatusChange
 from app.domain.audit import AuditEvent
+from app.domain.audit_chain import GENESIS, ChainedEvent, chain
 from app.domain.errors import (
     AlreadyExists,
     Conflict,
@@ -64,6 +65,8 @@ class Store:
     fields: dict[uuid.UUID, Any] = field(default_factory=dict)
     policies: dict[uuid.UUID, Any] = field(default_factory=dict)
     audit: list[AuditEvent] = field(default_factory=list)
+    audit_chain: list[ChainedEvent] = field(default_factory=list)  # the chained rows, any order
+    audit_head: tuple[int, bytes] = (0, GENESIS)
     status_history: list[Any] = field(default_factory=list)
     alerts: list[Any] = field(default_factory=list)
 
@@ -254,6 +257,34 @@ class InMemoryPolicyRepository(_Repo):
 class InMemoryAuditRepository(_Repo):
     async def append(self, events: Sequence[AuditEvent]) -> None:
         self.s.audit.extend(events)
+        if events:
+            chained = chain(*self.s.audit_head, list(events))
+            self.s.audit_chain.extend(chained)
+            self.s.audit_head = (chained[-1].seq, chained[-1].hash)
+
+    async def chain_start(self, since: datetime | None) -> ChainedEvent | None:
+        rows = [c for c in self._by_seq() if since is None or c.event.at >= since]
+        return rows[0] if rows else None
+
+    async def chain_page(self, after_seq: int, limit: int) -> list[ChainedEvent]:
+        return [c for c in self._by_seq() if c.seq > after_seq][:limit]
+
+    async def chain_ends(self) -> tuple[int, int]:
+        return self.s.audit_head[0], max((c.seq for c in self.s.audit_chain), default=0)
+
+    async def has_hash(self, digest: bytes) -> bool:
+        return any(c.hash == digest for c in self.s.audit_chain)
+
+    async def first_unchained(self, since: datetime) -> uuid.UUID | None:
+        chained = {c.event.id for c in self.s.audit_chain}
+        rows = sorted(
+            (e for e in self.s.audit if e.id not in chained and e.at >= since),
+            key=lambda e: (e.at, e.id),
+        )
+        return rows[0].id if rows else None
+
+    def _by_seq(self) -> list[ChainedEvent]:
+        return sorted(self.s.audit_chain, key=lambda c: c.seq)
 
     async def query(self, query: AuditQuery) -> list[AuditEvent]:
         rows = sorted(self.s.audit, key=lambda e: (e.at, e.id))

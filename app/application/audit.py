@@ -102,10 +102,10 @@ class AuditBuffer:
             events = [_event(self._rng.uuid(), now, key, n) for key, n in batch.items()]
             try:
                 async with self._uow_factory() as uow:
-                    if events:
-                        await uow.audit.append(events)
                     if usage:
                         await uow.keys.add_usage(usage)
+                    if events:  # last: the append locks the audit chain's head until commit
+                        await uow.audit.append(events)
                     await uow.commit()
             except Exception as exc:  # whatever failed, the batch is kept and retried
                 self.failed_flushes += 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from app.cli._audit import audit
+from app.cli._audit import audit_app
 from app.cli._config import config
 from app.cli._crypto import register as register_crypto
 from app.cli._external import external
@@ -39,7 +39,7 @@ cli.command()(token)
 cli.add_typer(local_key, name="local-key")
 cli.command("status")(status)
 cli.command("sync")(sync)
-cli.command("audit")(audit)
+cli.add_typer(audit_app, name="audit")
 cli.add_typer(config, name="config")
 cli.add_typer(modules, name="modules")
 cli.add_typer(keys, name="keys")

@@ -2,11 +2,13 @@
 
 One page is printed as the server's answer (``items`` and ``next_cursor``) in JSON or YAML. With
 ``--all``, the events stream as they are fetched: NDJSON (one event a line) in JSON, one sequence
-in YAML, one table per page in a table.
+in YAML, one table per page in a table. ``ekms audit verify`` walks the hash chain; it exits 1
+when the chain is broken.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated, Any
 
 import typer
@@ -15,7 +17,7 @@ from rich.text import Text
 
 from app.cli._http import Client
 from app.cli._options import with_client
-from app.cli._render import Output, cell, dump, errors, stream, styled, table
+from app.cli._render import Output, cell, done, dump, errors, stream, styled, table
 
 COLUMNS = ["at", "actor", "action", "result", "module", "target", "count"]
 IDS = frozenset({"at", "target"})
@@ -72,3 +74,40 @@ def _row(event: dict[str, Any]) -> list[Text]:
         cell(event["target"]),
         cell(event["count"]),
     ]
+
+
+def _events_unless_subcommand(ctx: typer.Context, **options: Any) -> None:
+    if ctx.invoked_subcommand is None:
+        audit(ctx, **options)
+
+
+# ``ekms audit [options]`` lists events as before; ``ekms audit verify`` is a subcommand.
+_events_unless_subcommand.__signature__ = inspect.signature(audit)  # type: ignore[attr-defined]
+_events_unless_subcommand.__annotations__ = dict(audit.__annotations__)
+_events_unless_subcommand.__doc__ = audit.__doc__
+audit_app = typer.Typer(help="The audit trail (ekms.auditor).")
+audit_app.callback(invoke_without_command=True)(_events_unless_subcommand)
+
+
+@audit_app.command("verify")
+@with_client
+def audit_verify(
+    client: Client,
+    since: Annotated[
+        str | None, typer.Option(help="ISO time with zone: start at the first row at or after")
+    ] = None,
+) -> None:
+    """Walk the audit hash chain; report the first row altered, deleted, reordered or inserted."""
+    data = client.call("GET", "/audit/verify", params={"since": since})
+    found = data["first_break"]
+    if found is None:
+        done(client.output, data, f"audit chain intact: {data['checked']} rows checked")
+        return
+    where = f"position {found['seq']}" if found["seq"] is not None else f"row {found['event_id']}"
+    done(
+        client.output,
+        data,
+        f"[red]audit chain broken[/red]: {found['kind']} at {escape(where)}: "
+        f"{escape(found['detail'])} ({data['checked']} rows intact before it)",
+    )
+    raise typer.Exit(1)

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import yaml
+from sqlalchemy import text as sql
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
@@ -159,6 +160,27 @@ async def test_config_sync_kek_status_and_audit_as_documents(live_server: LiveSe
     assert {"ekms.config.update", "kek.rotate"} <= {e["action"] for e in events}
     every = await out(ekms, "yaml", "audit", "--all", "--limit", "2", roles=(AUDITOR,))
     assert [e["id"] for e in every] == [e["id"] for e in events]
+
+
+async def test_audit_verify_says_intact_then_names_an_edited_row(live_server: LiveServer) -> None:  # noqa: F811
+    ekms = Cli(live_server.url)
+    await out(ekms, "json", "config", "set", "--sync-interval", "25")
+    await live_server.container.ctx.audit.flush()
+    events = (await ekms("audit", "--all", "-o", "json", roles=(AUDITOR,))).stdout.splitlines()
+    report = await out(ekms, "json", "audit", "verify", roles=(AUDITOR,))
+    assert report["ok"] is True and report["first_break"] is None
+    assert report["checked"] == len(events) > 0
+    assert "audit chain intact" in (await ekms("audit", "verify", roles=(AUDITOR,))).stdout
+    refused = await ekms("audit", "verify", roles=KM, code=1)
+    assert "403" in refused.stderr
+
+    async with live_server.container.engine.begin() as conn:  # as the database owner
+        await conn.execute(sql("DROP TRIGGER audit_events_no_update"))
+        await conn.execute(sql("UPDATE audit_events SET actor = 'mallory' WHERE seq = 1"))
+    broken = await ekms("audit", "verify", "-o", "json", roles=(AUDITOR,), code=1)
+    found = json.loads(broken.stdout)["first_break"]
+    assert (found["kind"], found["seq"]) == ("altered", 1)
+    assert "audit chain broken" in (await ekms("audit", "verify", roles=(AUDITOR,), code=1)).stdout
 
 
 async def test_validation_errors_read_as_sentences_naming_the_field(

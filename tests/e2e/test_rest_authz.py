@@ -89,6 +89,7 @@ CASES = [
     Case("PATCH", "/api/v1/field-configs/{config_id}", frozenset({ADMIN}), {"active": False}),
     Case("DELETE", "/api/v1/field-configs/{config_id}", frozenset({ADMIN})),
     Case("GET", "/api/v1/audit", frozenset({AUDITOR})),
+    Case("GET", "/api/v1/audit/verify", frozenset({AUDITOR})),
     Case("POST", "/api/v1/crypto/encrypt", None, {**TARGET, "plaintext": b64(b"DE89")}),
     Case("POST", "/api/v1/crypto/decrypt", None, {**TARGET, "ciphertext": "{ciphertext}"}),
     Case("POST", "/api/v1/crypto/rewrap", None, {**TARGET, "ciphertext": "{ciphertext}"}),

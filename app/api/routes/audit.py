@@ -9,9 +9,16 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
 from app.api.deps import Auditor, Ctx
-from app.api.schemas.audit import AuditEventOut, AuditPage, decode_cursor, encode_cursor
+from app.api.schemas.audit import (
+    AuditEventOut,
+    AuditPage,
+    AuditVerifyOut,
+    decode_cursor,
+    encode_cursor,
+)
 from app.api.security import SecuredRoute
 from app.application.audit_log import list_audit_events
+from app.application.audit_verify import verify_audit_chain
 from app.application.ports import AuditQuery
 from app.domain.audit import AuditResult
 from app.domain.errors import InvalidInput
@@ -70,3 +77,23 @@ async def list_events(
         items=[AuditEventOut.of(e) for e in page],
         next_cursor=encode_cursor(page[-1].at, page[-1].id) if more and page else None,
     )
+
+
+@router.get(
+    "/verify",
+    tags=["audit"],
+    summary="Verify the audit hash chain",
+    description=(
+        "Checks every chained row (or those from `since` on) against its hash and its link to "
+        "the previous row, and the recorded head; reports the first row altered, deleted, "
+        "reordered or inserted, or `ok` with the count. The encoding is in docs/audit.md."
+    ),
+)
+async def verify(
+    ctx: Ctx,
+    _caller: Auditor,
+    since: Annotated[
+        AwareDatetime | None, Query(description="start at the first chained row at or after")
+    ] = None,
+) -> AuditVerifyOut:
+    return AuditVerifyOut.of(await verify_audit_chain(ctx, _utc(since, "since")))

@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.application.audit_verify import ChainReport
 from app.domain.audit import AuditEvent, AuditResult
+from app.domain.audit_chain import Break
 from app.domain.errors import InvalidInput
 
 _CURSOR_VERSION = "a1"
@@ -92,3 +94,31 @@ class AuditPage(BaseModel):
     next_cursor: str | None = Field(
         description="pass as `cursor` for the next page; null on the last page"
     )
+
+
+class ChainBreakOut(BaseModel):
+    kind: Break = Field(description="altered, deleted, reordered or inserted")
+    seq: int | None = Field(description="the chain position concerned, when it has one")
+    event_id: uuid.UUID | None = Field(description="the row concerned, when it still exists")
+    detail: str
+
+
+class AuditVerifyOut(BaseModel):
+    ok: bool = Field(description="true when every walked row holds and none is missing")
+    checked: int = Field(description="chained rows checked before the first break, or all")
+    started_at: datetime | None = Field(description="the first walked row's time")
+    first_break: ChainBreakOut | None
+
+    @classmethod
+    def of(cls, report: ChainReport) -> AuditVerifyOut:
+        found = report.first_break
+        return cls(
+            ok=report.ok,
+            checked=report.checked,
+            started_at=report.started_at,
+            first_break=None
+            if found is None
+            else ChainBreakOut(
+                kind=found.kind, seq=found.seq, event_id=found.event_id, detail=found.detail
+            ),
+        )

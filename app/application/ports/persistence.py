@@ -12,6 +12,7 @@ from typing import Protocol, Self
 
 from app.domain.alerts import Alert, KeyStatusChange
 from app.domain.audit import AuditEvent
+from app.domain.audit_chain import ChainedEvent
 from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
 from app.domain.external_keys import ExternalKey
 from app.domain.module import CryptoModule, EncryptedFieldConfig, ModuleKey
@@ -157,6 +158,26 @@ class AuditRepository(Protocol):
 
     async def query(self, query: AuditQuery) -> Sequence[AuditEvent]:
         """Ordered by (at, id) ascending."""
+        ...
+
+    async def chain_start(self, since: datetime | None) -> ChainedEvent | None:
+        """The first chained row (by ``seq``) at or after ``since``; ``None``: no chained row."""
+        ...
+
+    async def chain_page(self, after_seq: int, limit: int) -> Sequence[ChainedEvent]:
+        """Chained rows with ``seq > after_seq``, ``seq`` ascending, at most ``limit``."""
+        ...
+
+    async def chain_ends(self) -> tuple[int, int] | None:
+        """The recorded head's position and the last stored one, in one snapshot (or ``None``)."""
+        ...
+
+    async def has_hash(self, digest: bytes) -> bool:
+        """Whether a chained row has this hash."""
+        ...
+
+    async def first_unchained(self, since: datetime) -> uuid.UUID | None:
+        """A row without a chain position at or after ``since`` (the earliest), if any."""
         ...
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
-    DDL,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -36,11 +35,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
-    event,
     text,
 )
 
-from app.infra.db.triggers import AUDIT_APPEND_ONLY
+from app.infra.db.triggers import install_append_only
 from app.infra.db.types import UTCDateTime, json_type
 
 NAMING_CONVENTION = {
@@ -64,8 +62,7 @@ def _revision() -> Column[int]:
 
 
 def _observed() -> list[Column[Any]]:
-    """What the sync last saw of an external key (the configuration's first key, and each row
-    of external_keys): fresh columns for each table."""
+    """What the sync last saw of an external key: fresh columns for each table."""
     return [
         Column("external_key_status", String(ENUM), nullable=False),
         Column("status_reason", Text),
@@ -238,6 +235,10 @@ audit_events = Table(
     Column("reason", Text),
     Column("details", json_type(), nullable=False),
     Column("count", Integer, nullable=False, server_default="1"),
+    # The hash chain (app/domain/audit_chain.py); NULL on rows written before 0009.
+    Column("seq", BigInteger),
+    *(Column(name, LargeBinary(32)) for name in ("prev_hash", "hash")),
+    Index("uq_audit_events_seq", "seq", unique=True),
     # Every query pages by (at, id); the filtered ones start from their filter column.
     Index("ix_audit_events_at_id", "at", "id"),
     Index("ix_audit_events_actor", "actor", "at", "id"),
@@ -245,19 +246,19 @@ audit_events = Table(
     Index("ix_audit_events_module", "module", "at", "id"),
 )
 
-
-def _ddl(statement: str, dialect: str) -> DDL:
-    # DDL() applies %-formatting to its text; the trigger bodies use a literal %.
-    ddl = DDL(statement.replace("%", "%%"))  # type: ignore[no-untyped-call]
-    return ddl.execute_if(dialect=dialect)
+# One row (id 1): the chain's head, locked by each append so that replicas keep one chain.
+audit_chain_head = Table(
+    "audit_chain_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    CheckConstraint("id = 1", name="singleton"),
+)
 
 
 # metadata.create_all() installs the same triggers as the migration.
-for _dialect, _statements in AUDIT_APPEND_ONLY.items():
-    for _statement in _statements.create:
-        event.listen(audit_events, "after_create", _ddl(_statement, _dialect))
-    for _statement in _statements.drop:
-        event.listen(audit_events, "before_drop", _ddl(_statement, _dialect))
+install_append_only(audit_events)
 
 
 external_key_status_history = Table(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import DDL, Table, event
+
 
 @dataclass(frozen=True, slots=True)
 class DialectDDL:
@@ -58,3 +60,18 @@ AUDIT_APPEND_ONLY: dict[str, DialectDDL] = {
         ),
     ),
 }
+
+
+def _ddl(statement: str, dialect: str) -> DDL:
+    # DDL() applies %-formatting to its text; the trigger bodies use a literal %.
+    ddl = DDL(statement.replace("%", "%%"))  # type: ignore[no-untyped-call]
+    return ddl.execute_if(dialect=dialect)
+
+
+def install_append_only(audit_events: Table) -> None:
+    """Have ``metadata.create_all()`` create (and ``drop_all()`` drop) the guard's DDL."""
+    for dialect, statements in AUDIT_APPEND_ONLY.items():
+        for statement in statements.create:
+            event.listen(audit_events, "after_create", _ddl(statement, dialect))
+        for statement in statements.drop:
+            event.listen(audit_events, "before_drop", _ddl(statement, dialect))
