@@ -86,6 +86,16 @@ def encrypt(size: int) -> Workload:
     return Workload("unary", "/ekms.v1.Crypto/Encrypt", requests, "EncryptResponse")
 
 
+def data_key() -> Workload:
+    """GenerateDataKey: a fresh AES-256 data key sealed under the field's module (the envelope
+    format's first call per file or stream)."""
+    requests = [
+        pb.GenerateDataKeyRequest(target=field_target(), context=context(i)).SerializeToString()
+        for i in range(POOL)
+    ]
+    return Workload("unary", "/ekms.v1.Crypto/GenerateDataKey", requests, "GenerateDataKeyResponse")
+
+
 def decrypt(sealed: list[tuple[bytes, bytes]]) -> Workload:
     requests = [
         pb.DecryptRequest(target=field_target(), ciphertext=c, context=x).SerializeToString()

@@ -327,6 +327,7 @@ def _cases(
         Case("grpc.decrypt.64", "unary", cases.decrypt(sealed64), 32),
         Case("grpc.encrypt.1024", "unary", cases.encrypt(1024), 32),
         Case("grpc.decrypt.1024", "unary", cases.decrypt(sealed1k), 32),
+        Case("grpc.data_key", "unary", cases.data_key(), 32),
         Case(f"grpc.encrypt_batch.{n}x64", "batch", cases.encrypt_batch(64, n), 4, channels=2),
         Case(
             f"grpc.decrypt_batch.{n}x64", "batch", cases.decrypt_batch(sealed64, n), 4, channels=2

@@ -17,6 +17,7 @@ CASES = {
     "grpc.decrypt.64",
     "grpc.encrypt.1024",
     "grpc.decrypt.1024",
+    "grpc.data_key",
     "grpc.encrypt_batch.100x64",
     "grpc.decrypt_batch.100x64",
     "grpc.echo_stream.64",
