@@ -22,7 +22,8 @@ from pathlib import Path
 import boto3
 from moto.server import ThreadedMotoServer
 
-from app.application.configuration import ConfigInput, configure_ekms, probe_ekms_config
+from app.application.config_probe import probe_ekms_config
+from app.application.configuration import ConfigInput, configure_ekms
 from app.bootstrap import running
 from app.domain.values import Caller, KmsProvider
 from app.infra.settings import Settings

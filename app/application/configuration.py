@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -10,11 +9,10 @@ from app.application.context import AppContext
 from app.application.kek_mint import fresh_versions, mint_kek
 from app.application.lookups import external_ref, require_config, require_enabled
 from app.domain.alerts import Alert
-from app.domain.audit import AuditResult
 from app.domain.ekms_config import DEFAULT_SYNC_INTERVAL, ExternalInstanceKey, ExternalKmsConfig
 from app.domain.errors import AlreadyExists, EkmsError, KeyUnavailable, Reason
 from app.domain.external_keys import ExternalKey
-from app.domain.keys import KeyEncryptionKey, constant_time_equal
+from app.domain.keys import KeyEncryptionKey
 from app.domain.values import Caller, ExternalKeyStatus, KmsProvider, RevocationPolicy
 
 
@@ -28,17 +26,6 @@ class ConfigInput:
     sync_interval: timedelta = DEFAULT_SYNC_INTERVAL
     activate: bool = True
     revocation_policy: RevocationPolicy = RevocationPolicy.ANY
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeResult:
-    """The outcome of wrapping and unwrapping a probe key through the external KMS."""
-
-    ok: bool
-    key_name: str | None
-    status: ExternalKeyStatus
-    latency_ms: float
-    reason: str | None = None
 
 
 def kms_endpoint(ctx: AppContext, config: ExternalKmsConfig) -> str:
@@ -138,52 +125,6 @@ async def _new_kek(
     config.active = True
     config.record_status(ExternalKeyStatus.ENABLED, ekek.created_at)
     return ekek, kek
-
-
-async def probe_ekms_config(ctx: AppContext, caller: Caller) -> ProbeResult:
-    """Wrap and unwrap a random probe through the external KMS; persist nothing but audit."""
-    async with ctx.uow() as uow:
-        config = await require_config(uow)
-    kms = ctx.kms.connect(external_ref(config))
-    started = time.perf_counter()
-    description = await kms.describe()
-    result: ProbeResult
-    try:
-        require_enabled(description)
-        probe = ctx.rng.token_bytes(32)
-        context = {"ekms:instance": ctx.chain.instance_id, "ekms:purpose": "probe"}
-        wrapped = await kms.wrap(probe, context)
-        back = await kms.unwrap(wrapped.ciphertext, context)
-        ok = constant_time_equal(probe, back)
-        result = ProbeResult(
-            ok=ok,
-            key_name=wrapped.key_name,
-            status=description.status,
-            latency_ms=(time.perf_counter() - started) * 1000,
-            reason=None if ok else "the probe did not round-trip",
-        )
-    except EkmsError as exc:
-        result = ProbeResult(
-            ok=False,
-            key_name=description.key_name,
-            status=description.status,
-            latency_ms=(time.perf_counter() - started) * 1000,
-            reason=exc.message,
-        )
-    async with ctx.uow() as uow:
-        await uow.audit.append(
-            [
-                ctx.event(
-                    caller,
-                    "ekms.config.test",
-                    result=AuditResult.SUCCESS if result.ok else AuditResult.FAILURE,
-                    target=config.key_id,
-                    reason=result.reason,
-                )
-            ]
-        )
-        await uow.commit()
-    return result
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,13 +59,12 @@ def config_test(client: Client) -> None:
     """Wrap and unwrap a probe key through the external KMS."""
     with spinner("probing the external KMS"):
         data = client.call("POST", "/ekms/config/test")
-    if data["ok"]:
-        done(
-            client.output,
-            data,
-            f"[green]ok[/green]: {escape(str(data['key_arn']))} in {data['latency_ms']:.1f} ms",
-        )
-        return
-    reason = escape(str(data["reason"]))
-    done(client.output, data, f"[red]failed[/red]: {state_markup(data['status'])} {reason}")
-    raise typer.Exit(1)
+    lines = [
+        f"{'[green]ok[/green]' if k['ok'] else '[red]failed[/red]'}: "
+        f"{escape(str(k['key_arn']))} {state_markup(k['status'])} in {k['latency_ms']:.1f} ms"
+        + (f": {escape(str(k['reason']))}" if k["reason"] else "")
+        for k in data.get("keys") or [data]
+    ]
+    done(client.output, data, "\n".join(lines))
+    if not data["ok"]:
+        raise typer.Exit(1)

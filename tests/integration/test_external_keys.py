@@ -15,6 +15,7 @@ import boto3
 import httpx
 import pytest
 
+from app.application.config_probe import probe_ekms_config
 from app.application.configuration import ConfigInput, configure_ekms, get_status
 from app.application.crypto import Item
 from app.application.external_keys import (
@@ -233,6 +234,7 @@ async def test_rest_lists_adds_removes_and_refuses_the_last_key(
         )
         listed = await client.get("/api/v1/ekms/external-keys", headers=auth)
         ready = await client.get("/readyz")
+        probe = await client.post("/api/v1/ekms/config/test", headers=auth)
         config = await client.get("/api/v1/ekms/config", headers=auth)
         first_id = listed.json()["items"][0]["id"]
         removed = await client.delete(f"/api/v1/ekms/external-keys/{first_id}", headers=auth)
@@ -251,6 +253,9 @@ async def test_rest_lists_adds_removes_and_refuses_the_last_key(
     ]
     assert all(i["rotation_marker"] and i["last_sync_at"] for i in items)
     checks = ready.json()["checks"]
+    tested = probe.json()
+    assert tested["ok"] is True and [k["id"] for k in tested["keys"]] == [i["id"] for i in items]
+    assert all(k["ok"] and k["status"] == "enabled" for k in tested["keys"])
     assert {checks.get(f"external_key:{i['id']}") for i in items} == {"enabled"}
     assert config.json()["revocation_policy"] == "all"
     assert config.json()["key_id"] == keys[0]  # the flat fields name the first key
@@ -279,6 +284,9 @@ async def test_a_restart_unwraps_with_the_second_key_while_the_first_is_unavaila
     async with running(_settings(pg_url, kms_gate.url, tmp_path / "again")) as restarted:
         assert await _decrypts(restarted, blob)
         assert (await get_status(restarted.ctx)).serving
+        probe = await probe_ekms_config(restarted.ctx, ADMIN)
+    assert not probe.ok and [k.ok for k in probe.keys] == [False, True]
+    assert probe.keys[1].status is ExternalKeyStatus.ENABLED
 
 
 async def test_an_aws_key_and_an_hsm_key_wrap_one_kek(

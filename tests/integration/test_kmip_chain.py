@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from app.application.config_probe import probe_ekms_config
 from app.application.configuration import (
     get_status,
-    probe_ekms_config,
 )
 from app.application.crypto import Item
 from app.application.sync import sync_external_key

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from app.application.config_probe import probe_ekms_config
 from app.application.configuration import (
     get_status,
-    probe_ekms_config,
 )
 from app.application.crypto import Item
 from app.application.sync import sync_external_key

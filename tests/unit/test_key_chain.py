@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
+from app.application.config_probe import probe_ekms_config
 from app.application.configuration import (
     ConfigInput,
     configure_ekms,
     get_status,
-    probe_ekms_config,
     update_ekms_config,
 )
 from app.application.crypto import Item

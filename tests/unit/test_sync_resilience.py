@@ -8,7 +8,8 @@ from collections.abc import Mapping
 
 import pytest
 
-from app.application.configuration import get_status, probe_ekms_config
+from app.application.config_probe import probe_ekms_config
+from app.application.configuration import get_status
 from app.application.ports import ExternalKeyDescription, StallMark
 from app.application.status_record import alert_message
 from app.application.sync import probe_revocation, sync_external_key

@@ -19,12 +19,12 @@ from app.api.schemas.config import (
 )
 from app.api.security import SecuredRoute
 from app.application.config_end import end_ekms_config
+from app.application.config_probe import probe_ekms_config
 from app.application.configuration import (
     configure_ekms,
     get_config,
     get_status,
     kms_endpoint,
-    probe_ekms_config,
     update_ekms_config,
 )
 from app.application.context import AppContext

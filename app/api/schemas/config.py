@@ -11,7 +11,8 @@ from pydantic_core import PydanticCustomError
 from app.api.schemas.common import InputModel
 from app.api.schemas.external_keys import ExternalKeyItemOut, KeySyncOut, SyncFields
 from app.application.config_end import ConfigEnded
-from app.application.configuration import ConfigInput, EkmsStatus, ProbeResult
+from app.application.config_probe import KeyProbe, ProbeResult
+from app.application.configuration import ConfigInput, EkmsStatus
 from app.application.kek import KekRotationResult
 from app.application.sync import SyncReport
 from app.domain.alerts import Alert
@@ -137,14 +138,38 @@ class ConfigOut(BaseModel):
         )
 
 
+class KeyProbeOut(BaseModel):
+    """The probe's round trip through one external key."""
+
+    id: uuid.UUID
+    ok: bool
+    key_arn: str | None = Field(description="the provider's name of the key that wrapped it")
+    status: ExternalKeyStatus
+    latency_ms: float
+    reason: str | None
+
+    @classmethod
+    def of(cls, probe: KeyProbe) -> KeyProbeOut:
+        return cls(
+            id=probe.key,
+            ok=probe.ok,
+            key_arn=probe.key_name,
+            status=probe.status,
+            latency_ms=round(probe.latency_ms, 3),
+            reason=probe.reason,
+        )
+
+
 class ProbeOut(BaseModel):
-    """The outcome of wrapping and unwrapping a random probe through the external KMS."""
+    """The outcome of wrapping and unwrapping a random probe through every external key:
+    ``ok`` when each round-trips; the flat fields are the first key's."""
 
     ok: bool
     key_arn: str | None
     status: ExternalKeyStatus
     latency_ms: float
     reason: str | None
+    keys: list[KeyProbeOut] = Field(default_factory=list, description="each key, the first first")
 
     @classmethod
     def of(cls, result: ProbeResult) -> ProbeOut:
@@ -154,6 +179,7 @@ class ProbeOut(BaseModel):
             status=result.status,
             latency_ms=round(result.latency_ms, 3),
             reason=result.reason,
+            keys=[KeyProbeOut.of(k) for k in result.keys],
         )
 
 
