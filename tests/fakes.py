@@ -252,7 +252,7 @@ class InMemoryAuditRepository(_Repo):
         self.s.audit.extend(events)
 
     async def query(self, query: AuditQuery) -> list[AuditEvent]:
-        rows = sorted(self.s.audit, key=lambda e: (e.at, e.id))
+        rows = sorted(self.s.audit, key=lambda e: (e.at, e.id), reverse=query.newest_first)
         out = []
         for e in rows:
             if query.actor and e.actor != query.actor:
@@ -261,7 +261,9 @@ class InMemoryAuditRepository(_Repo):
                 continue
             if query.module and e.module != query.module:
                 continue
-            if query.after and (e.at, e.id) <= query.after:
+            if query.after and not query.newest_first and (e.at, e.id) <= query.after:
+                continue
+            if query.after and query.newest_first and (e.at, e.id) >= query.after:
                 continue
             out.append(e)
         return out[: query.limit]

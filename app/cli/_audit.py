@@ -2,11 +2,15 @@
 
 One page is printed as the server's answer (``items`` and ``next_cursor``) in JSON or YAML. With
 ``--all``, the events stream as they are fetched: NDJSON (one event a line) in JSON, one sequence
-in YAML, one table per page in a table.
+in YAML, one table per page in a table. ``--order desc`` lists the newest first (the cursor
+keeps the order it was given with); ``ekms audit tail`` (``_audit_tail``) follows new events.
 """
 
 from __future__ import annotations
 
+import enum
+import functools
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -21,6 +25,29 @@ COLUMNS = ["at", "actor", "action", "result", "module", "target", "count"]
 IDS = frozenset({"at", "target"})
 
 
+class Order(enum.StrEnum):
+    """The order of the events: oldest (``asc``) or newest (``desc``) first."""
+
+    ASC = "asc"
+    DESC = "desc"
+
+
+audit_group = typer.Typer(help="Audit events (ekms.auditor).")
+
+
+def _unless_subcommand(run: Callable[..., None]) -> Callable[..., None]:
+    """The group's callback lists the events only when no subcommand (``tail``) follows."""
+
+    @functools.wraps(run)  # keeps the signature typer reads
+    def guarded(ctx: typer.Context, **kwargs: Any) -> None:
+        if ctx.invoked_subcommand is None:
+            run(ctx, **kwargs)
+
+    return guarded
+
+
+@audit_group.callback(invoke_without_command=True)
+@_unless_subcommand
 @with_client
 def audit(
     client: Client,
@@ -35,9 +62,11 @@ def audit(
     all_pages: Annotated[
         bool, typer.Option("--all", help="follow every page (NDJSON with -o json)")
     ] = False,
+    order: Annotated[Order, typer.Option(help="asc: oldest first; desc: newest first")] = Order.ASC,
 ) -> None:
-    """Audit events, oldest first (ekms.auditor)."""
+    """Audit events, oldest first unless --order desc (ekms.auditor); see also ``tail``."""
     params: dict[str, Any] = {
+        "order": order.value,
         "since": since,
         "until": until,
         "actor": actor,
@@ -49,7 +78,7 @@ def audit(
     while True:
         page = client.call("GET", "/audit", params={**params, "cursor": cursor})
         if client.output is Output.TABLE:
-            table("audit", COLUMNS, [_row(event) for event in page["items"]], IDS)
+            table("audit", COLUMNS, [row(event) for event in page["items"]], IDS)
         elif all_pages:
             stream(page["items"], client.output)
         else:
@@ -58,11 +87,14 @@ def audit(
         if cursor is None:
             return
         if not all_pages:
-            errors.print(f"more: ekms audit --cursor {escape(cursor)}  (or --all)", soft_wrap=True)
+            again = "" if order is Order.ASC else "--order desc "
+            errors.print(
+                f"more: ekms audit {again}--cursor {escape(cursor)}  (or --all)", soft_wrap=True
+            )
             return
 
 
-def _row(event: dict[str, Any]) -> list[Text]:
+def row(event: dict[str, Any]) -> list[Text]:
     return [
         cell(event["at"]),
         cell(event["actor"]),

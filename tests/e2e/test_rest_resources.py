@@ -294,7 +294,7 @@ async def test_openapi_documents_every_route(rest: Rest) -> None:  # noqa: F811
         if path.startswith("/api/v1")
         for method, op in item.items()
     ]
-    assert len(operations) == 37  # 26 + 3 /ekms/external-keys + 8 /crypto routes
+    assert len(operations) == 38  # 27 + 3 /ekms/external-keys + 8 /crypto routes
     for path, method, op in operations:
         codes = set(op["responses"])
         assert {"401", "403", "500", "503"} <= codes, (path, method)

@@ -79,7 +79,7 @@ def test_every_admin_command_takes_url_and_token_after_its_name() -> None:
         for path, command in leaves(get_command(cli), "")
         if path not in process and not path.startswith("local-key")
     ]
-    assert len(admin) == 30  # 27 + keys external list|add|remove
+    assert len(admin) == 31  # 28 + keys external list|add|remove
     for path, command in admin:
         names = {param.name for param in command.params}
         assert {"url", "token"} <= names, path
