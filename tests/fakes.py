@@ -287,7 +287,7 @@ class InMemoryAuditRepository(_Repo):
         return sorted(self.s.audit_chain, key=lambda c: c.seq)
 
     async def query(self, query: AuditQuery) -> list[AuditEvent]:
-        rows = sorted(self.s.audit, key=lambda e: (e.at, e.id))
+        rows = sorted(self.s.audit, key=lambda e: (e.at, e.id), reverse=query.newest_first)
         out = []
         for e in rows:
             if query.actor and e.actor != query.actor:
@@ -296,7 +296,9 @@ class InMemoryAuditRepository(_Repo):
                 continue
             if query.module and e.module != query.module:
                 continue
-            if query.after and (e.at, e.id) <= query.after:
+            if query.after and not query.newest_first and (e.at, e.id) <= query.after:
+                continue
+            if query.after and query.newest_first and (e.at, e.id) >= query.after:
                 continue
             out.append(e)
         return out[: query.limit]

@@ -10,7 +10,7 @@ from app.application.context import AppContext
 from app.application.lookups import require_module
 from app.application.ports import UnitOfWork
 from app.domain.errors import NotFound, Reason
-from app.domain.policy import ModuleAccessPolicy, validate_policy_fields
+from app.domain.policy import Decision, ModuleAccessPolicy, evaluate, validate_policy_fields
 from app.domain.values import AccessResult, Caller, Operation, TargetType
 
 
@@ -119,3 +119,32 @@ async def delete_policy(ctx: AppContext, caller: Caller, policy_id: uuid.UUID) -
         await uow.policies.delete(policy_id)
         await _commit_audited(ctx, uow, caller, "policy.delete", policy)
     await ctx.changes.publish("policy")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessExplanation:
+    """A dry-run access decision on a module, with every policy it evaluated."""
+
+    decision: Decision
+    default_access: AccessResult
+    policies: tuple[ModuleAccessPolicy, ...]
+
+    def effect(self, policy: ModuleAccessPolicy) -> str:
+        """What a policy did: ``decided``, ``outweighed`` (matched, another decided),
+        ``inactive`` or ``no_match``."""
+        if policy.id == self.decision.decided_by:
+            return "decided"
+        if policy.id in self.decision.matched:
+            return "outweighed"
+        return "no_match" if policy.active else "inactive"
+
+
+async def explain_access(
+    ctx: AppContext, module_name: str, caller: Caller, operation: Operation
+) -> AccessExplanation:
+    """How a module's policies decide ``operation`` for ``caller``; nothing is changed."""
+    async with ctx.uow() as uow:
+        module = await require_module(uow, module_name)
+        policies = tuple(await uow.policies.list_for_module(module.id))
+    decision = evaluate(policies, caller, operation, module.default_access)
+    return AccessExplanation(decision, module.default_access, policies)

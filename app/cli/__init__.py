@@ -2,11 +2,12 @@
 
 - ``serve``, ``migrate``, ``token`` (``_process``) and ``local-key`` (``_local_key``) run ekms
   itself, from the process settings (``_settings``).
-- The admin commands (``status`` and ``sync``, ``audit``, ``config``, ``modules``, ``keys``,
-  ``policies``, ``fields``, ``kek``: one module each) are clients of the REST API (``_http``)
-  that only show its answers, as a table or as JSON or YAML (``-o``, ``_render``); a problem is
-  printed by ``_problems``. The root callback keeps their client (``_options``) and answers
-  ``--version``. Destructive actions ask for confirmation unless ``--yes``.
+- The admin commands (``status`` and ``sync``, ``audit`` (its ``tail`` in ``_audit_tail``),
+  ``config``, ``modules``, ``keys``, ``policies``, ``fields``, ``kek``: one module each) are
+  clients of the REST API (``_http``) that only show its answers, as a table or as JSON or
+  YAML (``-o``, ``_render``); a problem is printed by ``_problems``. The root callback keeps
+  their client (``_options``) and answers ``--version``. Destructive actions ask for
+  confirmation unless ``--yes``.
 - Shell completion: ``ekms --install-completion`` (or ``--show-completion``).
 """
 
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 import typer
 
-from app.cli._audit import audit_app
+from app.cli import _audit_tail  # noqa: F401  (registers ``ekms audit tail``)
+from app.cli._audit import audit_group
 from app.cli._config import config
 from app.cli._crypto import register as register_crypto
 from app.cli._external import external
@@ -39,7 +41,7 @@ cli.command()(token)
 cli.add_typer(local_key, name="local-key")
 cli.command("status")(status)
 cli.command("sync")(sync)
-cli.add_typer(audit_app, name="audit")
+cli.add_typer(audit_group, name="audit")
 cli.add_typer(config, name="config")
 cli.add_typer(modules, name="modules")
 cli.add_typer(keys, name="keys")

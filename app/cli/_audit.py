@@ -2,13 +2,16 @@
 
 One page is printed as the server's answer (``items`` and ``next_cursor``) in JSON or YAML. With
 ``--all``, the events stream as they are fetched: NDJSON (one event a line) in JSON, one sequence
-in YAML, one table per page in a table. ``ekms audit verify`` walks the hash chain; it exits 1
-when the chain is broken.
+in YAML, one table per page in a table. ``--order desc`` lists the newest first (the cursor
+keeps the order it was given with); ``ekms audit tail`` (``_audit_tail``) follows new events;
+``ekms audit verify`` walks the hash chain and exits 1 when it is broken.
 """
 
 from __future__ import annotations
 
-import inspect
+import enum
+import functools
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -23,6 +26,29 @@ COLUMNS = ["at", "actor", "action", "result", "module", "target", "count"]
 IDS = frozenset({"at", "target"})
 
 
+class Order(enum.StrEnum):
+    """The order of the events: oldest (``asc``) or newest (``desc``) first."""
+
+    ASC = "asc"
+    DESC = "desc"
+
+
+audit_group = typer.Typer(help="Audit events (ekms.auditor).")
+
+
+def _unless_subcommand(run: Callable[..., None]) -> Callable[..., None]:
+    """The group's callback lists the events only when no subcommand (``tail``) follows."""
+
+    @functools.wraps(run)  # keeps the signature typer reads
+    def guarded(ctx: typer.Context, **kwargs: Any) -> None:
+        if ctx.invoked_subcommand is None:
+            run(ctx, **kwargs)
+
+    return guarded
+
+
+@audit_group.callback(invoke_without_command=True)
+@_unless_subcommand
 @with_client
 def audit(
     client: Client,
@@ -37,9 +63,11 @@ def audit(
     all_pages: Annotated[
         bool, typer.Option("--all", help="follow every page (NDJSON with -o json)")
     ] = False,
+    order: Annotated[Order, typer.Option(help="asc: oldest first; desc: newest first")] = Order.ASC,
 ) -> None:
-    """Audit events, oldest first (ekms.auditor)."""
+    """Audit events, oldest first unless --order desc (ekms.auditor); see also ``tail``."""
     params: dict[str, Any] = {
+        "order": order.value,
         "since": since,
         "until": until,
         "actor": actor,
@@ -51,7 +79,7 @@ def audit(
     while True:
         page = client.call("GET", "/audit", params={**params, "cursor": cursor})
         if client.output is Output.TABLE:
-            table("audit", COLUMNS, [_row(event) for event in page["items"]], IDS)
+            table("audit", COLUMNS, [row(event) for event in page["items"]], IDS)
         elif all_pages:
             stream(page["items"], client.output)
         else:
@@ -60,11 +88,14 @@ def audit(
         if cursor is None:
             return
         if not all_pages:
-            errors.print(f"more: ekms audit --cursor {escape(cursor)}  (or --all)", soft_wrap=True)
+            again = "" if order is Order.ASC else "--order desc "
+            errors.print(
+                f"more: ekms audit {again}--cursor {escape(cursor)}  (or --all)", soft_wrap=True
+            )
             return
 
 
-def _row(event: dict[str, Any]) -> list[Text]:
+def row(event: dict[str, Any]) -> list[Text]:
     return [
         cell(event["at"]),
         cell(event["actor"]),
@@ -76,20 +107,7 @@ def _row(event: dict[str, Any]) -> list[Text]:
     ]
 
 
-def _events_unless_subcommand(ctx: typer.Context, **options: Any) -> None:
-    if ctx.invoked_subcommand is None:
-        audit(ctx, **options)
-
-
-# ``ekms audit [options]`` lists events as before; ``ekms audit verify`` is a subcommand.
-_events_unless_subcommand.__signature__ = inspect.signature(audit)  # type: ignore[attr-defined]
-_events_unless_subcommand.__annotations__ = dict(audit.__annotations__)
-_events_unless_subcommand.__doc__ = audit.__doc__
-audit_app = typer.Typer(help="The audit trail (ekms.auditor).")
-audit_app.callback(invoke_without_command=True)(_events_unless_subcommand)
-
-
-@audit_app.command("verify")
+@audit_group.command("verify")
 @with_client
 def audit_verify(
     client: Client,

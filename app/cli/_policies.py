@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from app.cli._http import Client
 from app.cli._options import YesOpt, delete, with_client
-from app.cli._render import done, fail, listing, record
+from app.cli._render import Output, cell, done, dump, fail, listing, record, say, styled, table
 
 policies = typer.Typer(no_args_is_help=True, help="Module access policies (ekms.admin).")
 
@@ -141,3 +141,41 @@ def policies_update(
 def policies_delete(client: Client, policy_id: str, yes: YesOpt = False) -> None:
     """Delete an access policy (by its full id)."""
     delete(client, f"/policies/{policy_id}", "policy", policy_id, yes=yes)
+
+
+@policies.command("explain")
+@with_client
+def policies_explain(
+    client: Client,
+    module: str,
+    subject: Annotated[str, typer.Option("--subject", help="the caller's token subject")],
+    op: Annotated[str, typer.Option("--op", help="encrypt, decrypt, rewrap or mac")],
+    role: Annotated[
+        list[str] | None, typer.Option("--role", help="a role of the caller; repeat for more")
+    ] = None,
+) -> None:
+    """Explain how a module's policies decide an operation for a subject and its roles (a dry
+    run: nothing is called or changed)."""
+    body = {"subject": subject, "roles": role or [], "operation": op}
+    data = client.call("POST", f"/modules/{module}/policies/explain", body=body)
+    if client.output is not Output.TABLE:
+        dump(data, client.output)
+        return
+    say(escape(f"{'allowed' if data['allowed'] else 'denied'}: {data['explanation']}"))
+    table(
+        f"policies of {module} evaluated",
+        ["id", "target", "operations", "result", "active", "matched", "effect"],
+        [
+            [
+                cell(p["id"]),
+                cell(f"{p['target_type']}:{p['target']}"),
+                cell(p["operations"]),
+                styled(p["result"]),
+                cell(p["active"]),
+                cell(p["matched"]),
+                cell(p["effect"]),
+            ]
+            for p in data["policies"]
+        ],
+        frozenset({"id", "target"}),
+    )

@@ -75,6 +75,12 @@ CASES = [
     Case("POST", "/api/v1/modules/{name}/keys/{version}/{action}", frozenset({KEY_MANAGER})),
     Case("GET", "/api/v1/modules/{name}/policies", frozenset({ADMIN})),
     Case("POST", "/api/v1/modules/{name}/policies", frozenset({ADMIN}), POLICY),
+    Case(
+        "POST",
+        "/api/v1/modules/{name}/policies/explain",
+        frozenset({ADMIN}),
+        {"subject": "bob", "roles": ["hr"], "operation": "decrypt"},
+    ),
     Case("GET", "/api/v1/policies/{policy_id}", frozenset({ADMIN})),
     Case("PUT", "/api/v1/policies/{policy_id}", frozenset({ADMIN}), POLICY),
     Case("DELETE", "/api/v1/policies/{policy_id}", frozenset({ADMIN})),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
@@ -38,7 +38,7 @@ def _utc(value: datetime | None, field: str) -> datetime | None:
 @router.get(
     "",
     tags=["audit"],
-    summary="Audit events, oldest first, filtered and paged",
+    summary="Audit events, oldest first (or newest first), filtered and paged",
     description=(
         "Data-plane events are aggregated in memory and written about once a second, "
         "so the newest calls may take a moment to appear."
@@ -54,6 +54,10 @@ async def list_events(
     module: Annotated[str | None, Query(max_length=255)] = None,
     result: Annotated[AuditResult | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    order: Annotated[
+        Literal["asc", "desc"],
+        Query(description="asc: oldest first (default); desc: newest first; keep it with `cursor`"),
+    ] = "asc",
     cursor: Annotated[
         str | None, Query(max_length=512, description="`next_cursor` of the previous page")
     ] = None,
@@ -70,6 +74,7 @@ async def list_events(
         result=result.value if result else None,
         after=decode_cursor(cursor) if cursor else None,
         limit=limit,
+        newest_first=order == "desc",
     )
     found = await list_audit_events(ctx, query)
     page, more = list(found.events), found.more

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Path, Response, status
 from app.api.deps import Admin, AnyAdminRole, Ctx, KeyManager
 from app.api.openapi import problems
 from app.api.schemas.modules import KeyActionIn, KeyVersionOut, ModuleIn, ModuleOut, ModulePatch
-from app.api.schemas.policies import PolicyIn, PolicyOut
+from app.api.schemas.policies import ExplainIn, ExplainOut, PolicyIn, PolicyOut
 from app.api.security import SecuredRoute
 from app.application.modules import (
     KeyAction,
@@ -21,7 +21,8 @@ from app.application.modules import (
     rotate_module_key,
     update_module,
 )
-from app.application.policies import create_policy, list_policies
+from app.application.policies import create_policy, explain_access, list_policies
+from app.domain.values import Caller
 
 router = APIRouter(prefix="/api/v1/modules", route_class=SecuredRoute)
 
@@ -162,3 +163,17 @@ async def add_policy(
     policy = await create_policy(ctx, caller, name, body.to_input())
     response.headers["Location"] = f"/api/v1/policies/{policy.id}"
     return PolicyOut.of(policy)
+
+
+@router.post(
+    "/{name}/policies/explain",
+    tags=["policies"],
+    summary="Explain the access decision for a subject, its roles and an operation",
+    description="A dry run of the module's access policies: nothing is called, changed or audited.",
+    responses=_MODULE_404,
+)
+async def explain_policies(
+    name: ModuleName, body: ExplainIn, ctx: Ctx, _caller: Admin
+) -> ExplainOut:
+    asked = Caller(subject=body.subject, roles=frozenset(body.roles))
+    return ExplainOut.of(await explain_access(ctx, name, asked, body.operation))

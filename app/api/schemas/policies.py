@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.schemas.common import InputModel
-from app.application.policies import PolicyInput
+from app.application.policies import AccessExplanation, PolicyInput
 from app.domain.policy import ModuleAccessPolicy
 from app.domain.values import AccessResult, Operation, TargetType
 
@@ -76,4 +77,55 @@ class PolicyOut(BaseModel):
             description=policy.description,
             created_at=policy.created_at,
             updated_at=policy.updated_at,
+        )
+
+
+class ExplainIn(InputModel):
+    """A caller (a subject and its roles) and an operation to decide, without calling."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"subject": "svc-payroll", "roles": ["payroll"], "operation": "decrypt"}]
+        }
+    )
+
+    subject: str = Field(min_length=1, max_length=256, description="the token subject")
+    roles: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, max_length=64, description="the token's roles"
+    )
+    operation: Operation
+
+
+class EvaluatedPolicyOut(PolicyOut):
+    matched: bool
+    effect: str = Field(description="decided, outweighed, no_match or inactive")
+
+
+class ExplainOut(BaseModel):
+    allowed: bool
+    result: AccessResult
+    operation: Operation
+    decided_by: uuid.UUID | None = Field(description="the deciding policy; null: the default")
+    default_access: AccessResult
+    explanation: str
+    policies: list[EvaluatedPolicyOut]
+
+    @classmethod
+    def of(cls, found: AccessExplanation) -> ExplainOut:
+        decision = found.decision
+        return cls(
+            allowed=decision.allowed,
+            result=decision.result,
+            operation=decision.operation,
+            decided_by=decision.decided_by,
+            default_access=found.default_access,
+            explanation=decision.explain(),
+            policies=[
+                EvaluatedPolicyOut(
+                    **PolicyOut.of(p).model_dump(),
+                    matched=p.id in decision.matched,
+                    effect=found.effect(p),
+                )
+                for p in found.policies
+            ],
         )

@@ -151,13 +151,14 @@ class AuditQuery:
     result: str | None = None
     after: tuple[datetime, uuid.UUID] | None = None  # cursor: strictly after (at, id)
     limit: int = 100
+    newest_first: bool = False  # then ``after`` means strictly before (at, id)
 
 
 class AuditRepository(Protocol):
     async def append(self, events: Sequence[AuditEvent]) -> None: ...
 
     async def query(self, query: AuditQuery) -> Sequence[AuditEvent]:
-        """Ordered by (at, id) ascending."""
+        """Ordered by (at, id), ascending unless ``newest_first``."""
         ...
 
     async def chain_start(self, since: datetime | None) -> ChainedEvent | None:

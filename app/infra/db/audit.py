@@ -47,7 +47,8 @@ class SqlaAuditRepository(SqlRepository):
         await self._execute(update(_head).values(seq=last.seq, hash=last.hash))
 
     async def query(self, query: AuditQuery) -> Sequence[AuditEvent]:
-        """Events matching every given filter, ordered by ``(at, id)`` ascending.
+        """Events matching every given filter, ordered by ``(at, id)`` ascending (descending
+        with ``newest_first``, the cursor then meaning strictly before).
 
         ``since`` is inclusive and ``until`` exclusive; ``after`` is the cursor (the ``(at, id)``
         of the last event of the previous page): only events strictly after it are returned.
@@ -55,7 +56,7 @@ class SqlaAuditRepository(SqlRepository):
         stmt = (
             select(_t)
             .where(*_conditions(query))
-            .order_by(_t.c.at, _t.c.id)
+            .order_by(*_order(query))
             .limit(max(query.limit, 0))
         )
         return [m.audit_from_row(row) for row in await self._rows(stmt)]
@@ -110,5 +111,14 @@ def _conditions(query: AuditQuery) -> list[ColumnElement[bool]]:
             conditions.append(column == value)
     if query.after is not None:
         at, event_id = query.after
-        conditions.append(or_(_t.c.at > at, and_(_t.c.at == at, _t.c.id > event_id)))
+        if query.newest_first:
+            conditions.append(or_(_t.c.at < at, and_(_t.c.at == at, _t.c.id < event_id)))
+        else:
+            conditions.append(or_(_t.c.at > at, and_(_t.c.at == at, _t.c.id > event_id)))
     return conditions
+
+
+def _order(query: AuditQuery) -> tuple[ColumnElement[object], ...]:
+    if query.newest_first:
+        return (_t.c.at.desc(), _t.c.id.desc())
+    return (_t.c.at.asc(), _t.c.id.asc())
