@@ -13,10 +13,10 @@ from app.api.schemas.config import (
     ConfigIn,
     ConfigOut,
     KekRotationOut,
-    ProbeOut,
     StatusOut,
     SyncOut,
 )
+from app.api.schemas.config_probe import ProbeOut
 from app.api.security import SecuredRoute
 from app.application.config_end import end_ekms_config
 from app.application.config_probe import probe_ekms_config

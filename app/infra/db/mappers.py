@@ -1,8 +1,6 @@
-"""Rows to domain entities and back, by hand (see ``tables`` for the storage conventions).
-
+"""Rows to domain entities and back, by hand (``tables`` has the storage conventions):
 ``*_values`` give the column values to write, without ``revision`` (the repositories own it);
-``*_from_row`` rebuild the entity, running its own validation.
-"""
+``*_from_row`` rebuild the entity, running its own validation."""
 
 from __future__ import annotations
 
