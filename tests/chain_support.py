@@ -46,17 +46,27 @@ async def make_sync_due(ctx: AppContext) -> None:
         await uow.commit()
 
 
-def aws_settings(pg_url: str, url: str, tmp_path: Path, *, secret: str, **extra: Any) -> Settings:
-    """A node on Postgres and the AWS KMS at ``url`` (moto or a gate), no scheduler, no metrics."""
+def node_settings(pg_url: str, tmp_path: Path, *, secret: str, **provider: Any) -> Settings:
+    """A node on Postgres with the given provider settings, no scheduler, no metrics."""
     return Settings(
-        **extra,
+        **provider,
         database_url=pg_url,
-        kms_provider="aws",
-        aws_endpoint_url=url,
-        allow_insecure_kms_endpoint=True,
-        aws_region=AWS_TEST_REGION,
         data_dir=tmp_path,
         jwt_hs256_secret=secret,
         scheduler_enabled=False,
         metrics_port=None,
+    )
+
+
+def aws_settings(pg_url: str, url: str, tmp_path: Path, *, secret: str, **extra: Any) -> Settings:
+    """A node on Postgres and the AWS KMS at ``url`` (moto or a gate), no scheduler, no metrics."""
+    return node_settings(
+        pg_url,
+        tmp_path,
+        secret=secret,
+        **extra,
+        kms_provider="aws",
+        aws_endpoint_url=url,
+        allow_insecure_kms_endpoint=True,
+        aws_region=AWS_TEST_REGION,
     )

@@ -23,27 +23,24 @@ from app.domain.values import (
     KmsProvider,
 )
 from app.infra.settings import Settings
-from tests.chain_support import ADMIN, APP, open_module
+from tests.chain_support import ADMIN, APP, node_settings, open_module
 from tests.fixtures.kmip import KmipAdmin, KmipServer
 
 TARGET = Target(module="global.kmip")
 
 
 def _settings(pg_url: str, server: KmipServer, tmp_path: Path) -> Settings:
-    values: dict[str, Any] = {
-        "database_url": pg_url,
-        "kms_provider": "kmip",
-        "kmip_host": server.host,
-        "kmip_port": server.port,
-        "kmip_cert_file": server.pki.client_cert,
-        "kmip_key_file": server.pki.client_key,
-        "kmip_ca_file": server.pki.ca,
-        "data_dir": tmp_path,
-        "jwt_hs256_secret": "z" * 40,
-        "scheduler_enabled": False,
-        "metrics_port": None,
-    }
-    return Settings(**values)
+    return node_settings(
+        pg_url,
+        tmp_path,
+        secret="z" * 40,
+        kms_provider="kmip",
+        kmip_host=server.host,
+        kmip_port=server.port,
+        kmip_cert_file=server.pki.client_cert,
+        kmip_key_file=server.pki.client_key,
+        kmip_ca_file=server.pki.ca,
+    )
 
 
 async def _refused(node: Any, blob: bytes) -> Reason:

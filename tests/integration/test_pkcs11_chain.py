@@ -4,7 +4,6 @@ test, round trip, states reached by acting on the HSM itself, restart and decryp
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from app.application.config_probe import probe_ekms_config
 from app.application.configuration import (
@@ -20,25 +19,22 @@ from app.domain.values import (
     KmsProvider,
 )
 from app.infra.settings import Settings
-from tests.chain_support import ADMIN, APP, open_module
+from tests.chain_support import ADMIN, APP, node_settings, open_module
 from tests.fixtures.pkcs11 import HsmAdmin, SoftHsmToken
 
 TARGET = Target(module="global.hsm")
 
 
 def _settings(pg_url: str, token: SoftHsmToken, tmp_path: Path) -> Settings:
-    values: dict[str, Any] = {
-        "database_url": pg_url,
-        "kms_provider": "pkcs11",
-        "pkcs11_library": token.library,
-        "pkcs11_token_label": token.label,
-        "pkcs11_pin": token.pin,
-        "data_dir": tmp_path,
-        "jwt_hs256_secret": "z" * 40,
-        "scheduler_enabled": False,
-        "metrics_port": None,
-    }
-    return Settings(**values)
+    return node_settings(
+        pg_url,
+        tmp_path,
+        secret="z" * 40,
+        kms_provider="pkcs11",
+        pkcs11_library=token.library,
+        pkcs11_token_label=token.label,
+        pkcs11_pin=token.pin,
+    )
 
 
 async def test_a_chain_rooted_in_an_hsm_serves_fails_closed_and_survives_a_restart(
