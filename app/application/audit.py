@@ -25,7 +25,9 @@ from app.domain.audit import AuditEvent, AuditResult
 
 log = structlog.get_logger(__name__)
 
-AggregateKey = tuple[str, str, str | None, str | None, AuditResult, str | None, str | None]
+Extra = tuple[tuple[str, str], ...]
+"""Further (name, value) pairs an event is aggregated by and that land in its ``details``."""
+AggregateKey = tuple[str, str, str | None, str | None, AuditResult, str | None, str | None, Extra]
 UsageKey = tuple[uuid.UUID, int]
 
 
@@ -73,9 +75,14 @@ class AuditBuffer:
         reason: str | None = None,
         decided_by: str | None = None,
         count: int = 1,
+        extra: Extra = (),
     ) -> None:
-        """Count one data-plane outcome under its aggregation key."""
-        self._pending[(actor, action, module, target, result, reason, decided_by)] += count
+        """Count one data-plane outcome under its aggregation key.
+
+        ``extra`` pairs (a justification, an XKS request's metadata) are part of the key, so
+        events that differ in them are separate rows, and each pair is in the row's details.
+        """
+        self._pending[(actor, action, module, target, result, reason, decided_by, extra)] += count
         outcome = "success" if result is AuditResult.SUCCESS else (reason or result.value)
         self.totals[(module or target or "unknown", action, outcome)] += count
         if len(self._pending) >= self.capacity:
@@ -137,8 +144,9 @@ class AuditBuffer:
 
 
 def _event(event_id: uuid.UUID, now: datetime, key: AggregateKey, count: int) -> AuditEvent:
-    actor, action, module, target, result, reason, decided_by = key
+    actor, action, module, target, result, reason, decided_by, extra = key
     details: dict[str, object] = {"decided_by": decided_by} if decided_by else {}
+    details.update(extra)
     return AuditEvent(
         id=event_id,
         at=now,
