@@ -8,7 +8,7 @@ import json
 import os
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -20,6 +20,7 @@ from app.application.context import AppContext
 from app.application.keychain import KeyChain
 from app.application.ports import (
     AuditQuery,
+    ChainHead,
     ExternalKeyDescription,
     ExternalKeyRef,
     KmsWrapped,
@@ -28,6 +29,7 @@ from app.application.ports import (
 from app.domain.alerts import KeyStatusChange
 from app.domain.audit import AuditEvent
 from app.domain.audit_chain import GENESIS, ChainedEvent, chain
+from app.domain.audit_checkpoint import Checkpoint, SigningKeyRecord
 from app.domain.errors import (
     AlreadyExists,
     Conflict,
@@ -67,6 +69,8 @@ class Store:
     audit: list[AuditEvent] = field(default_factory=list)
     audit_chain: list[ChainedEvent] = field(default_factory=list)  # the chained rows, any order
     audit_head: tuple[int, bytes] = (0, GENESIS)
+    checkpoints: dict[int, Checkpoint] = field(default_factory=dict)
+    signing_keys: list[SigningKeyRecord] = field(default_factory=list)
     status_history: list[Any] = field(default_factory=list)
     alerts: list[Any] = field(default_factory=list)
 
@@ -304,6 +308,39 @@ class InMemoryAuditRepository(_Repo):
         return out[: query.limit]
 
 
+class InMemoryAuditCheckpointRepository(_Repo):
+    async def lock_head(self) -> ChainHead:
+        seq, digest = self.s.audit_head
+        ids = [c.event.id for c in self.s.audit_chain if c.seq == seq]
+        return ChainHead(seq, digest, ids[0] if ids else None)
+
+    async def last(self) -> Checkpoint | None:
+        return self.s.checkpoints[max(self.s.checkpoints)] if self.s.checkpoints else None
+
+    async def add(self, checkpoint: Checkpoint) -> bool:
+        if checkpoint.seq in self.s.checkpoints:
+            return False
+        self.s.checkpoints[checkpoint.seq] = checkpoint
+        return True
+
+    async def page(self, after_seq: int, limit: int) -> list[Checkpoint]:
+        return [self.s.checkpoints[k] for k in sorted(self.s.checkpoints) if k > after_seq][:limit]
+
+    async def signing_keys(self) -> list[SigningKeyRecord]:
+        return sorted(self.s.signing_keys, key=lambda k: (k.created_at, k.id))
+
+    async def add_signing_key(self, key: SigningKeyRecord) -> None:
+        self.s.signing_keys.append(key)
+
+    async def rewrap_signing_key(
+        self, key_id: uuid.UUID, kek_id: uuid.UUID, wrapped_seed: bytes
+    ) -> None:
+        self.s.signing_keys = [
+            replace(k, kek_id=kek_id, wrapped_seed=wrapped_seed) if k.id == key_id else k
+            for k in self.s.signing_keys
+        ]
+
+
 class InMemoryKeyStatusRepository(_Repo):
     async def record_change(self, change: Any) -> None:
         self.s.status_history.append(change)
@@ -370,6 +407,7 @@ class InMemoryUnitOfWork:
         self.fields = InMemoryFieldConfigRepository(self._work)
         self.policies = InMemoryPolicyRepository(self._work)
         self.audit = InMemoryAuditRepository(self._work)
+        self.checkpoints = InMemoryAuditCheckpointRepository(self._work)
         self.status = InMemoryKeyStatusRepository(self._work)
         return self
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.application.audit_checkpoints import reseal_signing_keys
 from app.application.context import AppContext
 from app.application.erasure import erase_dead_rows
 from app.application.kek_mint import mint_kek
@@ -67,6 +68,7 @@ async def rotate_kek(ctx: AppContext, caller: Caller) -> KekRotationResult:
             key.kek_id = new_id
             await uow.keys.save(key)
             count += 1
+        await reseal_signing_keys(ctx, uow, old_kek, new_kek)
         # Every DEK with material now names the new KEK: no row references the others.
         retired = [k.id for k in await uow.instance_keys.list() if k.wraps != new_id]
         for kek_id in retired:

@@ -8,7 +8,8 @@ position ``seq`` (1, 2, ...) orders the rows; it is not hashed: the order is wha
 ``ChainWalk`` checks rows fed in ``seq`` order and names the first break: ``altered`` (content
 does not match its hash, or was re-hashed), ``deleted`` (a position is missing),
 ``reordered`` (a row links to a row that is elsewhere in the chain), ``inserted`` (a row
-without a chain position after the chain started, or past the recorded head).
+without a chain position after the chain started, or past the recorded head). ``checkpoint``
+is the signed checkpoints' own break (``CheckpointWalk``).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class Break(StrEnum):
     DELETED = "deleted"
     REORDERED = "reordered"
     INSERTED = "inserted"
+    CHECKPOINT = "checkpoint"  # a signed checkpoint that fails (app/domain/audit_checkpoint.py)
 
 
 @dataclass(frozen=True, slots=True)

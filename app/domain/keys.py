@@ -114,6 +114,26 @@ class KeyEncryptionKey:
         except InvalidTag:
             raise DecryptionFailed() from None
 
+    def seal(self, secret: bytes, purpose: bytes, nonce: bytes) -> bytes:
+        """Wrap a secret of ekms's own (not a DEK), bound to ``purpose`` and this KEK's id."""
+        aad = _SECRET_AAD + purpose + self.id.bytes
+        return bytes([WRAP_V1]) + nonce + self._aead.encrypt(nonce, secret, aad)
+
+    def unseal(self, sealed: bytes, purpose: bytes) -> bytes:
+        """The secret ``seal`` wrapped for ``purpose``; ``DecryptionFailed`` otherwise."""
+        if len(sealed) < _WRAP_MIN or sealed[0] != WRAP_V1:
+            raise DecryptionFailed()
+        nonce = sealed[1 : 1 + GCM_NONCE_SIZE]
+        try:
+            return self._aead.decrypt(
+                nonce, sealed[1 + GCM_NONCE_SIZE :], _SECRET_AAD + purpose + self.id.bytes
+            )
+        except InvalidTag:
+            raise DecryptionFailed() from None
+
+
+_SECRET_AAD = b"ekms/secret/v1|"
+
 
 def fingerprint(kek: bytes) -> str:
     """A non-secret identifier of a KEK: HMAC-SHA256 of a fixed label, first 16 bytes, hex."""

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.infra.db import migrate
 from app.infra.db.engine import create_engine
 from app.infra.db.tables import metadata
-from app.infra.db.triggers import AUDIT_TRIGGERS
+from app.infra.db.triggers import AUDIT_TRIGGERS, CHECKPOINT_TRIGGERS
 
 ALEMBIC_TABLE = "alembic_version"
 PARTIAL_UNIQUE_INDEXES = {
@@ -26,7 +26,7 @@ PARTIAL_UNIQUE_INDEXES = {
 
 
 def test_head_revision() -> None:
-    assert migrate.head_revision() == "0009"
+    assert migrate.head_revision() == "0011"
     assert migrate.MIGRATIONS_DIR.joinpath("env.py").is_file()
 
 
@@ -56,6 +56,11 @@ async def _triggers(engine: AsyncEngine) -> set[str]:
         return set((await conn.execute(text(query))).scalars())
 
 
+def _append_only_triggers(engine: AsyncEngine) -> set[str]:
+    name = engine.dialect.name
+    return set(AUDIT_TRIGGERS[name]) | set(CHECKPOINT_TRIGGERS[name])
+
+
 async def _pg_functions(engine: AsyncEngine) -> set[str]:
     query = "SELECT proname FROM pg_proc WHERE proname LIKE 'ekms%'"
     async with engine.connect() as conn:
@@ -73,7 +78,7 @@ async def test_upgrade_downgrade_upgrade(empty_db_url: str) -> None:
         assert await migrate.current_revision(empty_db_url) == migrate.head_revision()
         assert await migrate.is_at_head(empty_db_url)
         assert await _tables(engine) == expected_tables
-        assert await _triggers(engine) == set(AUDIT_TRIGGERS[engine.dialect.name])
+        assert await _triggers(engine) == _append_only_triggers(engine)
 
         await migrate.upgrade_to_head(empty_db_url)  # idempotent
         assert await migrate.is_at_head(empty_db_url)
@@ -154,7 +159,7 @@ async def test_migrated_schema_equals_tables_py(db_url: str) -> None:
             schema = await conn.run_sync(_schema)
         assert differences == []
         assert schema == _metadata_schema()
-        assert await _triggers(engine) == set(AUDIT_TRIGGERS[engine.dialect.name])
+        assert await _triggers(engine) == _append_only_triggers(engine)
         await _assert_partial_indexes(engine)
     finally:
         await engine.dispose()

@@ -3,7 +3,8 @@
 One module per concern, every name re-exported here (``from app.application.ports import X``):
 
 - ``kms``: the external root key (``KeyManagementService``, ``KmsConnector``, ``StallMeter``);
-- ``persistence``: the repositories, ``UnitOfWork`` and its factory;
+- ``persistence``: the repositories, ``UnitOfWork`` and its factory (``audit_checkpoints``:
+  the audit chain's signed checkpoints and their signing keys);
 - ``system``: ``Clock`` and ``RandomSource`` (the only clock and randomness the use cases see);
 - ``replicas``: ``ChangeFeed`` (tell every replica of a change), ``Leader`` (who runs jobs) and
   ``SyncLock`` (who runs the external key sync);
@@ -14,6 +15,7 @@ Adapters live in ``app.infra`` (``AwsKms``, ``LocalKms``, ``SqlaUnitOfWork``, ``
 ...); test doubles in ``tests/fakes.py`` (``InMemoryUnitOfWork``, ``FakeKms``, ``FakeClock``).
 """
 
+from app.application.ports.audit_checkpoints import AuditCheckpointRepository, ChainHead
 from app.application.ports.identity import TokenVerifier, VerifiedToken
 from app.application.ports.kms import (
     ExternalKeyDescription,
@@ -47,9 +49,11 @@ from app.application.ports.telemetry import CallMetrics
 
 __all__ = [
     "ExternalKeyRepository",
+    "AuditCheckpointRepository",
     "AuditQuery",
     "AuditRepository",
     "CallMetrics",
+    "ChainHead",
     "ChangeFeed",
     "Clock",
     "ConfigRepository",

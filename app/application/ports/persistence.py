@@ -10,6 +10,7 @@ from enum import StrEnum
 from types import TracebackType
 from typing import Protocol, Self
 
+from app.application.ports.audit_checkpoints import AuditCheckpointRepository
 from app.domain.alerts import Alert, KeyStatusChange
 from app.domain.audit import AuditEvent
 from app.domain.audit_chain import ChainedEvent
@@ -211,6 +212,7 @@ class UnitOfWork(Protocol):
     fields: FieldConfigRepository
     policies: PolicyRepository
     audit: AuditRepository
+    checkpoints: AuditCheckpointRepository
     status: KeyStatusRepository
 
     async def __aenter__(self) -> Self: ...

@@ -12,7 +12,8 @@ Invariants the database enforces itself, on both backends:
 - at most one ``external_instance_keys`` row is active;
 - a module has at most one ``active`` key version;
 - a key version holds key material unless, and only unless, it is destroyed;
-- ``audit_events`` is append-only (triggers refuse UPDATE and DELETE).
+- ``audit_events`` and ``audit_checkpoints`` are append-only (triggers refuse UPDATE and
+  DELETE); the audit trail's tables are in ``tables_audit``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     PrimaryKeyConstraint,
     String,
     Table,
@@ -38,23 +38,17 @@ from sqlalchemy import (
     text,
 )
 
-from app.infra.db.triggers import install_append_only
+# The metadata and the size limits are shared with ``tables_audit`` (the audit trail's tables).
+from app.infra.db._metadata import ENUM as ENUM
+from app.infra.db._metadata import IDENTIFIER as IDENTIFIER
+from app.infra.db._metadata import NAME as NAME
+from app.infra.db._metadata import NAMING_CONVENTION as NAMING_CONVENTION
+from app.infra.db._metadata import metadata as metadata
+from app.infra.db.tables_audit import audit_chain_head as audit_chain_head
+from app.infra.db.tables_audit import audit_checkpoints as audit_checkpoints
+from app.infra.db.tables_audit import audit_events as audit_events
+from app.infra.db.tables_audit import audit_signing_keys as audit_signing_keys
 from app.infra.db.types import UTCDateTime, json_type
-
-NAMING_CONVENTION = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-# Domain limits: module names are 2-4 parts of at most 63 characters, identifiers 63.
-NAME = 255
-IDENTIFIER = 63
-ENUM = 32
 
 
 def _revision() -> Column[int]:
@@ -221,45 +215,6 @@ module_access_policies = Table(
     _revision(),
     Index("ix_module_access_policies_module_id", "module_id"),
 )
-
-audit_events = Table(
-    "audit_events",
-    metadata,
-    Column("id", Uuid, primary_key=True),
-    Column("at", UTCDateTime, nullable=False),
-    Column("actor", Text, nullable=False),
-    Column("action", String(NAME), nullable=False),
-    Column("result", String(ENUM), nullable=False),
-    Column("module", String(NAME)),
-    Column("target", Text),
-    Column("reason", Text),
-    Column("details", json_type(), nullable=False),
-    Column("count", Integer, nullable=False, server_default="1"),
-    # The hash chain (app/domain/audit_chain.py); NULL on rows written before 0009.
-    Column("seq", BigInteger),
-    *(Column(name, LargeBinary(32)) for name in ("prev_hash", "hash")),
-    Index("uq_audit_events_seq", "seq", unique=True),
-    # Every query pages by (at, id); the filtered ones start from their filter column.
-    Index("ix_audit_events_at_id", "at", "id"),
-    Index("ix_audit_events_actor", "actor", "at", "id"),
-    Index("ix_audit_events_action", "action", "at", "id"),
-    Index("ix_audit_events_module", "module", "at", "id"),
-)
-
-# One row (id 1): the chain's head, locked by each append so that replicas keep one chain.
-audit_chain_head = Table(
-    "audit_chain_head",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("seq", BigInteger, nullable=False),
-    Column("hash", LargeBinary(32), nullable=False),
-    CheckConstraint("id = 1", name="singleton"),
-)
-
-
-# metadata.create_all() installs the same triggers as the migration.
-install_append_only(audit_events)
-
 
 external_key_status_history = Table(
     "external_key_status_history",

@@ -1,4 +1,5 @@
-"""DDL that SQLAlchemy's Table cannot express: the append-only guard on ``audit_events``.
+"""DDL that SQLAlchemy's Table cannot express: the append-only guard on ``audit_events`` (and,
+from schema 0011, on ``audit_checkpoints``).
 
 A refused change raises an integrity error on both backends (SQLSTATE 23000 on Postgres,
 ``SQLITE_CONSTRAINT_TRIGGER`` on SQLite), so it surfaces as ``sqlalchemy.exc.IntegrityError``.
@@ -68,10 +69,28 @@ def _ddl(statement: str, dialect: str) -> DDL:
     return ddl.execute_if(dialect=dialect)
 
 
-def install_append_only(audit_events: Table) -> None:
+def append_only(table: str) -> dict[str, DialectDDL]:
+    """The same guard on another table (``audit_checkpoints``): its own function and triggers."""
+    return {
+        dialect: DialectDDL(
+            tuple(s.replace("audit_events", table) for s in ddl.create),
+            tuple(s.replace("audit_events", table) for s in ddl.drop),
+        )
+        for dialect, ddl in AUDIT_APPEND_ONLY.items()
+    }
+
+
+CHECKPOINT_TRIGGERS: dict[str, tuple[str, ...]] = {
+    dialect: tuple(n.replace("audit_events", "audit_checkpoints") for n in names)
+    for dialect, names in AUDIT_TRIGGERS.items()
+}
+
+
+def install_append_only(table: Table) -> None:
     """Have ``metadata.create_all()`` create (and ``drop_all()`` drop) the guard's DDL."""
-    for dialect, statements in AUDIT_APPEND_ONLY.items():
+    guard = AUDIT_APPEND_ONLY if table.name == "audit_events" else append_only(table.name)
+    for dialect, statements in guard.items():
         for statement in statements.create:
-            event.listen(audit_events, "after_create", _ddl(statement, dialect))
+            event.listen(table, "after_create", _ddl(statement, dialect))
         for statement in statements.drop:
-            event.listen(audit_events, "before_drop", _ddl(statement, dialect))
+            event.listen(table, "before_drop", _ddl(statement, dialect))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Self
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.application.ports import (
+    AuditCheckpointRepository,
     AuditRepository,
     ConfigRepository,
     ExternalKeyRepository,
@@ -19,6 +20,7 @@ from app.application.ports import (
     ModuleRepository,
     PolicyRepository,
 )
+from app.infra.db.checkpoints import SqlaAuditCheckpointRepository
 from app.infra.db.erase import erase_dead_rows
 from app.infra.db.errors import is_unavailable, translate_unavailable
 from app.infra.db.external_keys import SqlaExternalKeyRepository
@@ -51,6 +53,7 @@ class SqlaUnitOfWork:
     fields: FieldConfigRepository
     policies: PolicyRepository
     audit: AuditRepository
+    checkpoints: AuditCheckpointRepository
     status: KeyStatusRepository
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -76,6 +79,7 @@ class SqlaUnitOfWork:
         self.fields = SqlaFieldConfigRepository(conn)
         self.policies = SqlaPolicyRepository(conn)
         self.audit = SqlaAuditRepository(conn)
+        self.checkpoints = SqlaAuditCheckpointRepository(conn)
         self.status = SqlaKeyStatusRepository(conn)
         return self
 
@@ -142,3 +146,4 @@ if TYPE_CHECKING:
         _fields: ports.FieldConfigRepository = SqlaFieldConfigRepository(conn)
         _policies: ports.PolicyRepository = SqlaPolicyRepository(conn)
         _audit: ports.AuditRepository = SqlaAuditRepository(conn)
+        _checkpoints: ports.AuditCheckpointRepository = SqlaAuditCheckpointRepository(conn)
