@@ -13,6 +13,7 @@ from typing import Protocol, TypedDict, Unpack
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.application.audit_checkpoints import Checkpointer
 from app.application.configuration import ConfigInput, configure_ekms
 from app.application.context import AppContext
 from app.application.crypto import CryptoService
@@ -82,6 +83,7 @@ class Container:
     verifier: JwtVerifier | None
     changes: RunningChangeFeed
     scheduler: MaintenanceScheduler
+    checkpointer: Checkpointer
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def schema_state(self) -> str:
@@ -140,7 +142,12 @@ def build_container(settings: Settings, **overrides: Unpack[Overrides]) -> Conta
         revocation_probe_seconds=settings.revocation_probe_seconds,
     )
     verifier = build_verifier(settings, clock)
-    return Container(settings, engine, ctx, app.crypto, verifier, app.changes, scheduler)
+    checkpointer = Checkpointer(
+        ctx, rows=settings.audit_checkpoint_rows, seconds=settings.audit_checkpoint_seconds
+    )
+    return Container(
+        settings, engine, ctx, app.crypto, verifier, app.changes, scheduler, checkpointer
+    )
 
 
 async def _prepare_schema(settings: Settings) -> None:
@@ -191,6 +198,9 @@ async def running(settings: Settings, **overrides: Unpack[Overrides]) -> AsyncIt
         container.changes.start()
         await _configure_local_default(container)
         container.tasks.append(asyncio.create_task(container.ctx.audit.run(), name="audit-flush"))
+        container.tasks.append(
+            asyncio.create_task(container.checkpointer.run(), name="audit-checkpoints")
+        )
         if settings.scheduler_enabled:
             container.scheduler.start()
         readiness = await container.readiness()

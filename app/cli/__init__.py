@@ -2,7 +2,8 @@
 
 - ``serve``, ``migrate``, ``token`` (``_process``) and ``local-key`` (``_local_key``) run ekms
   itself, from the process settings (``_settings``).
-- The admin commands (``status`` and ``sync``, ``audit`` (its ``tail`` in ``_audit_tail``),
+- The admin commands (``status`` and ``sync``, ``audit`` (its ``tail`` in ``_audit_tail``,
+  ``checkpoints`` in ``_audit_checkpoints``),
   ``config``, ``modules``, ``keys``, ``policies``, ``fields``, ``kek``: one module each) are
   clients of the REST API (``_http``) that only show its answers, as a table or as JSON or
   YAML (``-o``, ``_render``); a problem is printed by ``_problems``. The root callback keeps
@@ -15,7 +16,10 @@ from __future__ import annotations
 
 import typer
 
-from app.cli import _audit_tail  # noqa: F401  (registers ``ekms audit tail``)
+from app.cli import (
+    _audit_checkpoints,  # noqa: F401  (registers ``ekms audit checkpoints``)
+    _audit_tail,  # noqa: F401  (registers ``ekms audit tail``)
+)
 from app.cli._audit import audit_group
 from app.cli._config import config
 from app.cli._crypto import register as register_crypto

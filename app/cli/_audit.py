@@ -4,7 +4,8 @@ One page is printed as the server's answer (``items`` and ``next_cursor``) in JS
 ``--all``, the events stream as they are fetched: NDJSON (one event a line) in JSON, one sequence
 in YAML, one table per page in a table. ``--order desc`` lists the newest first (the cursor
 keeps the order it was given with); ``ekms audit tail`` (``_audit_tail``) follows new events;
-``ekms audit verify`` walks the hash chain and exits 1 when it is broken.
+``ekms audit verify`` walks the hash chain and its checkpoints and exits 1 when it is broken;
+``ekms audit checkpoints`` (``_audit_checkpoints``) exports the signed checkpoints.
 """
 
 from __future__ import annotations
@@ -115,11 +116,17 @@ def audit_verify(
         str | None, typer.Option(help="ISO time with zone: start at the first row at or after")
     ] = None,
 ) -> None:
-    """Walk the audit hash chain; report the first row altered, deleted, reordered or inserted."""
+    """Walk the audit hash chain and its signed checkpoints; report the first break."""
     data = client.call("GET", "/audit/verify", params={"since": since})
     found = data["first_break"]
     if found is None:
-        done(client.output, data, f"audit chain intact: {data['checked']} rows checked")
+        keys = "" if data["keys_verified"] else " [yellow](signing keys not proven)[/yellow]"
+        done(
+            client.output,
+            data,
+            f"audit chain intact: {data['checked']} rows, {data['checkpoints']} checkpoints "
+            f"checked{keys}",
+        )
         return
     where = f"position {found['seq']}" if found["seq"] is not None else f"row {found['event_id']}"
     done(

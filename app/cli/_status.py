@@ -18,7 +18,8 @@ def styled(state: str | None) -> str:
 
 @with_client
 def status(client: Client) -> None:
-    """The key chain: external key, KEK, modules and key versions, open alerts."""
+    """The key chain: external key, KEK, modules and key versions, the audit signing key's
+    public key, open alerts."""
     data = client.call("GET", "/ekms/status")
     modules = client.call("GET", "/modules", allow=(403,))
     keys: dict[str, list[dict[str, Any]]] = {}
@@ -63,6 +64,12 @@ def status(client: Client) -> None:
         )
         for key in keys[module["name"]]:
             node.add(f"v{key['version']}  {styled(key['state'])}  since {key['state_changed_at']}")
+    signing = data.get("audit_signing_key")
+    if signing:
+        tree.add(
+            f"audit signing key [cyan]{e(signing['public_key'])}[/cyan]"
+            f"  ({e(signing['algorithm'])}, id {signing['key_id']})"
+        )
     if data["alerts"]:
         alerts = tree.add("[bold red]open alerts[/bold red]")
         for alert in data["alerts"]:

@@ -29,7 +29,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 FORMAT = "ekms.audit.checkpoint.v1"
 SEED_SIZE = 32
-ALGORITHM = "Ed25519"
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,6 +69,12 @@ class Settings(BaseSettings):
         default=None, ge=5, le=86400, description="prove the EKEK unwraps this often (off: None)"
     )
     audit_flush_seconds: float = Field(default=1.0, gt=0, le=60)
+    audit_checkpoint_rows: int = Field(
+        default=10_000, ge=1, description="sign the audit chain's head every this many rows"
+    )
+    audit_checkpoint_seconds: float = Field(
+        default=300.0, ge=1, le=86_400, description="... or this often, when rows were added"
+    )
     scheduler_enabled: bool = True
     scheduler_tick_seconds: float = Field(default=60.0, gt=0, le=3600)
     reconcile_seconds: float = Field(default=30.0, gt=0, le=3600)

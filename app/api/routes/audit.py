@@ -16,7 +16,13 @@ from app.api.schemas.audit import (
     decode_cursor,
     encode_cursor,
 )
+from app.api.schemas.audit_checkpoints import (
+    CheckpointOut,
+    CheckpointPage,
+    decode_checkpoint_cursor,
+)
 from app.api.security import SecuredRoute
+from app.application.audit_checkpoints import list_checkpoints
 from app.application.audit_log import list_audit_events
 from app.application.audit_verify import verify_audit_chain
 from app.application.ports import AuditQuery
@@ -90,8 +96,10 @@ async def list_events(
     summary="Verify the audit hash chain",
     description=(
         "Checks every chained row (or those from `since` on) against its hash and its link to "
-        "the previous row, and the recorded head; reports the first row altered, deleted, "
-        "reordered or inserted, or `ok` with the count. The encoding is in docs/audit.md."
+        "the previous row, and the recorded head, and every signed checkpoint (its signature, "
+        "none missing, the chain still holding the head it signed); reports the first row "
+        "altered, deleted, reordered or inserted, or checkpoint broken, or `ok` with the "
+        "count. The encoding is in docs/audit.md."
     ),
 )
 async def verify(
@@ -102,3 +110,29 @@ async def verify(
     ] = None,
 ) -> AuditVerifyOut:
     return AuditVerifyOut.of(await verify_audit_chain(ctx, _utc(since, "since")))
+
+
+@router.get(
+    "/checkpoints",
+    tags=["audit"],
+    summary="Signed checkpoints of the audit chain, oldest first, paged",
+    description=(
+        "Each checkpoint signs the chain's head (position, row, hash) with the audit signing "
+        "key (Ed25519). Keep them outside the database: docs/audit.md shows how to check them "
+        "offline."
+    ),
+)
+async def checkpoints(
+    ctx: Ctx,
+    _caller: Auditor,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    cursor: Annotated[
+        str | None, Query(max_length=32, description="`next_cursor` of the previous page")
+    ] = None,
+) -> CheckpointPage:
+    after = decode_checkpoint_cursor(cursor) if cursor else 0
+    page = await list_checkpoints(ctx, after, limit)
+    items = [CheckpointOut.of(c, key) for c, key in page.items]
+    return CheckpointPage(
+        items=items, next_cursor=str(items[-1].seq) if page.more and items else None
+    )

@@ -18,6 +18,7 @@ from app.api.schemas.config import (
 )
 from app.api.schemas.config_probe import ProbeOut
 from app.api.security import SecuredRoute
+from app.application.audit_checkpoints import current_signing_key
 from app.application.config_end import end_ekms_config
 from app.application.config_probe import probe_ekms_config
 from app.application.configuration import (
@@ -116,7 +117,7 @@ async def test_config(ctx: Ctx, caller: Admin) -> ProbeOut:
     summary="Key chain status: external key, KEK, open alerts",
 )
 async def read_status(ctx: Ctx, _caller: AnyAdminRole) -> StatusOut:
-    return StatusOut.of(await get_status(ctx))
+    return StatusOut.of(await get_status(ctx), await current_signing_key(ctx))
 
 
 @router.post(

@@ -97,7 +97,7 @@ class AuditPage(BaseModel):
 
 
 class ChainBreakOut(BaseModel):
-    kind: Break = Field(description="altered, deleted, reordered or inserted")
+    kind: Break = Field(description="altered, deleted, reordered, inserted or checkpoint")
     seq: int | None = Field(description="the chain position concerned, when it has one")
     event_id: uuid.UUID | None = Field(description="the row concerned, when it still exists")
     detail: str
@@ -108,6 +108,12 @@ class AuditVerifyOut(BaseModel):
     checked: int = Field(description="chained rows checked before the first break, or all")
     started_at: datetime | None = Field(description="the first walked row's time")
     first_break: ChainBreakOut | None
+    checkpoints: int = Field(description="signed checkpoints found to match the chain")
+    keys_verified: bool = Field(
+        description="every signing key those checkpoints name was proven sealed under the KEK "
+        "(false while the key chain cannot serve: signatures then checked against the stored "
+        "public keys only)"
+    )
 
     @classmethod
     def of(cls, report: ChainReport) -> AuditVerifyOut:
@@ -116,6 +122,8 @@ class AuditVerifyOut(BaseModel):
             ok=report.ok,
             checked=report.checked,
             started_at=report.started_at,
+            checkpoints=report.checkpoints,
+            keys_verified=report.keys_verified,
             first_break=None
             if found is None
             else ChainBreakOut(

@@ -8,8 +8,10 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from app.api.schemas.audit_checkpoints import SigningKeyOut
 from app.api.schemas.common import InputModel
 from app.api.schemas.external_keys import ExternalKeyItemOut, KeySyncOut, SyncFields
+from app.application.audit_checkpoints import SigningKeyInfo
 from app.application.config_end import ConfigEnded
 from app.application.configuration import ConfigInput, EkmsStatus
 from app.application.kek import KekRotationResult
@@ -191,10 +193,14 @@ class StatusOut(BaseModel):
         default_factory=list,
         description="every external key, the first first (`external_key` is the first)",
     )
+    audit_signing_key: SigningKeyOut | None = Field(
+        default=None, description="the key that signs audit checkpoints (null before the first)"
+    )
 
     @classmethod
-    def of(cls, status: EkmsStatus) -> StatusOut:
+    def of(cls, status: EkmsStatus, signing_key: SigningKeyInfo | None = None) -> StatusOut:
         return cls(
+            audit_signing_key=SigningKeyOut.of(signing_key),
             configured=status.configured,
             active=status.active,
             serving=status.serving,
