@@ -3,7 +3,8 @@
 Every replica runs a ``Checkpointer``. Making a checkpoint is one transaction that locks the
 chain's head as an append does (so replicas take turns, and the head cannot move meanwhile),
 reads the last checkpoint, and signs the head when it is due: ``rows`` positions past the last
-checkpoint, or ``seconds`` after it with at least one new row. A second replica that finds the
+checkpoint, or ``seconds`` after it (after the process started, for the first) with at least
+one new row. A second replica that finds the
 head already checkpointed does nothing (and the primary key on the position would refuse a
 duplicate all the same).
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
 
@@ -49,10 +51,16 @@ class CheckpointPage:
 
 
 async def make_checkpoint(
-    ctx: AppContext, *, rows: int, seconds: float, force: bool = False
+    ctx: AppContext,
+    *,
+    rows: int,
+    seconds: float,
+    force: bool = False,
+    started: datetime | None = None,
 ) -> Checkpoint | None:
     """Sign the chain's head if a checkpoint is due (always, with ``force``, when the head
-    moved since the last one); the checkpoint made, or ``None``.
+    moved since the last one); the checkpoint made, or ``None``. Before the first checkpoint
+    the time counts from ``started`` (due at once without it).
 
     ``KeyUnavailable`` / ``ServiceUnavailable`` when the key chain cannot serve or the database
     is away: the next attempt tries again.
@@ -67,11 +75,12 @@ async def make_checkpoint(
         last_seq = last.seq if last is not None else 0
         if head.seq <= last_seq:
             return None
+        since = last.at if last is not None else started
         due = (
             force
-            or last is None
+            or since is None
             or head.seq - last_seq >= rows
-            or (now - last.at).total_seconds() >= seconds
+            or (now - since).total_seconds() >= seconds
         )
         if not due:
             return None
@@ -170,11 +179,14 @@ class Checkpointer:
         self.seconds = seconds
         self.poll = min(seconds, 5.0)
         self.made = 0
+        self.started = ctx.clock.now()
 
     async def tick(self) -> Checkpoint | None:
         """One attempt; failures are logged, never raised (the next tick tries again)."""
         try:
-            made = await make_checkpoint(self._ctx, rows=self.rows, seconds=self.seconds)
+            made = await make_checkpoint(
+                self._ctx, rows=self.rows, seconds=self.seconds, started=self.started
+            )
         except EkmsError as exc:
             log.debug("audit_checkpoint_skipped", reason=exc.reason.value)
             return None

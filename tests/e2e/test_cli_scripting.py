@@ -6,6 +6,7 @@ with the server's own secret."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -17,10 +18,12 @@ from typing import Any
 
 import httpx
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import text as sql
 from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
+from app.application.audit_checkpoints import make_checkpoint
 from app.cli import cli
 from app.infra.settings import Settings
 from tests.e2e.rest_support import (
@@ -181,6 +184,42 @@ async def test_audit_verify_says_intact_then_names_an_edited_row(live_server: Li
     found = json.loads(broken.stdout)["first_break"]
     assert (found["kind"], found["seq"]) == ("altered", 1)
     assert "audit chain broken" in (await ekms("audit", "verify", roles=(AUDITOR,), code=1)).stdout
+
+
+async def test_audit_checkpoints_export_as_ndjson_that_verifies_offline(
+    live_server: LiveServer,  # noqa: F811
+) -> None:
+    ekms = Cli(live_server.url)
+    ctx = live_server.container.ctx
+    for interval in ("25", "26", "27"):  # three admin events, a checkpoint after each
+        await out(ekms, "json", "config", "set", "--sync-interval", interval)
+        assert await make_checkpoint(ctx, rows=10_000, seconds=3600, force=True) is not None
+    lines = (
+        await ekms("audit", "checkpoints", "--all", "-o", "json", "--limit", "2", roles=(AUDITOR,))
+    ).stdout.splitlines()
+    exported = [json.loads(line) for line in lines]  # NDJSON across two pages
+    assert len(exported) >= 3  # and any the process made itself
+    status = await out(ekms, "json", "status", roles=(AUDITOR,))
+    pinned = status["status"]["audit_signing_key"]["public_key"]
+    previous = 0
+    for cp in exported:  # the offline check of docs/audit.md
+        assert cp["public_key"] == pinned and cp["algorithm"] == "Ed25519"
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(pinned))
+        key.verify(base64.b64decode(cp["signature"]), cp["payload"].encode())
+        signed = json.loads(cp["payload"])
+        assert (signed["seq"], signed["hash"]) == (cp["seq"], cp["hash"])
+        assert signed["seq"] - signed["count"] == previous
+        previous = signed["seq"]
+    table = (await ekms("audit", "checkpoints", roles=(AUDITOR,))).stdout
+    assert "audit checkpoints" in table and str(exported[-1]["seq"]) in table
+    assert "audit signing key" in (await ekms("status", roles=(AUDITOR,))).stdout
+    report = await out(ekms, "json", "audit", "verify", roles=(AUDITOR,))
+    assert report["ok"] is True and report["checkpoints"] >= len(exported)
+    assert report["keys_verified"] is True
+    bad = await ekms("audit", "checkpoints", "--cursor", "x1", roles=(AUDITOR,), code=1)
+    assert "INVALID_INPUT" in bad.stderr
+    refused = await ekms("audit", "checkpoints", roles=KM, code=1)
+    assert "403" in refused.stderr
 
 
 async def test_validation_errors_read_as_sentences_naming_the_field(

@@ -96,6 +96,7 @@ CASES = [
     Case("DELETE", "/api/v1/field-configs/{config_id}", frozenset({ADMIN})),
     Case("GET", "/api/v1/audit", frozenset({AUDITOR})),
     Case("GET", "/api/v1/audit/verify", frozenset({AUDITOR})),
+    Case("GET", "/api/v1/audit/checkpoints", frozenset({AUDITOR})),
     Case("POST", "/api/v1/crypto/encrypt", None, {**TARGET, "plaintext": b64(b"DE89")}),
     Case("POST", "/api/v1/crypto/decrypt", None, {**TARGET, "ciphertext": "{ciphertext}"}),
     Case("POST", "/api/v1/crypto/rewrap", None, {**TARGET, "ciphertext": "{ciphertext}"}),

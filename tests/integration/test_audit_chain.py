@@ -1,6 +1,7 @@
 """The audit hash chain on Postgres: a superuser who disables the append-only triggers and edits,
-deletes, inserts or swaps rows is caught by verify; two replicas appending at once keep one
-intact chain."""
+deletes, inserts or swaps rows is caught by verify, and so is one who cuts the tail after a
+signed checkpoint, re-hashes a rewritten history, or edits or deletes a checkpoint; two
+replicas appending (and checkpointing) at once keep one intact chain."""
 
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
+from app.application.audit_checkpoints import make_checkpoint
 from app.application.audit_verify import ChainReport, verify_audit_chain
 from app.application.modules import ModuleInput, create_module
 from app.bootstrap import Container, running
 from app.domain.audit import AuditEvent, AuditResult
-from app.domain.audit_chain import Break, link
+from app.domain.audit_chain import GENESIS, Break, chain, link
+from app.domain.audit_checkpoint import Checkpoint
 from app.domain.values import Caller
 from app.infra.settings import Settings
 
@@ -198,3 +202,134 @@ async def test_two_replicas_appending_at_once_keep_one_intact_chain(
             )
     assert report.ok, report.first_break
     assert unchained == 0 and report.checked == stored and stored >= 88  # 80 flushed + 8 admin
+
+
+# Signed checkpoints: what a superuser cannot hide from verify once a head was signed.
+
+
+async def _checkpointed(node: Container, at_rows: tuple[int, ...]) -> list[Checkpoint]:
+    """Checkpoints signed when the chain held each of ``at_rows`` rows past the fixture's."""
+    made: list[Checkpoint] = []
+    done = 0
+    for target in at_rows:
+        for i in range(target - done):
+            node.ctx.audit.record(actor=f"cp-{i}", action="decrypt", result=AuditResult.SUCCESS)
+            await node.ctx.audit.flush()
+        done = target
+        checkpoint = await make_checkpoint(node.ctx, rows=10_000, seconds=3600, force=True)
+        assert checkpoint is not None
+        made.append(checkpoint)
+    return made
+
+
+async def _tamper_checkpoints(node: Container, statement: str, **params: object) -> None:
+    async with node.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE audit_checkpoints DISABLE TRIGGER USER"))
+        await conn.execute(text(statement), params)
+        await conn.execute(text("ALTER TABLE audit_checkpoints ENABLE TRIGGER USER"))
+
+
+async def test_checkpoints_of_an_untouched_chain_all_match(node: Container) -> None:
+    made = await _checkpointed(node, (2, 4, 6))
+    report = await _verify(node)
+    assert report.ok and report.checkpoints == len(made) and report.keys_verified
+
+
+async def test_the_database_refuses_to_change_a_checkpoint(node: Container) -> None:
+    await _checkpointed(node, (1,))
+    for statement in ("UPDATE audit_checkpoints SET count = 0", "DELETE FROM audit_checkpoints"):
+        with pytest.raises(DBAPIError):
+            async with node.engine.begin() as conn:
+                await conn.execute(text(statement))
+
+
+async def test_a_tail_cut_after_a_checkpoint_with_the_head_moved_back_is_reported(
+    node: Container,
+) -> None:
+    made = await _checkpointed(node, (2, 5))
+    keep = made[0].seq + 1  # rows up to and including the last checkpoint's go
+    async with node.engine.connect() as conn:
+        digest = await conn.scalar(
+            text("SELECT hash FROM audit_events WHERE seq = :s"), {"s": keep}
+        )
+    await _tamper(
+        node,
+        "DELETE FROM audit_events WHERE seq > :keep",
+        "UPDATE audit_chain_head SET seq = :keep, hash = :hash",
+        keep=keep,
+        hash=digest,
+    )
+    report = await _verify(node)
+    assert report.first_break is not None
+    assert (report.first_break.kind, report.first_break.seq) == (Break.DELETED, keep + 1)
+    assert "checkpoint" in report.first_break.detail
+
+
+async def test_an_edited_checkpoint_is_reported(node: Container) -> None:
+    made = await _checkpointed(node, (2, 4, 6))
+    await _tamper_checkpoints(
+        node, "UPDATE audit_checkpoints SET count = count + 1 WHERE seq = :s", s=made[1].seq
+    )
+    report = await _verify(node)
+    assert report.first_break is not None
+    assert (report.first_break.kind, report.first_break.seq) == (Break.CHECKPOINT, made[1].seq)
+
+
+async def test_a_deleted_checkpoint_is_reported(node: Container) -> None:
+    made = await _checkpointed(node, (2, 4, 6))
+    await _tamper_checkpoints(node, "DELETE FROM audit_checkpoints WHERE seq = :s", s=made[1].seq)
+    report = await _verify(node)
+    assert report.first_break is not None
+    assert (report.first_break.kind, report.first_break.seq) == (Break.CHECKPOINT, made[2].seq)
+    assert "missing" in report.first_break.detail
+
+
+async def test_a_rewritten_and_rehashed_history_is_caught_by_a_checkpoint(node: Container) -> None:
+    made = await _checkpointed(node, (3,))
+    async with node.ctx.uow() as uow:
+        rows = list(await uow.audit.chain_page(0, 10_000))
+    forged_events = [r.event for r in rows]
+    forged_events[1] = replace(forged_events[1], actor="mallory")
+    forged = chain(0, GENESIS, forged_events)
+    statements, params = [], {}
+    for c in forged:
+        statements.append(
+            f"UPDATE audit_events SET actor = :a{c.seq}, prev_hash = :p{c.seq}, "  # noqa: S608
+            f"hash = :h{c.seq} WHERE seq = {c.seq}"
+        )
+        params.update({f"a{c.seq}": c.event.actor, f"p{c.seq}": c.prev_hash, f"h{c.seq}": c.hash})
+    statements.append("UPDATE audit_chain_head SET hash = :head")
+    await _tamper(node, *statements, head=forged[-1].hash, **params)
+    report = await _verify(node)
+    assert report.first_break is not None
+    assert (report.first_break.kind, report.first_break.seq) == (Break.ALTERED, made[0].seq)
+
+
+async def test_two_replicas_checkpointing_at_once_make_one_checkpoint_a_head(
+    pg_url: str, tmp_path: Path
+) -> None:
+    async with AsyncExitStack() as stack:
+        nodes = [
+            await stack.enter_async_context(running(_settings(pg_url, tmp_path))) for _ in range(2)
+        ]
+
+        async def work(node: Container, name: str) -> int:
+            made = 0
+            for i in range(15):
+                node.ctx.audit.record(
+                    actor=f"{name}-{i}", action="encrypt", result=AuditResult.SUCCESS
+                )
+                await node.ctx.audit.flush()
+                both = await asyncio.gather(
+                    *(make_checkpoint(n.ctx, rows=1, seconds=3600) for n in nodes)
+                )
+                made += sum(c is not None for c in both)
+            return made
+
+        made = sum(await asyncio.gather(*(work(n, f"node{k}") for k, n in enumerate(nodes))))
+        report = await _verify(nodes[0])
+        async with nodes[0].engine.connect() as conn:
+            stored = await conn.scalar(text("SELECT count(*) FROM audit_checkpoints"))
+            keys = await conn.scalar(text("SELECT count(*) FROM audit_signing_keys"))
+    assert report.ok, report.first_break
+    assert stored == made == report.checkpoints and made >= 2 and keys == 1

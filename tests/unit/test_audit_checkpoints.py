@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from app.application.audit_checkpoints import (
+    Checkpointer,
     current_signing_key,
     list_checkpoints,
     make_checkpoint,
@@ -248,3 +249,20 @@ async def test_the_export_verifies_offline_with_the_documented_snippet(ready: Wo
         assert signed["seq"] - signed["count"] == previous
         previous = signed["seq"]
     assert previous == max(ready.db.committed.checkpoints)
+
+
+async def test_the_checkpointer_signs_the_first_head_after_seconds_or_rows(ready: World) -> None:
+    ticker = Checkpointer(ready.ctx, rows=50, seconds=SECONDS)
+    assert ticker.poll == 5.0
+    await _append(ready, 3)
+    assert await ticker.tick() is None  # neither 50 rows nor 60 s since it started
+    ready.clock.advance(SECONDS)
+    first = await ticker.tick()
+    assert first is not None and first.seq == _head(ready)[0] - 1 and ticker.made == 1
+    await _append(ready, 50)
+    assert await ticker.tick() is not None and ticker.made == 2
+
+
+async def test_the_checkpointer_logs_and_goes_on_when_the_chain_cannot_serve(world: World) -> None:
+    ticker = Checkpointer(world.ctx, rows=1, seconds=SECONDS)
+    assert await ticker.tick() is None and ticker.made == 0  # not configured: no raise
