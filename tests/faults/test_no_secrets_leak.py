@@ -39,6 +39,7 @@ import pytest
 from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
 from ekms_client.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 
+from app.domain.audit_checkpoint import AuditSigner, seal_purpose
 from app.domain.keys import KeyEncryptionKey
 from app.infra.db.engine import create_engine
 from tests.faults.support import (
@@ -155,7 +156,16 @@ def reconstruct_keys(pg_url: str, kms: OwnKms, secrets: Secrets, label: str) -> 
         )
         secrets.add(f"DEK {row['module_id']} v{row['version']}", dek)
         deks += 1
-    return {"at": label, "keks": len(keks), "deks": deks}
+    seeds = 0
+    for row in query(pg_url, "SELECT * FROM audit_signing_keys"):
+        public_key = bytes(row["public_key"])
+        seed = keks[row["kek_id"]].unseal(
+            bytes(row["wrapped_seed"]), seal_purpose(row["id"], public_key)
+        )
+        assert AuditSigner(row["id"], seed).public_key == public_key
+        secrets.add(f"audit signing seed {row['id']}", seed)
+        seeds += 1
+    return {"at": label, "keks": len(keks), "deks": deks, "signing_seeds": seeds}
 
 
 def grpc_session(node: EkmsProcess, secrets: Secrets, errors: list[bytes]) -> int:
@@ -272,6 +282,7 @@ def test_a_realistic_session_leaks_no_key_material_or_token(
             EKMS_LOG_LEVEL="DEBUG",
             EKMS_LOG_JSON="true",
             EKMS_SCHEDULER_TICK_SECONDS="1",
+            EKMS_AUDIT_CHECKPOINT_SECONDS="1",  # a signed checkpoint, hence a signing seed
         ),
         tmp_path / "ekms.log",
     )
@@ -482,6 +493,7 @@ def test_a_realistic_session_leaks_no_key_material_or_token(
     )
     assert len([n for n in secrets.items if n.startswith("KEK")]) >= 2
     assert len([n for n in secrets.items if n.startswith("DEK")]) >= 4
+    assert snapshots[-1]["signing_seeds"] == 1  # one signing key, resealed by the KEK rotation
     assert len(error_bodies) >= 19
     assert leaks == [], leaks
     assert headerless == [], headerless
