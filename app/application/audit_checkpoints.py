@@ -128,7 +128,12 @@ async def reseal_signing_keys(
     ctx: AppContext, uow: UnitOfWork, old_kek: KeyEncryptionKey, new_kek: KeyEncryptionKey
 ) -> int:
     """Within a KEK rotation's transaction: reseal every signing key sealed under ``old_kek``
-    under ``new_kek`` (the same seed, so the public key and every signature stay valid)."""
+    under ``new_kek`` (the same seed, so the public key and every signature stay valid).
+
+    Takes the chain head's lock first, as ``make_checkpoint`` does, so no signing key can be
+    created under ``old_kek`` between this read and the rotation's commit. (The rotation holds
+    module key rows already; a flush locks those before the head too: the same order.)"""
+    await uow.checkpoints.lock_head()
     count = 0
     for key in await uow.checkpoints.signing_keys():
         if key.kek_id != old_kek.id:
