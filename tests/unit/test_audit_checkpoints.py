@@ -266,3 +266,21 @@ async def test_the_checkpointer_signs_the_first_head_after_seconds_or_rows(ready
 async def test_the_checkpointer_logs_and_goes_on_when_the_chain_cannot_serve(world: World) -> None:
     ticker = Checkpointer(world.ctx, rows=1, seconds=SECONDS)
     assert await ticker.tick() is None and ticker.made == 0  # not configured: no raise
+
+
+async def test_verify_since_checks_the_later_checkpoints_without_a_false_gap(ready: World) -> None:
+    made = []
+    for _ in range(3):
+        ready.clock.advance(10)  # rows of each round at their own time
+        await _append(ready, 2)
+        checkpoint = await _checkpoint(ready, force=True)
+        assert checkpoint is not None
+        made.append(checkpoint)
+    # seq + 1 is the signing key's creation, audited with the first round; + 2 opens round 2
+    after_first = next(c for c in ready.db.committed.audit_chain if c.seq == made[0].seq + 2)
+    report = await verify_audit_chain(ready.ctx, since=after_first.event.at)
+    assert report.ok and report.checkpoints == 2  # the first lies before the walk
+    edited = dataclasses.replace(made[2], count=made[2].count + 1)
+    ready.db.committed.checkpoints[edited.seq] = edited
+    report = await verify_audit_chain(ready.ctx, since=after_first.event.at)
+    assert report.first_break is not None and report.first_break.seq == made[2].seq
