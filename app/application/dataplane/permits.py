@@ -40,6 +40,7 @@ class SuccessAudit:
     module: str
     target: str
     decided_by: str
+    extra: tuple[tuple[str, str], ...]  # the caller's justification, if it sent one
 
     @classmethod
     def of(
@@ -47,7 +48,12 @@ class SuccessAudit:
     ) -> SuccessAudit:
         decided_by = str(decision.decided_by) if decision.decided_by else "default"
         return cls(
-            caller.subject, decision.operation.value, view.module.name, str(target), decided_by
+            caller.subject,
+            decision.operation.value,
+            view.module.name,
+            str(target),
+            decided_by,
+            caller.audit_extra,
         )
 
     def record(self, audit: AuditBuffer, count: int = 1) -> None:
@@ -59,6 +65,7 @@ class SuccessAudit:
             target=self.target,
             decided_by=self.decided_by,
             count=count,
+            extra=self.extra,
         )
 
 

@@ -219,6 +219,8 @@ module_access_policies = Table(
     Column("active", Boolean, nullable=False),
     Column("description", String(1024), nullable=False, server_default=""),
     _revision(),
+    Column("require_justification", Boolean, nullable=False, server_default=text("false")),
+    Column("justification_codes", json_type()),  # 0012 (both): NULL or [] with the flag: any
     Index("ix_module_access_policies_module_id", "module_id"),
 )
 
@@ -256,10 +258,8 @@ audit_chain_head = Table(
     CheckConstraint("id = 1", name="singleton"),
 )
 
-
 # metadata.create_all() installs the same triggers as the migration.
 install_append_only(audit_events)
-
 
 external_key_status_history = Table(
     "external_key_status_history",
