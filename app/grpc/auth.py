@@ -25,14 +25,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
 
 from app.application.ports import TokenVerifier, VerifiedToken
 from app.domain.errors import EkmsError, InvalidInput, Unauthenticated
-from app.domain.justification import JUSTIFICATION_HEADER, justification_from
+from app.domain.justification import JUSTIFICATION_HEADER, Justification, justification_from
 from app.domain.values import Caller
 from app.grpc._handlers import Behavior, ProtectedInterceptor, replace_behavior
 
@@ -45,7 +45,14 @@ class Grant:
 
     token: VerifiedToken
     verifier: TokenVerifier
-    caller: Caller  # the token's, with the call's justification if it sent one
+    justification: Justification | None = None  # what the call's metadata sent
+    caller: Caller = field(init=False)  # the token's, with the justification: built once
+
+    def __post_init__(self) -> None:
+        caller = self.token.caller
+        if self.justification is not None:
+            caller = replace(caller, justification=self.justification)
+        object.__setattr__(self, "caller", caller)
 
     def check(self) -> None:
         """``Unauthenticated`` once the token has expired (no signature check: cheap)."""
@@ -75,11 +82,10 @@ def authorization_value(metadata: Sequence[tuple[str, str | bytes]] | None) -> s
     return None
 
 
-def justified(caller: Caller, metadata: Sequence[tuple[str, str | bytes]] | None) -> Caller:
-    """``caller`` with the call's ``x-ekms-justification``, if any; ``InvalidInput`` if bad."""
+def justification_of(metadata: Sequence[tuple[str, str | bytes]] | None) -> Justification | None:
+    """The call's ``x-ekms-justification``, if it sent one; ``InvalidInput`` if it is bad."""
     sent = [v for k, v in metadata or () if k == JUSTIFICATION_HEADER and isinstance(v, str)]
-    justification = justification_from(sent)
-    return caller if justification is None else replace(caller, justification=justification)
+    return justification_from(sent)
 
 
 class AuthInterceptor(ProtectedInterceptor):
@@ -95,10 +101,10 @@ class AuthInterceptor(ProtectedInterceptor):
                 raise Unauthenticated("no token verifier is configured on this server")
             metadata = details.invocation_metadata
             token = await self._verifier.verify_token(authorization_value(metadata))
-            caller = justified(token.caller, metadata)
+            justification = justification_of(metadata)
         except (Unauthenticated, InvalidInput) as exc:  # InvalidInput: a bad justification
             return _refusing(handler, exc)
-        _GRANT.set(Grant(token, self._verifier, caller))
+        _GRANT.set(Grant(token, self._verifier, justification))
         return handler
 
 

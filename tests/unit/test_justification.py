@@ -278,3 +278,21 @@ async def test_a_reject_policy_with_a_requirement_is_refused_whole(ready: World)
     with pytest.raises(InvalidInput):
         await create_policy(ready.ctx, ADMIN, MODULE, data)
     assert await list_policies(ready.ctx, MODULE) == before
+
+
+async def test_calls_that_differ_only_in_free_text_each_record_their_own(ready: World) -> None:
+    target = Target(module=MODULE)
+    blob = await ready.encrypt(b"85000")
+    await _rows(ready)
+    # the second and third calls are served from the first one's permit (same code): each row
+    # must still carry its own call's text
+    for text in ("request 1", "request 2", "request 2"):
+        why = replace(APP, justification=parse_justification(f"CUSTOMER_INITIATED_ACCESS:{text}"))
+        assert [
+            r.data for r in await ready.crypto.decrypt_batch(why, [Item(target, blob)] * 2)
+        ] == [b"85000"] * 2
+    rows = await _rows(ready)
+    assert sorted((r[4]["justification_text"], r[3]) for r in rows) == [
+        ("request 1", 2),
+        ("request 2", 4),
+    ]

@@ -101,13 +101,13 @@ class ItemPath:
         audit = SuccessAudit.of(caller, decision, view, target)
         permit = self._sealer(snap, view, self.active_key(view), target, audit)
         blob = self._seal(permit, item.data, item.context)
-        permit.account(self._audit, 1)
+        permit.account(self._audit, 1, caller.audit_extra)
         return ItemResult(data=blob, key_version=permit.key_version), permit
 
     def decrypt(self, snap: Snapshot, caller: Caller, item: Item) -> tuple[ItemResult, Permit]:
         """Decrypt one ciphertext."""
         _, permit, plaintext = self._open(snap, caller, item, Operation.DECRYPT)
-        permit.account(self._audit, 1)
+        permit.account(self._audit, 1, caller.audit_extra)
         return ItemResult(data=plaintext, key_version=permit.key_version), permit
 
     def rewrap(self, snap: Snapshot, caller: Caller, item: Item) -> tuple[ItemResult, Permit]:
@@ -123,7 +123,7 @@ class ItemPath:
             blob = self._seal(sealer, plaintext, item.context)
             result = ItemResult(data=blob, key_version=sealer.key_version)
         del plaintext
-        permit.account(self._audit, 1)
+        permit.account(self._audit, 1, caller.audit_extra)
         return result, permit
 
     # --- the checks -------------------------------------------------------------------------------
