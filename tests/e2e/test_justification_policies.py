@@ -168,3 +168,17 @@ async def test_cli_sets_shows_and_explains_requirements_and_audit_shows_them(
     dropped = ["policies", "update", created["id"], "--no-require-justification", "-o", "json"]
     after = json.loads((await ekms(*dropped)).stdout)
     assert (after["require_justification"], after["justification_codes"]) == (False, [])
+
+
+async def test_the_openapi_document_names_the_header_on_data_plane_routes_only(
+    rest_on_each_db: Rest,  # noqa: F811
+) -> None:
+    doc = (await rest_on_each_db.client.get("/openapi.json")).json()
+
+    def headers(path: str, method: str = "post") -> set[str]:
+        params = doc["paths"][path][method].get("parameters", [])
+        return {p["name"] for p in params if p["in"] == "header"}
+
+    for path in ("/api/v1/crypto/decrypt", "/api/v1/crypto/encrypt-batch", "/api/v1/crypto/mac"):
+        assert HEADER in headers(path), path
+    assert HEADER not in headers("/api/v1/modules/{name}/policies")

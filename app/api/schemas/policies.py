@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.schemas.common import InputModel
 from app.application.policies import AccessExplanation, PolicyInput
+from app.domain.errors import InvalidInput, Reason
 from app.domain.justification import JustificationCode, JustificationRule, parse_justification
 from app.domain.policy import ModuleAccessPolicy
 from app.domain.values import AccessResult, Caller, Operation, TargetType
@@ -118,9 +119,15 @@ class ExplainIn(InputModel):
     )
 
     def caller(self) -> Caller:
-        justification = (
-            None if self.justification is None else parse_justification(self.justification)
-        )
+        """The caller to decide for, with the justification it would send."""
+        if self.justification is None:
+            return Caller(self.subject, frozenset(self.roles))
+        try:
+            justification = parse_justification(self.justification)
+        except InvalidInput as exc:  # the same answer as for the header, naming this field
+            raise InvalidInput(
+                exc.message, field="justification", reason=Reason.JUSTIFICATION_INVALID
+            ) from None
         return Caller(self.subject, frozenset(self.roles), justification)
 
 
