@@ -34,6 +34,8 @@ DETAILS: dict[str, str] = {
     "TOKEN_EXPIRED": "the token has expired",
     "ROLE_REQUIRED": "this route needs role ekms.admin",
     "MAP_REJECTED": "the access policies of module 'global.payroll' reject encrypt",
+    "JUSTIFICATION_REQUIRED": "decrypt on module 'global.payroll' needs a justification",
+    "JUSTIFICATION_INVALID": "x-ekms-justification must be <CODE>[:<text>]",
     "NOT_FOUND": "no such resource",
     "MODULE_NOT_FOUND": "module 'global.payroll' does not exist",
     "FIELD_CONFIG_NOT_FOUND": "field configuration 'employees.iban' does not exist",

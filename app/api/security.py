@@ -13,23 +13,26 @@ Roles (see docs/rest.md for the full matrix):
   open to all three roles: each needs to see the key chain's health to do its job, and none of
   it contains key material.
 - The data plane (``/crypto/*``) needs only a valid token: the module access policies decide.
+  Its rule also reads the call's ``x-ekms-justification`` header (once, onto the ``Caller``):
+  a malformed one is a 422 (``JUSTIFICATION_INVALID``) before the body is read.
 """
 
 from __future__ import annotations
 
 import email.message
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Annotated, Any
 
 import structlog
-from fastapi import HTTPException, Request, Response, Security
+from fastapi import Header, HTTPException, Request, Response, Security
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.api.services import services_of
 from app.domain.errors import Forbidden, InvalidInput, Reason, Unauthenticated
+from app.domain.justification import JUSTIFICATION_HEADER, justification_from
 from app.domain.values import Caller
 
 
@@ -47,6 +50,11 @@ bearer_scheme = HTTPBearer(
 )
 
 _CALLER_KEY = "caller"
+_JUSTIFIED_KEY = "justified_caller"
+_JUSTIFICATION_DOC = (
+    "Why the key is used: `CODE[:text]`, CODE one of the reason codes in the README (e.g. "
+    "`CUSTOMER_INITIATED_SUPPORT:ticket 4711`), text 1-256 printable ASCII characters"
+)
 
 
 async def authenticate(request: Request) -> Caller:
@@ -92,6 +100,33 @@ class Access:
         return "role " + " or ".join(f"`{r.value}`" for r in sorted(self.roles))
 
 
+@dataclass(frozen=True, slots=True)
+class DataPlaneAccess(Access):
+    """Any authenticated caller, with the justification its request sent (if any)."""
+
+    async def __call__(  # the header declared here so that the OpenAPI document shows it
+        self,
+        request: Request,
+        _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+        _justification: Annotated[
+            str | None, Header(alias=JUSTIFICATION_HEADER, description=_JUSTIFICATION_DOC)
+        ] = None,
+    ) -> Caller:
+        return await self.check(request)
+
+    async def check(self, request: Request) -> Caller:
+        state = request.scope.setdefault("state", {})
+        cached = state.get(_JUSTIFIED_KEY)
+        if isinstance(cached, Caller):
+            return cached
+        caller = await authenticate(request)
+        justification = justification_from(request.headers.getlist(JUSTIFICATION_HEADER))
+        if justification is not None:
+            caller = replace(caller, justification=justification)
+        state[_JUSTIFIED_KEY] = caller
+        return caller
+
+
 def access(*roles: Role, label: str = "") -> Access:
     return Access(frozenset(roles), label or "+".join(sorted(r.value for r in roles)) or "any")
 
@@ -100,7 +135,7 @@ ADMIN = access(Role.ADMIN)
 KEY_MANAGER = access(Role.KEY_MANAGER)
 AUDITOR = access(Role.AUDITOR)
 ANY_ADMIN_ROLE = access(Role.ADMIN, Role.KEY_MANAGER, Role.AUDITOR)
-DATA_PLANE = access(label="data-plane")
+DATA_PLANE = DataPlaneAccess(frozenset(), "data-plane")
 
 
 def access_of(route: APIRoute) -> list[Access]:

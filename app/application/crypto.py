@@ -192,6 +192,7 @@ class CryptoService:
                 result=AuditResult.FAILURE,
                 reason=exc.reason.value,
                 count=cost,
+                extra=caller.audit_extra,
             )
             raise
 

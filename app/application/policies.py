@@ -10,6 +10,7 @@ from app.application.context import AppContext
 from app.application.lookups import require_module
 from app.application.ports import UnitOfWork
 from app.domain.errors import NotFound, Reason
+from app.domain.justification import NO_RULE, Justification, JustificationRule
 from app.domain.policy import Decision, ModuleAccessPolicy, evaluate, validate_policy_fields
 from app.domain.values import AccessResult, Caller, Operation, TargetType
 
@@ -24,6 +25,7 @@ class PolicyInput:
     result: AccessResult
     active: bool = True
     description: str = ""
+    justification: JustificationRule = NO_RULE
 
 
 async def _require_policy(uow: UnitOfWork, policy_id: uuid.UUID) -> ModuleAccessPolicy:
@@ -41,6 +43,8 @@ def _summary(policy: ModuleAccessPolicy) -> dict[str, object]:
         "operations": sorted(op.value for op in policy.operations),
         "result": policy.result.value,
         "active": policy.active,
+        "require_justification": policy.justification.required,
+        "justification_codes": sorted(policy.justification.codes),
     }
 
 
@@ -71,6 +75,7 @@ async def create_policy(
             updated_at=now,
             active=data.active,
             description=data.description,
+            justification=data.justification,
         )
         await uow.policies.add(policy)
         event = ctx.event(caller, "policy.create", module=module_name, details=_summary(policy))
@@ -96,7 +101,9 @@ async def update_policy(
     ctx: AppContext, caller: Caller, policy_id: uuid.UUID, data: PolicyInput
 ) -> ModuleAccessPolicy:
     """Change a policy's mutable fields; audited."""
-    validate_policy_fields(data.target, data.operations, data.description)
+    validate_policy_fields(
+        data.target, data.operations, data.description, data.result, data.justification
+    )
     async with ctx.uow() as uow:
         policy = await _require_policy(uow, policy_id)
         policy.target_type = data.target_type
@@ -105,6 +112,7 @@ async def update_policy(
         policy.result = data.result
         policy.active = data.active
         policy.description = data.description
+        policy.justification = data.justification
         policy.updated_at = ctx.clock.now()
         await uow.policies.save(policy)
         await _commit_audited(ctx, uow, caller, "policy.update", policy)
@@ -128,13 +136,18 @@ class AccessExplanation:
     decision: Decision
     default_access: AccessResult
     policies: tuple[ModuleAccessPolicy, ...]
+    justification: Justification | None = None  # what the dry-run call sent
 
     def effect(self, policy: ModuleAccessPolicy) -> str:
-        """What a policy did: ``decided``, ``outweighed`` (matched, another decided),
-        ``inactive`` or ``no_match``."""
+        """What a policy did: ``decided``, ``unjustified`` (matched, but the call lacks the
+        justification it requires: if it decided, it denied), ``outweighed`` (matched, another
+        decided), ``inactive`` or ``no_match``."""
+        matched = policy.id in self.decision.matched
+        if matched and not policy.justification.met_by(self.justification):
+            return "unjustified"
         if policy.id == self.decision.decided_by:
             return "decided"
-        if policy.id in self.decision.matched:
+        if matched:
             return "outweighed"
         return "no_match" if policy.active else "inactive"
 
@@ -147,4 +160,4 @@ async def explain_access(
         module = await require_module(uow, module_name)
         policies = tuple(await uow.policies.list_for_module(module.id))
     decision = evaluate(policies, caller, operation, module.default_access)
-    return AccessExplanation(decision, module.default_access, policies)
+    return AccessExplanation(decision, module.default_access, policies, caller.justification)

@@ -11,12 +11,14 @@ from app.domain.alerts import Alert
 from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
 from app.domain.errors import EkmsError, NotFound, Reason
 from app.domain.external_keys import ExternalKey
+from app.domain.justification import JustificationCode
 from app.domain.keys import DataKey, KeyEncryptionKey
 from app.domain.module import CryptoModule, EncryptedFieldConfig, ModuleKey
 from app.domain.policy import Decision, ModuleAccessPolicy, evaluate
 from app.domain.values import Caller, Operation
 
 _DECISION_CACHE_LIMIT = 4096
+_DecisionKey = tuple[str, frozenset[str], JustificationCode | None, Operation]
 
 
 @dataclass(slots=True)
@@ -28,11 +30,14 @@ class ModuleView:
     policies: tuple[ModuleAccessPolicy, ...]
     active: ModuleKey | None
     data_keys: dict[int, DataKey] = field(default_factory=dict)
-    decisions: dict[tuple[str, frozenset[str], Operation], Decision] = field(default_factory=dict)
+    decisions: dict[_DecisionKey, Decision] = field(default_factory=dict)
 
     def decide(self, caller: Caller, operation: Operation) -> Decision:
-        """The access decision for a caller and operation (cached per caller and operation)."""
-        cache_key = (caller.subject, caller.roles, operation)
+        """The access decision for a caller and operation (cached per caller, justification
+        code and operation: the free text decides nothing)."""
+        justification = caller.justification
+        code = None if justification is None else justification.code
+        cache_key = (caller.subject, caller.roles, code, operation)
         decision = self.decisions.get(cache_key)
         if decision is None:
             decision = evaluate(self.policies, caller, operation, self.module.default_access)

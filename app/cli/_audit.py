@@ -23,7 +23,7 @@ from app.cli._http import Client
 from app.cli._options import with_client
 from app.cli._render import Output, cell, done, dump, errors, stream, styled, table
 
-COLUMNS = ["at", "actor", "action", "result", "module", "target", "count"]
+COLUMNS = ["at", "actor", "action", "result", "module", "target", "justification", "count"]
 IDS = frozenset({"at", "target"})
 
 
@@ -104,8 +104,18 @@ def row(event: dict[str, Any]) -> list[Text]:
         styled(event["result"]),
         cell(event["module"]),
         cell(event["target"]),
+        cell(_justification(event.get("details") or {})),
         cell(event["count"]),
     ]
+
+
+def _justification(details: dict[str, Any]) -> str | None:
+    """A data-plane event's justification as it was sent (``CODE[:text]``), if it had one."""
+    code = details.get("justification_code")
+    if code is None:
+        return None
+    text = details.get("justification_text")
+    return f"{code}:{text}" if text else str(code)
 
 
 @audit_group.command("verify")

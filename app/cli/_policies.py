@@ -19,6 +19,31 @@ SubjectOpt = Annotated[
     list[str] | None, typer.Option("--subject", help="the token subject the policy targets")
 ]
 ResultHelp = "track (grant and record), reject or strict_reject"
+CodeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--justification-code",
+        help="track only: grant only calls justified with this reason code (implies "
+        "--require-justification); repeat for more",
+    ),
+]
+_FIELDS = (
+    "target_type",
+    "target",
+    "operations",
+    "result",
+    "active",
+    "description",
+    "require_justification",
+    "justification_codes",
+)
+
+
+def _justification(policy: dict[str, Any]) -> str:
+    """How a policy's justification rule reads in a table: ``-``, ``any code`` or the codes."""
+    if not policy.get("require_justification"):
+        return "-"
+    return ", ".join(policy.get("justification_codes") or ()) or "any code"
 
 
 @policies.command("list")
@@ -29,12 +54,13 @@ def policies_list(client: Client, module: str) -> None:
         client.call("GET", f"/modules/{module}/policies"),
         client.output,
         f"policies of {module}",
-        ["id", "target", "operations", "result", "active", "description"],
+        ["id", "target", "operations", "result", "justification", "active", "description"],
         lambda p: [
             p["id"],
             f"{p['target_type']}:{p['target']}",
             p["operations"],
             p["result"],
+            _justification(p),
             p["active"],
             p["description"],
         ],
@@ -76,6 +102,11 @@ def policies_create(
     result: Annotated[str, typer.Option(help=ResultHelp)] = "track",
     description: Annotated[str, typer.Option()] = "",
     inactive: Annotated[bool, typer.Option("--inactive", help="create it switched off")] = False,
+    require_justification: Annotated[
+        bool,
+        typer.Option("--require-justification", help="track only: grant only calls that send one"),
+    ] = False,
+    justification_code: CodeOpt = None,
 ) -> None:
     """Add an access policy to a module. Name exactly one target: one --role or one
     --subject (a repeated one is refused: create one policy per target)."""
@@ -89,6 +120,8 @@ def policies_create(
         "result": result,
         "active": not inactive,
         "description": description,
+        "require_justification": require_justification or bool(justification_code),
+        "justification_codes": justification_code or [],
     }
     data = client.call("POST", f"/modules/{module}/policies", body=body)
     ops = ",".join(data["operations"])
@@ -112,9 +145,21 @@ def policies_update(
     active: Annotated[
         bool | None, typer.Option("--active/--inactive", help="switch it on or off")
     ] = None,
+    require_justification: Annotated[
+        bool | None,
+        typer.Option(
+            "--require-justification/--no-require-justification",
+            help="grant only justified calls, or drop the requirement (and its codes)",
+        ),
+    ] = None,
+    justification_code: CodeOpt = None,
 ) -> None:
     """Change the given parts of an access policy (by its full id); the others are kept."""
     target = _target(role, subject)
+    if require_justification is False:
+        justification_code = justification_code or []
+    elif justification_code:
+        require_justification = True
     changes: dict[str, Any] = {
         k: v
         for k, v in (
@@ -122,6 +167,8 @@ def policies_update(
             ("result", result),
             ("description", description),
             ("active", active),
+            ("require_justification", require_justification),
+            ("justification_codes", justification_code),
         )
         if v is not None
     }
@@ -130,8 +177,7 @@ def policies_update(
     if not changes:
         raise fail("nothing to change: give at least one option (see --help)", code=2)
     current = client.call("GET", f"/policies/{policy_id}")
-    fields = ("target_type", "target", "operations", "result", "active", "description")
-    body = {name: current[name] for name in fields} | changes
+    body = {name: current[name] for name in _FIELDS} | changes
     data = client.call("PUT", f"/policies/{policy_id}", body=body)
     done(client.output, data, escape(f"policy {data['id']} updated"))
 
@@ -153,10 +199,16 @@ def policies_explain(
     role: Annotated[
         list[str] | None, typer.Option("--role", help="a role of the caller; repeat for more")
     ] = None,
+    justification: Annotated[
+        str | None,
+        typer.Option(help="the call's x-ekms-justification, CODE[:text]; left out: none"),
+    ] = None,
 ) -> None:
     """Explain how a module's policies decide an operation for a subject and its roles (a dry
     run: nothing is called or changed)."""
     body = {"subject": subject, "roles": role or [], "operation": op}
+    if justification is not None:
+        body["justification"] = justification
     data = client.call("POST", f"/modules/{module}/policies/explain", body=body)
     if client.output is not Output.TABLE:
         dump(data, client.output)
@@ -164,13 +216,14 @@ def policies_explain(
     say(escape(f"{'allowed' if data['allowed'] else 'denied'}: {data['explanation']}"))
     table(
         f"policies of {module} evaluated",
-        ["id", "target", "operations", "result", "active", "matched", "effect"],
+        ["id", "target", "operations", "result", "justification", "active", "matched", "effect"],
         [
             [
                 cell(p["id"]),
                 cell(f"{p['target_type']}:{p['target']}"),
                 cell(p["operations"]),
                 styled(p["result"]),
+                cell(_justification(p)),
                 cell(p["active"]),
                 cell(p["matched"]),
                 cell(p["effect"]),

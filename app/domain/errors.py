@@ -10,7 +10,8 @@
     ├── Conflict                   duplicate, immutable field, illegal lifecycle transition,
     │   │                          concurrent update
     │   └── AlreadyExists          a second configuration, a duplicate name
-    ├── AccessDenied               a module access policy rejected
+    ├── AccessDenied               a module access policy rejected (MAP_REJECTED), or wants
+    │                              a justification the call lacks (JUSTIFICATION_REQUIRED)
     ├── KeyUnavailable             the key chain cannot serve this (external key disabled,
     │                              pending deletion, deleted, access refused, unavailable
     │                              past grace; key version suspended/revoked/destroyed; not
@@ -56,6 +57,8 @@ class Reason(StrEnum):
     MODULE_NOT_PUBLISHED = "MODULE_NOT_PUBLISHED"
     FIELD_CONFIG_INACTIVE = "FIELD_CONFIG_INACTIVE"
     MAP_REJECTED = "MAP_REJECTED"
+    JUSTIFICATION_REQUIRED = "JUSTIFICATION_REQUIRED"  # a policy needs a justification (code)
+    JUSTIFICATION_INVALID = "JUSTIFICATION_INVALID"  # x-ekms-justification is malformed
     UNAUTHENTICATED = "UNAUTHENTICATED"
     TOKEN_EXPIRED = "TOKEN_EXPIRED"  # noqa: S105 - a reason code, not a secret
     ROLE_REQUIRED = "ROLE_REQUIRED"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
 from app.domain.errors import InvalidInput
+from app.domain.justification import Justification
 
 
 class KmsProvider(StrEnum):
@@ -132,10 +133,18 @@ class FieldRef:
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is calling: the token's subject and roles."""
+    """Who is calling: the token's subject and roles, and the call's justification if it sent
+    one (part of the caller: the policies may ask for it, the audit records it)."""
 
     subject: str
     roles: frozenset[str] = frozenset()
+    justification: Justification | None = None
+
+    @property
+    def audit_extra(self) -> tuple[tuple[str, str], ...]:
+        """What the audit records of this caller beyond its subject: the justification."""
+        justification = self.justification
+        return () if justification is None else justification.audit_extra
 
     @property
     def cache_key(self) -> tuple[str, frozenset[str]]:

@@ -11,6 +11,10 @@ another's. Authorisation is not decided here: the module's access policies decid
 Health and reflection are exempt; every other method, including any added later, needs a token
 (fail closed). A refused token ends the call with UNAUTHENTICATED (mapped by the boundary).
 
+The ``x-ekms-justification`` metadata (``app/domain/justification.py``) is parsed here too, once
+per call, onto the grant's ``Caller``; a malformed one ends the call with INVALID_ARGUMENT
+(``JUSTIFICATION_INVALID``) before the handler reads anything.
+
 A stream may outlive its token, so the contextvar holds a ``Grant`` (the caller and the verified
 token): stream handlers call ``grant.check()`` on every message, which compares the token's
 cached expiry (leeway included) with the verifier's clock and raises ``Unauthenticated``
@@ -21,13 +25,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
 
 from app.application.ports import TokenVerifier, VerifiedToken
-from app.domain.errors import Unauthenticated
+from app.domain.errors import EkmsError, InvalidInput, Unauthenticated
+from app.domain.justification import JUSTIFICATION_HEADER, Justification, justification_from
 from app.domain.values import Caller
 from app.grpc._handlers import Behavior, ProtectedInterceptor, replace_behavior
 
@@ -40,10 +45,14 @@ class Grant:
 
     token: VerifiedToken
     verifier: TokenVerifier
+    justification: Justification | None = None  # what the call's metadata sent
+    caller: Caller = field(init=False)  # the token's, with the justification: built once
 
-    @property
-    def caller(self) -> Caller:
-        return self.token.caller
+    def __post_init__(self) -> None:
+        caller = self.token.caller
+        if self.justification is not None:
+            caller = replace(caller, justification=self.justification)
+        object.__setattr__(self, "caller", caller)
 
     def check(self) -> None:
         """``Unauthenticated`` once the token has expired (no signature check: cheap)."""
@@ -73,6 +82,12 @@ def authorization_value(metadata: Sequence[tuple[str, str | bytes]] | None) -> s
     return None
 
 
+def justification_of(metadata: Sequence[tuple[str, str | bytes]] | None) -> Justification | None:
+    """The call's ``x-ekms-justification``, if it sent one; ``InvalidInput`` if it is bad."""
+    sent = [v for k, v in metadata or () if k == JUSTIFICATION_HEADER and isinstance(v, str)]
+    return justification_from(sent)
+
+
 class AuthInterceptor(ProtectedInterceptor):
     def __init__(self, verifier: TokenVerifier | None) -> None:
         # No verifier: no token source is configured, so every protected call is refused.
@@ -86,13 +101,14 @@ class AuthInterceptor(ProtectedInterceptor):
                 raise Unauthenticated("no token verifier is configured on this server")
             metadata = details.invocation_metadata
             token = await self._verifier.verify_token(authorization_value(metadata))
-        except Unauthenticated as exc:
+            justification = justification_of(metadata)
+        except (Unauthenticated, InvalidInput) as exc:  # InvalidInput: a bad justification
             return _refusing(handler, exc)
-        _GRANT.set(Grant(token, self._verifier))
+        _GRANT.set(Grant(token, self._verifier, justification))
         return handler
 
 
-def _refusing(handler: grpc.RpcMethodHandler, error: Unauthenticated) -> grpc.RpcMethodHandler:
+def _refusing(handler: grpc.RpcMethodHandler, error: EkmsError) -> grpc.RpcMethodHandler:
     """A handler of the same kind that raises ``error`` without reading the request."""
 
     def unary(_: Behavior) -> Behavior:

@@ -36,7 +36,8 @@ _RESPONSES = problems(
     429,
     _400="Malformed JSON, or (decrypt) a ciphertext that does not verify: DECRYPTION_FAILED, "
     "one opaque answer whatever the cause",
-    _403="A module access policy rejected the call (MAP_REJECTED)",
+    _403="A module access policy rejected the call (MAP_REJECTED), or wants a "
+    "justification the call did not send (JUSTIFICATION_REQUIRED)",
     _404="No such module or field configuration (MODULE_NOT_FOUND, FIELD_CONFIG_NOT_FOUND)",
     _409="The key chain or key version cannot serve (EXTERNAL_KEY_*, KEY_VERSION_*, "
     "NO_ACTIVE_KEY, FIELD_CONFIG_INACTIVE, MODULE_NOT_PUBLISHED, KEY_USAGE_LIMIT_REACHED)",

@@ -30,7 +30,8 @@ from app.domain import ciphertext as ct
 router = APIRouter(prefix="/api/v1/crypto", route_class=SecuredRoute)
 
 _COMMON = {
-    "_403": "A module access policy rejected the call (MAP_REJECTED)",
+    "_403": "A module access policy rejected the call (MAP_REJECTED), or wants a "
+    "justification the call did not send (JUSTIFICATION_REQUIRED)",
     "_404": "No such module, field configuration or key version "
     "(MODULE_NOT_FOUND, FIELD_CONFIG_NOT_FOUND, KEY_VERSION_NOT_FOUND)",
     "_409": "The key chain or key version cannot serve (EXTERNAL_KEY_*, KEY_VERSION_*, "

@@ -22,7 +22,6 @@ from app.application.modules import (
     update_module,
 )
 from app.application.policies import create_policy, explain_access, list_policies
-from app.domain.values import Caller
 
 router = APIRouter(prefix="/api/v1/modules", route_class=SecuredRoute)
 
@@ -175,5 +174,4 @@ async def add_policy(
 async def explain_policies(
     name: ModuleName, body: ExplainIn, ctx: Ctx, _caller: Admin
 ) -> ExplainOut:
-    asked = Caller(subject=body.subject, roles=frozenset(body.roles))
-    return ExplainOut.of(await explain_access(ctx, name, asked, body.operation))
+    return ExplainOut.of(await explain_access(ctx, name, body.caller(), body.operation))

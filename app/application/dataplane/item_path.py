@@ -10,6 +10,7 @@ allows it; then the value's own part (``permits``): the limits, the nonce budget
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NoReturn
 
 from app.application.audit import AuditBuffer
 from app.application.budget import EncryptionBudget
@@ -87,6 +88,7 @@ class ItemPath:
             module=target.module if known else None,
             target=str(target) if known else None,
             reason=exc.reason.value,
+            extra=caller.audit_extra,
         )
 
     # --- the three operations: each raises its item's error --------------------------------------
@@ -99,13 +101,13 @@ class ItemPath:
         audit = SuccessAudit.of(caller, decision, view, target)
         permit = self._sealer(snap, view, self.active_key(view), target, audit)
         blob = self._seal(permit, item.data, item.context)
-        permit.account(self._audit, 1)
+        permit.account(self._audit, 1, caller.audit_extra)
         return ItemResult(data=blob, key_version=permit.key_version), permit
 
     def decrypt(self, snap: Snapshot, caller: Caller, item: Item) -> tuple[ItemResult, Permit]:
         """Decrypt one ciphertext."""
         _, permit, plaintext = self._open(snap, caller, item, Operation.DECRYPT)
-        permit.account(self._audit, 1)
+        permit.account(self._audit, 1, caller.audit_extra)
         return ItemResult(data=plaintext, key_version=permit.key_version), permit
 
     def rewrap(self, snap: Snapshot, caller: Caller, item: Item) -> tuple[ItemResult, Permit]:
@@ -121,7 +123,7 @@ class ItemPath:
             blob = self._seal(sealer, plaintext, item.context)
             result = ItemResult(data=blob, key_version=sealer.key_version)
         del plaintext
-        permit.account(self._audit, 1)
+        permit.account(self._audit, 1, caller.audit_extra)
         return result, permit
 
     # --- the checks -------------------------------------------------------------------------------
@@ -153,21 +155,33 @@ class ItemPath:
         decision = view.decide(caller, operation)
         name = view.module.name
         if not decision.allowed:
-            self._audit.record(
-                actor=caller.subject,
-                action=operation.value,
-                result=AuditResult.DENIED,
-                module=name,
-                target=str(target),
-                reason=Reason.MAP_REJECTED.value,
-                decided_by=str(decision.decided_by) if decision.decided_by else "default",
-            )
-            raise AccessDenied(
-                f"{operation.value} on module {name!r} is not allowed for this caller"
-            )
+            self._deny(caller, operation, name, target, decision)
         if view.module.state is not ModuleState.PUBLISHED:
             raise KeyUnavailable(f"module {name!r} is a draft", reason=Reason.MODULE_NOT_PUBLISHED)
         return decision
+
+    def _deny(
+        self, caller: Caller, operation: Operation, name: str, target: Target, decision: Decision
+    ) -> NoReturn:
+        """Audit a denial (aggregated) and raise it."""
+        reason = Reason.JUSTIFICATION_REQUIRED if decision.unjustified else Reason.MAP_REJECTED
+        self._audit.record(
+            actor=caller.subject,
+            action=operation.value,
+            result=AuditResult.DENIED,
+            module=name,
+            target=str(target),
+            reason=reason.value,
+            decided_by=str(decision.decided_by) if decision.decided_by else "default",
+            extra=caller.audit_extra,
+        )
+        if decision.unjustified:
+            raise AccessDenied(
+                f"{operation.value} on module {name!r} needs a justification "
+                "(x-ekms-justification) with a reason code the module's policy allows",
+                reason=reason,
+            )
+        raise AccessDenied(f"{operation.value} on module {name!r} is not allowed for this caller")
 
     def active_key(self, view: ModuleView) -> ModuleKey:
         """The module's active key version; ``KeyUnavailable`` (NO_ACTIVE_KEY) when it has none."""

@@ -59,7 +59,7 @@ class MacPath:
         except EkmsError as exc:
             path.audit_failure(Operation.MAC, caller, target, exc)
             raise
-        SuccessAudit.of(caller, decision, view, target).record(self._audit)
+        SuccessAudit.of(caller, decision, view, target).record(self._audit, 1, caller.audit_extra)
         return MacResult(tag, key.version)
 
     def verify(self, snap: Snapshot, caller: Caller, item: Item, mac: bytes) -> int:
@@ -83,7 +83,7 @@ class MacPath:
         except EkmsError as exc:
             path.audit_failure(Operation.MAC, caller, target, exc)
             raise
-        SuccessAudit.of(caller, decision, view, target).record(self._audit)
+        SuccessAudit.of(caller, decision, view, target).record(self._audit, 1, caller.audit_extra)
         return key.version
 
 

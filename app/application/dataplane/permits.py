@@ -8,7 +8,8 @@ the 22-byte ciphertext header, never on the value: so a permit is valid for exac
 ``serve`` is the value's own part, and the item path calls it too, after its checks: the output
 bytes, or ``None`` when the permit cannot tell the item's result (a value or context over the
 limits, no nonce left in the lease, a ciphertext that does not verify). The item path then
-gives that result, with its error and its audit. ``account`` audits ``count`` items served.
+gives that result, with its error and its audit. ``account`` audits ``count`` items served, with
+the calling caller's justification (``extra``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from app.application.audit import AuditBuffer
+from app.application.audit import AuditBuffer, Extra
 from app.application.budget import Lease
 from app.application.snapshot import ModuleView
 from app.application.targets import Target
@@ -50,7 +51,9 @@ class SuccessAudit:
             caller.subject, decision.operation.value, view.module.name, str(target), decided_by
         )
 
-    def record(self, audit: AuditBuffer, count: int = 1) -> None:
+    def record(self, audit: AuditBuffer, count: int = 1, extra: Extra = ()) -> None:
+        """``extra``: the calling ``Caller.audit_extra`` (its justification), which the permit
+        does not hold: callers that differ only in a justification's text share permits."""
         audit.record(
             actor=self.actor,
             action=self.action,
@@ -59,6 +62,7 @@ class SuccessAudit:
             target=self.target,
             decided_by=self.decided_by,
             count=count,
+            extra=extra,
         )
 
 
@@ -71,7 +75,7 @@ class Permit(Protocol):
 
     def serve(self, data: bytes, header: bytes, context: bytes) -> bytes | None: ...
 
-    def account(self, audit: AuditBuffer, count: int) -> None: ...
+    def account(self, audit: AuditBuffer, count: int, extra: Extra) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # hashed by identity: counted per batch
@@ -102,9 +106,9 @@ class EncryptPermit:
             return None
         return self.data_key.encrypt(data, self.binding, context, nonce)
 
-    def account(self, audit: AuditBuffer, count: int) -> None:
+    def account(self, audit: AuditBuffer, count: int, extra: Extra) -> None:
         audit.count_usage(self.data_key.module_id, self.data_key.version, count)
-        self.audit.record(audit, count)
+        self.audit.record(audit, count, extra)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -131,8 +135,8 @@ class DecryptPermit:
         except DecryptionFailed:
             return None
 
-    def account(self, audit: AuditBuffer, count: int) -> None:
-        self.audit.record(audit, count)
+    def account(self, audit: AuditBuffer, count: int, extra: Extra) -> None:
+        self.audit.record(audit, count, extra)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -153,8 +157,8 @@ class RewrapPermit:
             return None if plaintext is None else data
         return self.sealer.serve(plaintext, b"", context)
 
-    def account(self, audit: AuditBuffer, count: int) -> None:
+    def account(self, audit: AuditBuffer, count: int, extra: Extra) -> None:
         if self.sealer is not None:
             key = self.sealer.data_key
             audit.count_usage(key.module_id, key.version, count)
-        self.opener.audit.record(audit, count)
+        self.opener.audit.record(audit, count, extra)

@@ -26,10 +26,12 @@ from app.application.dataplane.permits import Permit
 from app.application.snapshot import Snapshot
 from app.application.targets import Target
 from app.domain import ciphertext as ct
+from app.domain.justification import JustificationCode
 from app.domain.values import Caller, Operation
 
 MAX_CALLERS = 4096  # distinct callers remembered per snapshot; then it starts over
 
+_CallerKey = tuple[str, frozenset[str], JustificationCode | None]
 PermitTable = dict[Target, dict[bytes, Permit]]
 """One caller's permits for one operation: by target, then by ciphertext header (encrypts,
 which have none, by ``b""``)."""
@@ -41,16 +43,20 @@ class PermitCache:
     def __init__(self, max_callers: int = MAX_CALLERS) -> None:
         self._max_callers = max_callers
         self._snap: Snapshot | None = None
-        self._callers: dict[Caller, _CallerPermits] = {}
+        self._callers: dict[_CallerKey, _CallerPermits] = {}
 
     def table(self, snap: Snapshot, caller: Caller, operation: Operation) -> PermitTable:
         if snap is not self._snap:  # the chain moved on: forget everything
             self._snap, self._callers = snap, {}
-        permits = self._callers.get(caller)
+        # A justification's free text decides nothing and permits hold no audit of it: callers
+        # that differ only in it (a request id per call) share one table.
+        justification = caller.justification
+        key = (caller.subject, caller.roles, None if justification is None else justification.code)
+        permits = self._callers.get(key)
         if permits is None:
             if len(self._callers) >= self._max_callers:
                 self._callers.clear()
-            permits = self._callers[caller] = _CallerPermits()
+            permits = self._callers[key] = _CallerPermits()
         # Compared, not looked up: hashing an Enum member runs Python code.
         if operation is Operation.ENCRYPT:
             return permits.encrypt
@@ -101,6 +107,7 @@ def serve_batch(
                 by_key[key] = found
             append(result)
     finally:
+        extra = caller.audit_extra
         for permit, count in served.items():
-            permit.account(audit, count)
+            permit.account(audit, count, extra)
     return results

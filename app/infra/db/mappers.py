@@ -13,7 +13,6 @@ from app.domain.audit import AuditEvent, AuditResult
 from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig, ObservedKey
 from app.domain.errors import Reason
 from app.domain.module import CryptoModule, EncryptedFieldConfig, ModuleKey
-from app.domain.policy import ModuleAccessPolicy
 from app.domain.values import (
     AccessResult,
     Algorithm,
@@ -21,9 +20,7 @@ from app.domain.values import (
     KeyState,
     KmsProvider,
     ModuleState,
-    Operation,
     RevocationPolicy,
-    TargetType,
 )
 
 Values = dict[str, Any]
@@ -234,37 +231,6 @@ def field_config_from_row(r: RowMapping) -> EncryptedFieldConfig:
         created_at=r["created_at"],
         updated_at=r["updated_at"],
         active=r["active"],
-        revision=r["revision"],
-    )
-
-
-def policy_values(p: ModuleAccessPolicy) -> Values:
-    return {
-        "id": p.id,
-        "module_id": p.module_id,
-        "target_type": p.target_type.value,
-        "target": p.target,
-        "operations": sorted(op.value for op in p.operations),
-        "result": p.result.value,
-        "created_at": p.created_at,
-        "updated_at": p.updated_at,
-        "active": p.active,
-        "description": p.description,
-    }
-
-
-def policy_from_row(r: RowMapping) -> ModuleAccessPolicy:
-    return ModuleAccessPolicy(
-        id=r["id"],
-        module_id=r["module_id"],
-        target_type=TargetType(r["target_type"]),
-        target=r["target"],
-        operations=frozenset(Operation(op) for op in r["operations"]),
-        result=AccessResult(r["result"]),
-        created_at=r["created_at"],
-        updated_at=r["updated_at"],
-        active=r["active"],
-        description=r["description"],
         revision=r["revision"],
     )
 

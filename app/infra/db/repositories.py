@@ -24,6 +24,7 @@ from app.domain.errors import AlreadyExists, Reason
 from app.domain.module import CryptoModule, EncryptedFieldConfig
 from app.domain.policy import ModuleAccessPolicy
 from app.infra.db import mappers as m
+from app.infra.db import policy_rows
 from app.infra.db import tables as t
 from app.infra.db._base import SqlRepository, concurrent_update
 from app.infra.db.audit import SqlaAuditRepository
@@ -187,7 +188,7 @@ class SqlaPolicyRepository(SqlRepository):
 
     async def get(self, policy_id: uuid.UUID) -> ModuleAccessPolicy | None:
         row = await self._one(select(self._t).where(self._t.c.id == policy_id))
-        return None if row is None else m.policy_from_row(row)
+        return None if row is None else policy_rows.policy_from_row(row)
 
     async def list_for_module(self, module_id: uuid.UUID) -> Sequence[ModuleAccessPolicy]:
         stmt = (
@@ -195,21 +196,21 @@ class SqlaPolicyRepository(SqlRepository):
             .where(self._t.c.module_id == module_id)
             .order_by(self._t.c.created_at, self._t.c.id)
         )
-        return [m.policy_from_row(row) for row in await self._rows(stmt)]
+        return [policy_rows.policy_from_row(row) for row in await self._rows(stmt)]
 
     async def list_all(self) -> Sequence[ModuleAccessPolicy]:
         stmt = select(self._t).order_by(self._t.c.module_id, self._t.c.created_at, self._t.c.id)
-        return [m.policy_from_row(row) for row in await self._rows(stmt)]
+        return [policy_rows.policy_from_row(row) for row in await self._rows(stmt)]
 
     async def add(self, policy: ModuleAccessPolicy) -> None:
-        values = m.policy_values(policy) | {"revision": policy.revision}
+        values = policy_rows.policy_values(policy) | {"revision": policy.revision}
         await self._insert(
             self._t, values, lambda: AlreadyExists(f"access policy {policy.id} already exists")
         )
 
     async def save(self, policy: ModuleAccessPolicy) -> None:
         where = [self._t.c.id == policy.id]
-        values = m.policy_values(policy)
+        values = policy_rows.policy_values(policy)
         await self._update_versioned(self._t, where, values, policy, f"access policy {policy.id}")
 
     async def delete(self, policy_id: uuid.UUID) -> None:
