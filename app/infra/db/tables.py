@@ -218,46 +218,6 @@ module_access_policies = Table(
     Index("ix_module_access_policies_module_id", "module_id"),
 )
 
-<<<<<<< HEAD
-=======
-audit_events = Table(
-    "audit_events",
-    metadata,
-    Column("id", Uuid, primary_key=True),
-    Column("at", UTCDateTime, nullable=False),
-    Column("actor", Text, nullable=False),
-    Column("action", String(NAME), nullable=False),
-    Column("result", String(ENUM), nullable=False),
-    Column("module", String(NAME)),
-    Column("target", Text),
-    Column("reason", Text),
-    Column("details", json_type(), nullable=False),
-    Column("count", Integer, nullable=False, server_default="1"),
-    # The hash chain (app/domain/audit_chain.py); NULL on rows written before 0009.
-    Column("seq", BigInteger),
-    *(Column(name, LargeBinary(32)) for name in ("prev_hash", "hash")),
-    Index("uq_audit_events_seq", "seq", unique=True),
-    # Every query pages by (at, id); the filtered ones start from their filter column.
-    Index("ix_audit_events_at_id", "at", "id"),
-    Index("ix_audit_events_actor", "actor", "at", "id"),
-    Index("ix_audit_events_action", "action", "at", "id"),
-    Index("ix_audit_events_module", "module", "at", "id"),
-)
-
-# One row (id 1): the chain's head, locked by each append so that replicas keep one chain.
-audit_chain_head = Table(
-    "audit_chain_head",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("seq", BigInteger, nullable=False),
-    Column("hash", LargeBinary(32), nullable=False),
-    CheckConstraint("id = 1", name="singleton"),
-)
-
-# metadata.create_all() installs the same triggers as the migration.
-install_append_only(audit_events)
-
->>>>>>> c17
 external_key_status_history = Table(
     "external_key_status_history",
     metadata,
