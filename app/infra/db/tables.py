@@ -28,7 +28,6 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     PrimaryKeyConstraint,
     String,
     Table,
@@ -38,27 +37,13 @@ from sqlalchemy import (
     text,
 )
 
+from app.infra.db._meta import ENUM, IDENTIFIER, NAME
+from app.infra.db._meta import NAMING_CONVENTION as NAMING_CONVENTION
+from app.infra.db._meta import metadata as metadata
+from app.infra.db._meta import revision_column as _revision
+from app.infra.db.tables_local import local_instance_keys as local_instance_keys
 from app.infra.db.triggers import install_append_only
 from app.infra.db.types import UTCDateTime, json_type
-
-NAMING_CONVENTION = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-# Domain limits: module names are 2-4 parts of at most 63 characters, identifiers 63.
-NAME = 255
-IDENTIFIER = 63
-ENUM = 32
-
-
-def _revision() -> Column[int]:
-    return Column("revision", Integer, nullable=False, server_default="0")
 
 
 def _observed() -> list[Column[Any]]:
@@ -174,6 +159,7 @@ module_keys = Table(
     Column("encryptions_reserved", BigInteger, nullable=False, server_default="0"),
     Column("state_reason", String(500)),  # 0005
     Column("lost_at", UTCDateTime),  # 0009: its configuration ended (state destroyed)
+    Column("local_kek_id", Uuid),  # 0010: wrapped under local_instance_keys (no FK: kept forever)
     _revision(),
     PrimaryKeyConstraint("module_id", "version"),
     CheckConstraint("version >= 1", name="version_positive"),
