@@ -45,8 +45,8 @@ async def list_all(ctx: Ctx, _caller: AnyAdminRole) -> list[ModuleOut]:
     responses=problems(
         404,
         409,
-        _404="Not configured yet (NOT_CONFIGURED)",
         422,
+        _404="Not configured yet (NOT_CONFIGURED)",
         _409="The name is taken (ALREADY_EXISTS) or the key chain cannot serve",
         _422="Invalid fields, or external_wrap=false without a local root key in this process",
     ),
