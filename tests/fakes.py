@@ -32,6 +32,7 @@ from app.domain.errors import (
     AlreadyExists,
     Conflict,
     DecryptionFailed,
+    InvalidInput,
     KeyUnavailable,
     Reason,
     ServiceUnavailable,
@@ -489,8 +490,11 @@ class FakeKms:
 class FakeKmsConnector:
     def __init__(self) -> None:
         self.keys: dict[str, FakeKms] = {}
+        self.missing: set[KmsProvider] = set()  # providers this "process" has not set up
 
     def connect(self, ref: ExternalKeyRef) -> FakeKms:
+        if ref.provider in self.missing:
+            raise InvalidInput(f"the {ref.provider.value} KMS provider is not enabled")
         if ref.key_id not in self.keys:
             self.keys[ref.key_id] = FakeKms(ref)
         return self.keys[ref.key_id]
