@@ -114,7 +114,18 @@ async def update_module(
     (``automation`` maps ``rotation_period`` / ``destroy_deactivated_after`` to a period or
     None for off; names left out keep their value), or move its DEKs between the external
     chain and the local KEK (``external_wrap``: ``module_wrap``), all in one transaction."""
-    move = None if external_wrap is None else await plan_wrap_move(ctx, caller, name, external_wrap)
+    move = None
+    if external_wrap is not None:
+        async with ctx.uow() as uow:  # bad input first: the move may make the local KEK
+            probe = await require_module(uow, name)
+        probe.update(
+            ctx.clock.now(),
+            description=description,
+            default_access=default_access,
+            state=state,
+            automation=automation,
+        )
+        move = await plan_wrap_move(ctx, caller, name, external_wrap)
     async with ctx.uow() as uow:
         module = await require_module(uow, name)
         was_external = module.external_wrap

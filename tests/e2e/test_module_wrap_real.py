@@ -11,11 +11,15 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from app.application.local_kek import LOCAL_KEK_REF
 from app.application.sync import sync_external_key
+from app.domain.keys import KeyEncryptionKey
 from app.domain.values import ExternalKeyStatus
+from app.infra.kms.local import LocalKms
 from app.infra.settings import Settings
 from tests.chain_support import aws_settings
 from tests.e2e.rest_support import AUDITOR, KEY_MANAGER, SECRET, Rest, b64, rest_app
+from tests.fixtures.db import dump_all_tables
 
 EXTERNAL = "global.payroll"
 LOCAL = "global.catalog"
@@ -106,6 +110,29 @@ async def test_disabling_the_aws_key_stops_the_external_module_and_not_the_local
         assert _plaintext(await _decrypt(rest, EXTERNAL, salary)) == b"salary 85000"
         listed = await rest.ok("GET", "/api/v1/modules")
         assert {m["name"]: m["external_wrap"] for m in listed} == {EXTERNAL: True, LOCAL: False}
+        await _assert_no_local_secret_in_the_database(rest)
+
+
+async def _assert_no_local_secret_in_the_database(rest: Rest) -> None:
+    """The local KEK and the DEKs under it are stored only wrapped: rebuilt from the root key,
+    neither appears in any table, raw, hex or base64."""
+    async with rest.container.ctx.uow() as uow:
+        row = await uow.local_keks.get()
+        keys = await uow.keys.list_all()
+    assert row is not None
+    root = LocalKms(LOCAL_KEK_REF, base64.b64decode(ROOT_KEY))
+    raw_kek = await root.unwrap(row.wrapped_kek, row.encryption_context)
+    kek = KeyEncryptionKey(row.id, raw_kek)
+    secrets = [raw_kek] + [
+        kek.unwrap(k.wrapped_dek, k.module_id, k.version)
+        for k in keys
+        if k.local_wrap and k.wrapped_dek is not None
+    ]
+    assert len(secrets) >= 2
+    dump = await dump_all_tables(rest.container.engine)
+    for secret in secrets:
+        for form in (secret, secret.hex().encode(), base64.b64encode(secret)):
+            assert form not in dump
 
 
 async def test_flipping_external_wrap_under_concurrent_decrypts_on_two_replicas_loses_nothing(

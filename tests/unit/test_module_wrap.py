@@ -242,3 +242,27 @@ async def test_moving_under_concurrent_decrypts_loses_none(ready: World) -> None
     assert all(r >= 1 for r in await asyncio.gather(*readers))
     assert failures == []
     assert [await ready.decrypt(b) for b in blobs] == [f"value {i}".encode() for i in range(20)]
+
+
+async def test_a_move_with_another_bad_field_is_refused_before_anything_is_written(
+    ready: World,
+) -> None:
+    before = ready.db.committed
+    with pytest.raises(InvalidInput):
+        await update_module(ready.ctx, ADMIN, EXTERNAL, description="x" * 1025, external_wrap=False)
+    assert ready.db.committed is before  # not even the local KEK
+
+
+async def test_warm_decrypts_of_a_local_module_touch_neither_database_nor_kms(
+    ready: World,
+) -> None:
+    await _local_module(ready)
+    blob = await ready.encrypt(b"sku-1", LOCAL)
+    assert await ready.decrypt(blob, LOCAL) == b"sku-1"  # warm-up
+    transactions = ready.db.transactions
+    calls = {name: dict(kms.calls) for name, kms in ready.connector.keys.items()}
+    for _ in range(50):
+        assert await ready.decrypt(blob, LOCAL) == b"sku-1"
+        await ready.encrypt(b"sku-2", LOCAL)
+    assert ready.db.transactions == transactions
+    assert {name: dict(kms.calls) for name, kms in ready.connector.keys.items()} == calls
