@@ -34,6 +34,7 @@ from app.domain.errors import (
     AlreadyExists,
     Conflict,
     DecryptionFailed,
+    InvalidInput,
     KeyUnavailable,
     Reason,
     ServiceUnavailable,
@@ -61,6 +62,7 @@ class FakeClock:
 class Store:
     config: Any = None
     instance_keys: dict[uuid.UUID, Any] = field(default_factory=dict)
+    local_kek: Any = None
     external_keys: dict[uuid.UUID, Any] = field(default_factory=dict)
     modules: dict[uuid.UUID, Any] = field(default_factory=dict)
     keys: dict[tuple[uuid.UUID, int], Any] = field(default_factory=dict)
@@ -387,6 +389,19 @@ class InMemoryDatabase:
         self.erased.append(tuple(stores))
 
 
+class InMemoryLocalKeyRepository:
+    def __init__(self, store: Store) -> None:
+        self.s = store
+
+    async def get(self) -> Any:
+        return copy.deepcopy(self.s.local_kek)
+
+    async def add(self, key: Any) -> None:
+        if self.s.local_kek is not None:
+            raise Conflict("the local KEK exists", reason=Reason.CONCURRENT_UPDATE)
+        self.s.local_kek = copy.deepcopy(key)
+
+
 class InMemoryUnitOfWork:
     """Works on a deep copy of the committed store; ``commit()`` swaps it in."""
 
@@ -401,6 +416,7 @@ class InMemoryUnitOfWork:
         self._work = copy.deepcopy(self._db.committed)
         self.config = InMemoryConfigRepository(self._work)
         self.instance_keys = InMemoryInstanceKeyRepository(self._work)
+        self.local_keks = InMemoryLocalKeyRepository(self._work)
         self.external_keys = InMemoryExternalKeyRepository(self._work)
         self.modules = InMemoryModuleRepository(self._work)
         self.keys = InMemoryModuleKeyRepository(self._work)
@@ -512,8 +528,11 @@ class FakeKms:
 class FakeKmsConnector:
     def __init__(self) -> None:
         self.keys: dict[str, FakeKms] = {}
+        self.missing: set[KmsProvider] = set()  # providers this "process" has not set up
 
     def connect(self, ref: ExternalKeyRef) -> FakeKms:
+        if ref.provider in self.missing:
+            raise InvalidInput(f"the {ref.provider.value} KMS provider is not enabled")
         if ref.key_id not in self.keys:
             self.keys[ref.key_id] = FakeKms(ref)
         return self.keys[ref.key_id]

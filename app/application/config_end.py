@@ -24,7 +24,8 @@ class ConfigEnded:
 
 async def end_ekms_config(ctx: AppContext, caller: Caller, confirm: str) -> ConfigEnded:
     """End the configuration when every external key is deleted; ``confirm`` must name this
-    instance. Key versions under the old KEK are marked lost; nothing changes on a refusal."""
+    instance. Key versions under the old KEK are marked lost (those under the local KEK, of
+    modules with ``external_wrap=false``, keep serving); nothing changes on a refusal."""
     now = ctx.clock.now()
     async with ctx.uow() as uow:
         config = await require_config(uow)
@@ -44,7 +45,7 @@ async def end_ekms_config(ctx: AppContext, caller: Caller, confirm: str) -> Conf
             )
         lost = 0
         for key in await uow.keys.list_all():
-            if key.wrapped_dek is not None:
+            if key.wrapped_dek is not None and not key.local_wrap:  # local ones stay
                 key.lose(now)
                 await uow.keys.save(key)
                 lost += 1

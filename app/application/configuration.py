@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from app.application.context import AppContext
 from app.application.kek_mint import fresh_versions, mint_kek
 from app.application.lookups import external_ref, require_config, require_enabled
+from app.application.module_wrap import ModuleWrapping, module_wrappings
 from app.domain.alerts import Alert
 from app.domain.ekms_config import DEFAULT_SYNC_INTERVAL, ExternalInstanceKey, ExternalKmsConfig
 from app.domain.errors import AlreadyExists, EkmsError, KeyUnavailable, Reason
@@ -152,6 +153,8 @@ class EkmsStatus:
     status_reason_code: str | None = None
     revocation_policy: RevocationPolicy | None = None
     keys: tuple[tuple[ExternalKey, ExternalInstanceKey | None], ...] = ()  # the first first
+    modules: tuple[ModuleWrapping, ...] = ()  # which depend on the external key, by name
+    local_kek_fingerprint: str | None = None  # None: no module ever had external_wrap=false
 
 
 async def get_status(ctx: AppContext) -> EkmsStatus:
@@ -190,4 +193,6 @@ async def get_status(ctx: AppContext) -> EkmsStatus:
         open_alerts=snap.open_alerts,
         revocation_policy=config.revocation_policy if config else None,
         keys=tuple((k, snap.wraps.get(k.id)) for k in snap.keys),
+        modules=module_wrappings(ctx, snap),
+        local_kek_fingerprint=snap.local_kek.fingerprint if snap.local_kek else None,
     )

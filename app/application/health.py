@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from app.application.context import AppContext
+from app.application.snapshot import Snapshot
 from app.domain.errors import EkmsError, Reason
 
 
@@ -25,7 +26,9 @@ SCHEMA_SERVES = frozenset({"ok", "ahead_compatible"})
 
 async def check_readiness(ctx: AppContext, schema_state: Callable[[], Awaitable[str]]) -> Readiness:
     """Database answers, schema at head (or ahead but compatible), key chain usable or not yet
-    configured; once configured, each external key's state (``external_key:<id>``)."""
+    configured; once configured, each external key's state (``external_key:<id>``). While
+    the external chain cannot serve, a replica with modules of ``external_wrap=false`` whose
+    local KEK serves stays ready (``key_chain`` names the reason, ``local_kek`` is ok)."""
     checks: dict[str, str] = {}
     try:
         async with ctx.uow() as uow:
@@ -43,10 +46,26 @@ async def check_readiness(ctx: AppContext, schema_state: Callable[[], Awaitable[
         return Readiness(True, None, checks)
     for key in snap.keys:  # every external key's last seen state, by id
         checks[f"external_key:{key.id}"] = key.external_key_status.value
+    local_serves = _local_modules_serve(ctx, snap, checks)
     try:
         ctx.chain.check_serving(snap, None)
     except EkmsError as exc:
         checks["key_chain"] = exc.reason.value
+        if local_serves:  # the modules outside the external wrap still need this replica
+            return Readiness(True, None, checks)
         return Readiness(False, exc.reason.value, checks)
     checks["key_chain"] = "ok"
     return Readiness(True, None, checks)
+
+
+def _local_modules_serve(ctx: AppContext, snap: Snapshot, checks: dict[str, str]) -> bool:
+    """Whether a module with ``external_wrap=false`` exists and its local KEK serves."""
+    if not any(not view.module.external_wrap for view in snap.modules.values()):
+        return False
+    try:
+        ctx.chain.local_kek(snap)
+    except EkmsError as exc:
+        checks["local_kek"] = exc.reason.value
+        return False
+    checks["local_kek"] = "ok"
+    return True

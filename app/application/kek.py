@@ -28,7 +28,8 @@ class KekRotationResult:
 
 async def rotate_kek(ctx: AppContext, caller: Caller) -> KekRotationResult:
     """A new KEK, wrapped under the first external key and each other one not stopped; every
-    DEK that still has material is rewrapped under it in one transaction.
+    DEK that still has material is rewrapped under it in one transaction (but those under the
+    local KEK: their modules have ``external_wrap=false``).
 
     Field ciphertexts are untouched: they name the DEK version, and the DEKs do not change.
     The same transaction deletes the previous EKEK (and any older one left by an earlier
@@ -60,8 +61,8 @@ async def rotate_kek(ctx: AppContext, caller: Caller) -> KekRotationResult:
         for more in more_ekeks:
             await uow.instance_keys.add(more)
         for key in await uow.keys.list_all():
-            if key.wrapped_dek is None:
-                continue
+            if key.wrapped_dek is None or key.local_wrap:
+                continue  # no material, or under the local KEK (external_wrap=false)
             dek = old_kek.unwrap(key.wrapped_dek, key.module_id, key.version)
             key.wrapped_dek = new_kek.wrap(dek, key.module_id, key.version, ctx.rng.token_bytes(12))
             del dek

@@ -77,7 +77,8 @@ async def _wrapped(
 def new_module_key(
     ctx: AppContext, kek: KeyEncryptionKey, module: CryptoModule, version: int
 ) -> ModuleKey:
-    """A fresh Active DEK version of ``module``, wrapped under ``kek``."""
+    """A fresh Active DEK version of ``module``, wrapped under ``kek`` (the local KEK when the
+    module has ``external_wrap=false``)."""
     raw = ctx.rng.token_bytes(DEK_SIZE[module.algorithm])
     wrapped = kek.wrap(raw, module.id, version, ctx.rng.token_bytes(12))
     del raw
@@ -91,6 +92,7 @@ def new_module_key(
         created_at=now,
         activated_at=now,
         state_changed_at=now,
+        local_wrap=not module.external_wrap,
     )
 
 
@@ -100,7 +102,7 @@ async def fresh_versions(ctx: AppContext, uow: UnitOfWork, kek: KeyEncryptionKey
     renewed: list[str] = []
     for module in await uow.modules.list():
         keys = await uow.keys.list_for_module(module.id)
-        if not keys or any(k.state is KeyState.ACTIVE for k in keys):
+        if not module.external_wrap or not keys or any(k.state is KeyState.ACTIVE for k in keys):
             continue
         if all(k.lost_at is None for k in keys):
             continue  # never lost: its versions were retired by hand, not by the configuration

@@ -5,6 +5,10 @@ policies as read in one transaction, plus the unwrapped KEK. Data keys are unwra
 once, and MAP decisions are memoised per (caller, operation). Any state change anywhere calls
 ``invalidate()``; the next call loads a fresh snapshot (one query round, no KMS call while the
 KEK is cached). ``purge()`` also forgets the KEK: used when the external key stops being usable.
+
+Two KEKs: the external chain's, and the local KEK (under the local root key) that wraps the DEKs
+of modules with ``external_wrap=false``. A module is gated by its own KEK; a key version is
+unwrapped by the KEK it names (``ModuleKey.local_wrap``), whatever its module says right now.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from datetime import timedelta
 
 import structlog
 
+from app.application.local_kek import unwrap_local_kek
 from app.application.lookups import key_ref, load_keys, load_wraps
 from app.application.ports import Clock, KmsConnector, UnitOfWorkFactory
 from app.application.snapshot import ModuleView, Snapshot
@@ -61,6 +66,7 @@ class KeyChain:
         self._fallback: Snapshot | None = None
         self._reload_retry_at = 0.0
         self._keks: dict[uuid.UUID, KeyEncryptionKey] = {}
+        self._local_keks: dict[uuid.UUID, KeyEncryptionKey] = {}
         self._generation = 0
         self._lock = asyncio.Lock()
         self._kms_retry_at = 0.0
@@ -80,14 +86,15 @@ class KeyChain:
         self._snapshot = None
 
     def purge(self) -> None:
-        """Forget everything unwrapped, the KEK included, and every fallback."""
+        """Forget everything unwrapped, both KEKs included, and every fallback."""
         self._keks.clear()
+        self._local_keks.clear()
         self.invalidate()
         self._fallback = None
 
-    def remember_kek(self, kek: KeyEncryptionKey) -> None:
+    def remember_kek(self, kek: KeyEncryptionKey, *, local: bool = False) -> None:
         """Install a KEK this process just created, so it needs no KMS round trip."""
-        self._keks[kek.id] = kek
+        (self._local_keks if local else self._keks)[kek.id] = kek
 
     @property
     def cached(self) -> Snapshot | None:
@@ -127,6 +134,7 @@ class KeyChain:
         async with self._uow_factory() as uow:
             config = await uow.config.get()
             ekek = await uow.instance_keys.get_active()
+            local_row = await uow.local_keks.get()
             keys = await load_keys(uow, config) if config is not None else []
             wraps = await load_wraps(uow, keys, ekek)
             modules = await uow.modules.list()
@@ -135,6 +143,15 @@ class KeyChain:
             fields = await uow.fields.list()
             alerts = await uow.status.open_alerts()
         kek, kek_error, fail_closed_at = await self._kek_for(config, ekek, keys, wraps)
+        local_kek, local_error = None, None
+        if local_row is not None:
+            local_kek = self._local_keks.get(local_row.id)
+            if local_kek is None:
+                local_kek, local_error = await unwrap_local_kek(self._kms, local_row)
+                if local_kek is not None:
+                    self._local_keks = {local_row.id: local_kek}
+                else:
+                    log.error("local_kek_unwrap_failed", reason=str(local_error))
         by_module_keys: dict[uuid.UUID, dict[int, ModuleKey]] = {}
         for key in keys_versions:
             by_module_keys.setdefault(key.module_id, {})[key.version] = key
@@ -160,6 +177,8 @@ class KeyChain:
             open_alerts=tuple(alerts),
             keys=tuple(keys),
             wraps=wraps,
+            local_kek=local_kek,
+            local_kek_error=local_error,
         )
 
     async def _kek_for(
@@ -236,7 +255,10 @@ class KeyChain:
     # --- serving ----------------------------------------------------------------------------
 
     def check_serving(self, snap: Snapshot, module: CryptoModule | None) -> KeyEncryptionKey:
-        """The KEK if the chain may serve ``module`` now; else the reason it may not."""
+        """The KEK if the chain may serve ``module`` now (the external chain's for None, the
+        local KEK for a module with ``external_wrap=false``); else the reason it may not."""
+        if module is not None and not module.external_wrap:
+            return self.local_kek(snap)
         if snap.fail_closed_at is not None and self._clock.monotonic() >= snap.fail_closed_at:
             raise unusable_error(ExternalKeyStatus.UNAVAILABLE)
         if snap.kek is None:
@@ -245,12 +267,20 @@ class KeyChain:
             )
         return snap.kek
 
+    def local_kek(self, snap: Snapshot) -> KeyEncryptionKey:
+        """The local KEK, or why there is none."""
+        if snap.local_kek is None:
+            raise snap.local_kek_error or KeyUnavailable(
+                "no local KEK exists yet", reason=Reason.LOCAL_KEK_UNAVAILABLE
+            )
+        return snap.local_kek
+
     def data_key(self, snap: Snapshot, view: ModuleView, key: ModuleKey) -> DataKey:
         """A key version's unwrapped data key, cached in the view."""
         cached = view.data_keys.get(key.version)
         if cached is not None:
             return cached
-        kek = self.check_serving(snap, view.module)
+        kek = self.local_kek(snap) if key.local_wrap else self.check_serving(snap, None)
         if key.wrapped_dek is None or key.kek_id != kek.id:
             raise KeyUnavailable(
                 f"key version {key.version} has no usable key material",

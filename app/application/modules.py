@@ -11,8 +11,14 @@ from app.application.context import AppContext
 from app.application.erasure import erase_dead_rows
 from app.application.kek_mint import new_module_key
 from app.application.lookups import require_config, require_module
+from app.application.module_wrap import (
+    check_wrapping,
+    plan_wrap_move,
+    rewrap_module_keys,
+    wrapping_kek,
+)
 from app.application.ports import KeyStore, UnitOfWork
-from app.domain.errors import AlreadyExists, InvalidInput, NotFound, Reason
+from app.domain.errors import AlreadyExists, Conflict, NotFound, Reason
 from app.domain.keys import KeyEncryptionKey
 from app.domain.module import CryptoModule, ModuleKey
 from app.domain.values import AccessResult, Algorithm, Caller, KeyState, ModuleState
@@ -41,18 +47,17 @@ class KeyAction(StrEnum):
     DESTROY = "destroy"
 
 
-async def _active_kek(ctx: AppContext) -> KeyEncryptionKey:
-    snap = await ctx.chain.snapshot()
-    return ctx.chain.check_serving(snap, None)
+async def _kek_of(ctx: AppContext, caller: Caller, name: str) -> KeyEncryptionKey:
+    """The KEK module ``name``'s new DEKs go under (``check_wrapping`` confirms it in the
+    transaction)."""
+    async with ctx.uow() as uow:
+        module = await require_module(uow, name)
+    return await wrapping_kek(ctx, caller, module)
 
 
 async def create_module(ctx: AppContext, caller: Caller, data: ModuleInput) -> CryptoModule:
-    """A new module with its first DEK (version 1, Active) wrapped under the KEK."""
-    if not data.external_wrap:
-        raise InvalidInput(
-            "external_wrap=false is not supported yet: every module is rooted in the external key",
-            field="external_wrap",
-        )
+    """A new module with its first DEK (version 1, Active) wrapped under the external chain's
+    KEK, or under the local KEK with ``external_wrap=false`` (created on first need)."""
     now = ctx.clock.now()
     module = CryptoModule(
         id=ctx.rng.uuid(),
@@ -67,7 +72,7 @@ async def create_module(ctx: AppContext, caller: Caller, data: ModuleInput) -> C
         rotation_period=data.rotation_period,
         destroy_deactivated_after=data.destroy_deactivated_after,
     )
-    kek = await _active_kek(ctx)
+    kek = await wrapping_kek(ctx, caller, module)
     first = new_module_key(ctx, kek, module, 1)
     async with ctx.uow() as uow:
         await require_config(uow)
@@ -81,7 +86,11 @@ async def create_module(ctx: AppContext, caller: Caller, data: ModuleInput) -> C
                     caller,
                     "module.create",
                     module=module.name,
-                    details={"algorithm": module.algorithm.label, "key_version": 1},
+                    details={
+                        "algorithm": module.algorithm.label,
+                        "key_version": 1,
+                        "external_wrap": module.external_wrap,
+                    },
                 )
             ]
         )
@@ -99,12 +108,34 @@ async def update_module(
     default_access: AccessResult | None = None,
     state: ModuleState | None = None,
     automation: dict[str, timedelta | None] | None = None,
+    external_wrap: bool | None = None,
 ) -> CryptoModule:
     """Change a module's description, default access, state or lifecycle automation
     (``automation`` maps ``rotation_period`` / ``destroy_deactivated_after`` to a period or
-    None for off; names left out keep their value)."""
+    None for off; names left out keep their value), or move its DEKs between the external
+    chain and the local KEK (``external_wrap``: ``module_wrap``), all in one transaction."""
+    move = None
+    if external_wrap is not None:
+        async with ctx.uow() as uow:  # bad input first: the move may make the local KEK
+            probe = await require_module(uow, name)
+        probe.update(
+            ctx.clock.now(),
+            description=description,
+            default_access=default_access,
+            state=state,
+            automation=automation,
+        )
+        move = await plan_wrap_move(ctx, caller, name, external_wrap)
     async with ctx.uow() as uow:
         module = await require_module(uow, name)
+        was_external = module.external_wrap
+        rewrapped: int | None = None
+        if external_wrap is not None and external_wrap != module.external_wrap:
+            if move is None or move.to_external is not external_wrap:
+                raise Conflict(
+                    "the module changed meanwhile; retry", reason=Reason.CONCURRENT_UPDATE
+                )
+            rewrapped = await rewrap_module_keys(ctx, uow, module, move)
         module.update(
             ctx.clock.now(),
             description=description,
@@ -124,10 +155,20 @@ async def update_module(
                         "state": module.state.value,
                         "rotation_period_s": _seconds(module.rotation_period),
                         "destroy_deactivated_after_s": _seconds(module.destroy_deactivated_after),
+                        "external_wrap": module.external_wrap,
                     },
                 )
             ]
         )
+        if rewrapped is not None:
+            move_details: dict[str, object] = {
+                "from": "external" if was_external else "local",
+                "to": "external" if module.external_wrap else "local",
+                "rewrapped_keys": rewrapped,
+                "kek_id": str(move.target.id) if move else None,
+            }
+            event = ctx.event(caller, "module.external_wrap", module=name, details=move_details)
+            await uow.audit.append([event])
         await uow.commit()
     await ctx.changes.publish("module")
     return module
@@ -160,7 +201,7 @@ async def rotate_module_key(
     ctx: AppContext, caller: Caller, name: str, *, action: str = "key.rotate"
 ) -> ModuleKey:
     """A new Active version; the previous Active one becomes Deactivated (decrypt only)."""
-    kek = await _active_kek(ctx)
+    kek = await _kek_of(ctx, caller, name)
     async with ctx.uow() as uow:
         module = await require_module(uow, name)
         new_key = await _rotate_in(ctx, uow, kek, module)
@@ -175,6 +216,7 @@ async def rotate_module_key(
 async def _rotate_in(
     ctx: AppContext, uow: UnitOfWork, kek: KeyEncryptionKey, module: CryptoModule
 ) -> ModuleKey:
+    await check_wrapping(uow, module, kek)
     keys = await uow.keys.list_for_module(module.id)
     now = ctx.clock.now()
     for key in keys:
@@ -204,7 +246,7 @@ async def change_key_state(
     """
     kek: KeyEncryptionKey | None = None
     if action is KeyAction.REVOKE:
-        kek = await _active_kek(ctx)
+        kek = await _kek_of(ctx, caller, name)
     async with ctx.uow() as uow:
         module = await require_module(uow, name)
         keys = {k.version: k for k in await uow.keys.list_for_module(module.id)}

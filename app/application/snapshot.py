@@ -62,6 +62,10 @@ class Snapshot:
     open_alerts: tuple[Alert, ...] = ()
     keys: tuple[ExternalKey, ...] = ()  # every external key, the first first
     wraps: dict[uuid.UUID, ExternalInstanceKey] = field(default_factory=dict)  # by key id
+    # The local KEK (modules with external_wrap=false), or why it cannot serve; both None
+    # while no such module was ever made.
+    local_kek: KeyEncryptionKey | None = None
+    local_kek_error: EkmsError | None = None
 
     def module_named(self, name: str) -> ModuleView:
         """The module view named ``name``, or ``NotFound``."""

@@ -13,7 +13,7 @@ from app.cli._render import done, fail, listing, record, state_markup, styled
 
 modules = typer.Typer(no_args_is_help=True, help="Crypto modules.")
 
-_COLUMNS = ["id", "name", "algorithm", "state", "default access", "rotation days"]
+_COLUMNS = ["id", "name", "algorithm", "state", "wrap", "default access", "rotation days"]
 _COLUMNS += ["destroy after days", "description"]
 RotationOpt = Annotated[
     int | None,
@@ -28,6 +28,11 @@ DestroyOpt = Annotated[
         help="destroy deactivated versions N days after deactivation",
     ),
 ]
+WRAP_HELP = (
+    "external: the DEKs under the external key chain (disabling it stops the module); "
+    "local (--no-external-wrap): under the local KEK, serving through an external key outage "
+    "and not revocable by disabling the external key"
+)
 AccessOpt = Annotated[
     str | None,
     typer.Option("--default-access", help="reject, track or strict_reject: when no policy matches"),
@@ -40,11 +45,17 @@ def _row(m: dict[str, Any]) -> list[Any]:
         m["name"],
         m["algorithm"],
         styled(m["state"]),
+        wrap_label(m["external_wrap"]),
         m["default_access"],
         m["rotation_period_days"],
         m["destroy_deactivated_after_days"],
         m["description"],
     ]
+
+
+def wrap_label(external_wrap: bool) -> str:
+    """How a module's DEKs are wrapped: ``external`` depends on the external key."""
+    return "external" if external_wrap else "local"
 
 
 @modules.command("list")
@@ -75,6 +86,9 @@ def modules_create(
     draft: Annotated[bool, typer.Option("--draft", help="create as a draft")] = False,
     rotation_days: RotationOpt = None,
     destroy_after_days: DestroyOpt = None,
+    external_wrap: Annotated[
+        bool, typer.Option("--external-wrap/--no-external-wrap", help=WRAP_HELP)
+    ] = True,
 ) -> None:
     """Create a module with its first key version."""
     body = {
@@ -85,9 +99,10 @@ def modules_create(
         "state": "draft" if draft else "published",
         "rotation_period_days": rotation_days,
         "destroy_deactivated_after_days": destroy_after_days,
+        "external_wrap": external_wrap,
     }
     data = client.call("POST", "/modules", body=body)
-    created = f"{data['algorithm']}, id {data['id']}"
+    created = f"{data['algorithm']}, {wrap_label(data['external_wrap'])} wrap, id {data['id']}"
     message = f"module [bold]{escape(data['name'])}[/bold] created ({created})"
     done(client.output, data, message)
 
@@ -108,6 +123,14 @@ def modules_update(
     no_destroy_after: Annotated[
         bool, typer.Option("--no-destroy-after", help="stop destroying deactivated versions")
     ] = False,
+    external_wrap: Annotated[
+        bool | None,
+        typer.Option(
+            "--external-wrap/--no-external-wrap",
+            help="move the DEKs (a rewrap, audited): " + WRAP_HELP,
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Change the given settings of a module; the others keep their value."""
     body: dict[str, Any] = {
@@ -118,6 +141,7 @@ def modules_update(
             ("state", "published" if publish else None),
             ("rotation_period_days", rotation_days),
             ("destroy_deactivated_after_days", destroy_after_days),
+            ("external_wrap", external_wrap),
         )
         if v is not None
     }
@@ -132,7 +156,8 @@ def modules_update(
     if not body:
         raise fail("nothing to change: give at least one option (see --help)", code=2)
     data = client.call("PATCH", f"/modules/{name}", body=body)
-    done(client.output, data, f"module [bold]{escape(data['name'])}[/bold] updated")
+    wrap = f" ({wrap_label(data['external_wrap'])} wrap)" if external_wrap is not None else ""
+    done(client.output, data, f"module [bold]{escape(data['name'])}[/bold] updated{wrap}")
 
 
 @modules.command("rotate")

@@ -18,8 +18,8 @@ def styled(state: str | None) -> str:
 
 @with_client
 def status(client: Client) -> None:
-    """The key chain: external key, KEK, modules and key versions, the audit signing key's
-    public key, open alerts."""
+    """The key chain: external key, KEK, modules and key versions (those outside the external
+    wrap under the local KEK), the audit signing key's public key, open alerts."""
     data = client.call("GET", "/ekms/status")
     modules = client.call("GET", "/modules", allow=(403,))
     keys: dict[str, list[dict[str, Any]]] = {}
@@ -56,13 +56,26 @@ def status(client: Client) -> None:
         f"KEK [cyan]{kek['kek_fingerprint'] or '-'}[/cyan]  created {kek['kek_created_at'] or '-'}"
         f"  wrapped under {e(kek['wrapped_under_key_arn'] or '-')}"
     )
+    wraps = {m["name"]: m for m in data.get("modules") or []}
+    local_node: Tree | None = None
     if modules is None:
-        kek_node.add("[dim]modules: not visible with this token's roles[/dim]")
-    for module in modules or []:
-        node = kek_node.add(
-            f"module [bold]{module['name']}[/bold] ({module['algorithm']}, {module['state']})"
-        )
-        for key in keys[module["name"]]:
+        kek_node.add("[dim]key versions: not visible with this token's roles[/dim]")
+    for name, wrap in wraps.items():
+        if wrap["external_wrap"]:
+            holder = kek_node
+        else:
+            if local_node is None:
+                local_node = tree.add(
+                    f"local KEK [cyan]{data.get('local_kek_fingerprint') or '-'}[/cyan]"
+                    "  under the local root key: [yellow]not revocable through the external "
+                    "key[/yellow]"
+                )
+            holder = local_node
+        down = "" if wrap["serving"] else f"  [red]not serving[/red] ({e(wrap['serving_reason'])})"
+        module = next((m for m in modules or [] if m["name"] == name), None)
+        about = f" ({module['algorithm']}, {module['state']})" if module else ""
+        node = holder.add(f"module [bold]{e(name)}[/bold]{about}{down}")
+        for key in keys.get(name, []):
             node.add(f"v{key['version']}  {styled(key['state'])}  since {key['state_changed_at']}")
     signing = data.get("audit_signing_key")
     if signing:

@@ -72,6 +72,7 @@ class Reason(StrEnum):
     KEY_VERSION_REVOKED = "KEY_VERSION_REVOKED"
     KEY_VERSION_DESTROYED = "KEY_VERSION_DESTROYED"
     KEY_VERSION_LOST = "KEY_VERSION_LOST"  # its configuration ended with every external key
+    LOCAL_KEK_UNAVAILABLE = "LOCAL_KEK_UNAVAILABLE"  # external_wrap=false: local root key refused
     NO_ACTIVE_KEY = "NO_ACTIVE_KEY"
     KMS_UNAVAILABLE = "KMS_UNAVAILABLE"
     KMS_THROTTLED = "KMS_THROTTLED"

@@ -145,6 +145,9 @@ class ModuleKey:
     destroyed_at: datetime | None = None
     state_reason: str | None = None
     lost_at: datetime | None = None  # destroyed because its configuration ended
+    # Wrapped under the instance's local KEK (``kek_id`` names it; ``app/domain/local_kek``),
+    # not the external chain's: its module has ``external_wrap=false``.
+    local_wrap: bool = False
     # ``encryption_count``: encryptions performed, as written by the audit flush.
     # ``encryptions_reserved``: the blocks replicas reserved before encrypting; an upper bound
     # of what was performed (a crash loses the unspent rest of a block, never reuses it).
@@ -216,6 +219,7 @@ class ModuleKey:
         self.suspended_from = None
         self.wrapped_dek = None
         self.kek_id = None
+        self.local_wrap = False
         self.destroyed_at = now
 
     def _require(self, allowed: set[KeyState], action: str, hint: str = "") -> None:

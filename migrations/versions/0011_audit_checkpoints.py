@@ -6,7 +6,7 @@ Expand only: older code ignores both tables. Self-contained (imports nothing fro
 trigger statements are a frozen copy).
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-02
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 from migrations import compat
 
 revision: str = "0011"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 oldest_serving_head = "0003"  # migrations/compat.py: expand only, as 0004-0009

@@ -148,7 +148,7 @@ async def test_validation_names_fields_and_never_echoes_input(rest: Rest) -> Non
             "POST",
             "/api/v1/modules",
             (ADMIN,),
-            {"name": "global.a", "external_wrap": False},
+            {"name": "global.a", "external_wrap": "sometimes"},
             {"external_wrap"},
         ),
         (

@@ -34,7 +34,9 @@ import httpx
 from moto.server import ThreadedMotoServer
 from sqlalchemy.engine import make_url
 
+from app.application.local_kek import LOCAL_KEK_REF
 from app.domain.keys import KeyEncryptionKey
+from app.infra.kms.local import LocalKms
 from app.infra.system import SystemClock
 from app.infra.tokens import mint_dev_token
 
@@ -522,7 +524,9 @@ class ChainCheck:
     destroyed: int
 
 
-def check_chain(database_url: str, kms_admin: Any) -> ChainCheck:
+def check_chain(
+    database_url: str, kms_admin: Any, local_root_key: bytes | None = None
+) -> ChainCheck:
     """The key chain as stored must be whole:
 
     - exactly one EKEK (KEK row), the active one: a KEK rotation deletes the previous row in its
@@ -530,7 +534,10 @@ def check_chain(database_url: str, kms_admin: Any) -> ChainCheck:
       row, and the KEK it yields matches the stored fingerprint;
     - every module has exactly one Active version, and its versions are 1..n without a gap;
     - the active KEK unwraps every version that still has key material, and every such version
-      names the active KEK; destroyed versions have none.
+      names the active KEK; destroyed versions have none;
+    - but a version of a module with ``external_wrap=false``: it names the local KEK (and no
+      external one), which ``local_root_key`` unwraps, and which unwraps it. A module's
+      versions with material are all under the KEK its flag says.
     """
     ekeks = query(database_url, "SELECT * FROM external_instance_keys WHERE active")
     assert len(ekeks) == 1, f"{len(ekeks)} active KEKs"
@@ -548,6 +555,11 @@ def check_chain(database_url: str, kms_admin: Any) -> ChainCheck:
     modules = {
         r["id"]: r["name"] for r in query(database_url, "SELECT id, name FROM crypto_modules")
     }
+    external_wrap = {
+        r["id"]: r["external_wrap"]
+        for r in query(database_url, "SELECT id, external_wrap FROM crypto_modules")
+    }
+    local_kek = _local_kek(database_url, local_root_key)
     by_module: dict[uuid.UUID, list[Any]] = {m: [] for m in modules}
     for key in keys:
         by_module[key["module_id"]].append(key)
@@ -563,10 +575,33 @@ def check_chain(database_url: str, kms_admin: Any) -> ChainCheck:
                 assert key["state"] == "destroyed", f"{name} v{key['version']} lost its key"
                 destroyed += 1
                 continue
-            assert key["kek_id"] == kek.id, f"{name} v{key['version']} is under an old KEK"
-            kek.unwrap(bytes(key["wrapped_dek"]), module_id, key["version"])
+            under = kek
+            if not external_wrap[module_id]:
+                assert local_kek is not None, f"{name} is local, and there is no local KEK"
+                assert key["kek_id"] is None, f"{name} v{key['version']} names an external KEK"
+                assert key["local_kek_id"] == local_kek.id, f"{name} v{key['version']} not local"
+                under = local_kek
+            else:
+                assert key["local_kek_id"] is None, f"{name} v{key['version']} is local"
+                assert key["kek_id"] == kek.id, f"{name} v{key['version']} is under an old KEK"
+            under.unwrap(bytes(key["wrapped_dek"]), module_id, key["version"])
             unwrapped += 1
     return ChainCheck(len(by_module), len(keys), unwrapped, destroyed)
+
+
+def _local_kek(database_url: str, local_root_key: bytes | None) -> KeyEncryptionKey | None:
+    """The local KEK as the local root key unwraps it (None without a row or a root key)."""
+    rows = query(database_url, "SELECT * FROM local_instance_keys")
+    if not rows or local_root_key is None:
+        return None
+    row = rows[0]
+    context = row["encryption_context"]
+    context = json.loads(context) if isinstance(context, str) else dict(context)
+    root = LocalKms(LOCAL_KEK_REF, local_root_key)
+    raw = asyncio.run(root.unwrap(bytes(row["wrapped_kek"]), context))
+    kek = KeyEncryptionKey(row["id"], raw)
+    assert kek.fingerprint == row["fingerprint"], "the local KEK does not match its fingerprint"
+    return kek
 
 
 def percentile(values: list[float], q: float) -> float:

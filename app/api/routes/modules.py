@@ -44,8 +44,10 @@ async def list_all(ctx: Ctx, _caller: AnyAdminRole) -> list[ModuleOut]:
     responses=problems(
         404,
         409,
+        422,
         _404="Not configured yet (NOT_CONFIGURED)",
         _409="The name is taken (ALREADY_EXISTS) or the key chain cannot serve",
+        _422="Invalid fields, or external_wrap=false without a local root key in this process",
     ),
 )
 async def create(body: ModuleIn, ctx: Ctx, caller: Admin, response: Response) -> ModuleOut:
@@ -62,13 +64,16 @@ async def read(name: ModuleName, ctx: Ctx, _caller: AnyAdminRole) -> ModuleOut:
 @router.patch(
     "/{name}",
     tags=["modules"],
-    summary="Update a module's description, default access or state",
+    summary="Update a module's description, default access, state or external wrap",
     responses=problems(
         404,
         409,
+        422,
         _404=_MODULE_404_TEXT,
-        _409="A published module cannot go back to draft (CONFLICT), or a concurrent update "
-        "(CONCURRENT_UPDATE)",
+        _409="A published module cannot go back to draft (CONFLICT), a concurrent update "
+        "(CONCURRENT_UPDATE), or external_wrap changed while the external key chain cannot "
+        "serve (EXTERNAL_KEY_*, LOCAL_KEK_UNAVAILABLE)",
+        _422="external_wrap=false without a local root key in this process",
     ),
 )
 async def patch(name: ModuleName, body: ModulePatch, ctx: Ctx, caller: Admin) -> ModuleOut:
@@ -80,6 +85,7 @@ async def patch(name: ModuleName, body: ModulePatch, ctx: Ctx, caller: Admin) ->
         default_access=body.default_access,
         state=body.state,
         automation=body.automation(),
+        external_wrap=body.external_wrap,
     )
     return ModuleOut.of(module)
 

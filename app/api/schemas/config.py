@@ -180,6 +180,13 @@ class AlertOut(BaseModel):
         return cls(id=alert.id, kind=alert.kind, message=alert.message, opened_at=alert.opened_at)
 
 
+class ModuleWrapOut(BaseModel):
+    name: str
+    external_wrap: bool = Field(description="whether the module depends on the external key")
+    serving: bool = Field(description="whether the module's KEK serves now")
+    serving_reason: str | None = Field(description="why not, as a reason code")
+
+
 class StatusOut(BaseModel):
     configured: bool
     active: bool
@@ -195,6 +202,14 @@ class StatusOut(BaseModel):
     )
     audit_signing_key: SigningKeyOut | None = Field(
         default=None, description="the key that signs audit checkpoints (null before the first)"
+    )
+    modules: list[ModuleWrapOut] = Field(
+        default_factory=list,
+        description="every module: external_wrap=false ones keep serving through an external "
+        "key outage (and cannot be revoked by it)",
+    )
+    local_kek_fingerprint: str | None = Field(
+        default=None, description="the local KEK of external_wrap=false modules, if any"
     )
 
     @classmethod
@@ -228,6 +243,16 @@ class StatusOut(BaseModel):
             external_keys=[
                 ExternalKeyItemOut.of(k, e, first=i == 0) for i, (k, e) in enumerate(status.keys)
             ],
+            modules=[
+                ModuleWrapOut(
+                    name=m.name,
+                    external_wrap=m.external_wrap,
+                    serving=m.serving_reason is None,
+                    serving_reason=m.serving_reason,
+                )
+                for m in status.modules
+            ],
+            local_kek_fingerprint=status.local_kek_fingerprint,
         )
 
 

@@ -43,7 +43,12 @@ class ModuleIn(InputModel):
         default="AES-256-GCM",
         description="AES-256-SIV is deterministic (equal values, equal ciphertexts)",
     )
-    external_wrap: bool = Field(default=True, description="only `true` is supported")
+    external_wrap: bool = Field(
+        default=True,
+        description="`true`: DEKs under the external key chain (disabling the external key stops "
+        "the module); `false`: under the local KEK (serves through an external key outage, "
+        "and cannot be revoked by the customer disabling the external key)",
+    )
     default_access: AccessResult = Field(
         default=AccessResult.REJECT, description="what decides when no policy matches"
     )
@@ -90,6 +95,11 @@ class ModulePatch(InputModel):
     state: ModuleState | None = None
     rotation_period_days: int | None = Field(default=None, ge=1, le=3650)
     destroy_deactivated_after_days: int | None = Field(default=None, ge=1, le=3650)
+    external_wrap: bool | None = Field(
+        default=None,
+        description="move the module's DEKs between the external key chain and the local KEK "
+        "(a rewrap, audited; both must serve)",
+    )
 
     def automation(self) -> dict[str, timedelta | None]:
         """The lifecycle settings the caller sent (null turns one off)."""

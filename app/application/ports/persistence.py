@@ -16,6 +16,7 @@ from app.domain.audit import AuditEvent
 from app.domain.audit_chain import ChainedEvent
 from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
 from app.domain.external_keys import ExternalKey
+from app.domain.local_kek import LocalInstanceKey
 from app.domain.module import CryptoModule, EncryptedFieldConfig, ModuleKey
 from app.domain.policy import ModuleAccessPolicy
 
@@ -49,6 +50,16 @@ class InstanceKeyRepository(Protocol):
 
     async def delete(self, kek_id: uuid.UUID) -> None:
         """Remove a retired EKEK (no DEK may still name it). Idempotent."""
+        ...
+
+
+class LocalKeyRepository(Protocol):
+    """The instance's one local KEK (``app/domain/local_kek``); never deleted."""
+
+    async def get(self) -> LocalInstanceKey | None: ...
+
+    async def add(self, key: LocalInstanceKey) -> None:
+        """``Conflict(CONCURRENT_UPDATE)`` if another replica added one first."""
         ...
 
 
@@ -206,6 +217,7 @@ class UnitOfWork(Protocol):
 
     config: ConfigRepository
     instance_keys: InstanceKeyRepository
+    local_keks: LocalKeyRepository
     external_keys: ExternalKeyRepository
     modules: ModuleRepository
     keys: ModuleKeyRepository

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from sqlalchemy import Column, Integer, MetaData
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -18,3 +18,8 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 NAME = 255
 IDENTIFIER = 63
 ENUM = 32
+
+
+def revision_column() -> Column[int]:
+    """The ``revision`` column of optimistic concurrency, shared by every versioned table."""
+    return Column("revision", Integer, nullable=False, server_default="0")

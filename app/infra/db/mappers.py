@@ -1,6 +1,5 @@
-"""Rows to domain entities and back, by hand (``tables`` has the storage conventions):
-``*_values`` give the column values to write, without ``revision`` (the repositories own it);
-``*_from_row`` rebuild the entity, running its own validation."""
+"""Rows to entities and back, by hand (``tables``: conventions): ``*_values`` are the columns to
+write, without ``revision`` (repositories own it); ``*_from_row`` rebuild and validate."""
 
 from __future__ import annotations
 
@@ -172,7 +171,8 @@ def module_key_values(k: ModuleKey) -> Values:
         "module_id": k.module_id,
         "version": k.version,
         "wrapped_dek": k.wrapped_dek,
-        "kek_id": k.kek_id,
+        "kek_id": None if k.local_wrap else k.kek_id,  # its FK names external KEKs only
+        "local_kek_id": k.kek_id if k.local_wrap else None,
         "state": k.state.value,
         "created_at": k.created_at,
         "activated_at": k.activated_at,
@@ -194,7 +194,8 @@ def module_key_from_row(r: RowMapping) -> ModuleKey:
         module_id=r["module_id"],
         version=r["version"],
         wrapped_dek=None if wrapped is None else bytes(wrapped),
-        kek_id=r["kek_id"],
+        kek_id=r["local_kek_id"] or r["kek_id"],
+        local_wrap=r["local_kek_id"] is not None,
         state=KeyState(r["state"]),
         created_at=r["created_at"],
         activated_at=r["activated_at"],

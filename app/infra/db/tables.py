@@ -38,21 +38,20 @@ from sqlalchemy import (
     text,
 )
 
-# The metadata and the size limits are shared with ``tables_audit`` (the audit trail's tables).
+# The metadata and the size limits are shared with ``tables_audit`` (the audit trail's tables)
+# and ``tables_local`` (the local KEK's).
 from app.infra.db._metadata import ENUM as ENUM
 from app.infra.db._metadata import IDENTIFIER as IDENTIFIER
 from app.infra.db._metadata import NAME as NAME
 from app.infra.db._metadata import NAMING_CONVENTION as NAMING_CONVENTION
 from app.infra.db._metadata import metadata as metadata
+from app.infra.db._metadata import revision_column as _revision
 from app.infra.db.tables_audit import audit_chain_head as audit_chain_head
 from app.infra.db.tables_audit import audit_checkpoints as audit_checkpoints
 from app.infra.db.tables_audit import audit_events as audit_events
 from app.infra.db.tables_audit import audit_signing_keys as audit_signing_keys
+from app.infra.db.tables_local import local_instance_keys as local_instance_keys
 from app.infra.db.types import UTCDateTime, json_type
-
-
-def _revision() -> Column[int]:
-    return Column("revision", Integer, nullable=False, server_default="0")
 
 
 def _observed() -> list[Column[Any]]:
@@ -168,6 +167,7 @@ module_keys = Table(
     Column("encryptions_reserved", BigInteger, nullable=False, server_default="0"),
     Column("state_reason", String(500)),  # 0005
     Column("lost_at", UTCDateTime),  # 0009: its configuration ended (state destroyed)
+    Column("local_kek_id", Uuid),  # 0010: wrapped under local_instance_keys (no FK: kept forever)
     _revision(),
     PrimaryKeyConstraint("module_id", "version"),
     CheckConstraint("version >= 1", name="version_positive"),

@@ -16,6 +16,7 @@ from app.application.ports import (
     InstanceKeyRepository,
     KeyStatusRepository,
     KeyStore,
+    LocalKeyRepository,
     ModuleKeyRepository,
     ModuleRepository,
     PolicyRepository,
@@ -24,6 +25,7 @@ from app.infra.db.checkpoints import SqlaAuditCheckpointRepository
 from app.infra.db.erase import erase_dead_rows
 from app.infra.db.errors import is_unavailable, translate_unavailable
 from app.infra.db.external_keys import SqlaExternalKeyRepository
+from app.infra.db.local_keks import SqlaLocalKeyRepository
 from app.infra.db.repositories import (
     SqlaAuditRepository,
     SqlaConfigRepository,
@@ -47,6 +49,7 @@ class SqlaUnitOfWork:
     # Typed as the ports: the UnitOfWork Protocol's attributes are settable, hence invariant.
     config: ConfigRepository
     instance_keys: InstanceKeyRepository
+    local_keks: LocalKeyRepository
     external_keys: ExternalKeyRepository
     modules: ModuleRepository
     keys: ModuleKeyRepository
@@ -73,6 +76,7 @@ class SqlaUnitOfWork:
         self._conn = conn
         self.config = SqlaConfigRepository(conn)
         self.instance_keys = SqlaInstanceKeyRepository(conn)
+        self.local_keks = SqlaLocalKeyRepository(conn)
         self.external_keys = SqlaExternalKeyRepository(conn)
         self.modules = SqlaModuleRepository(conn)
         self.keys = SqlaModuleKeyRepository(conn)

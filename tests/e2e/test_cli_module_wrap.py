@@ -1,0 +1,48 @@
+"""``ekms modules`` and ``ekms status`` show which modules depend on the external key, and move
+one between the external chain and the local KEK, against a real uvicorn (issue 14, item 3)."""
+
+from __future__ import annotations
+
+import json
+
+from tests.e2e.rest_support import (
+    AUDITOR,
+    Cli,
+    LiveServer,
+    live_server,  # noqa: F401 - fixture
+)
+
+
+async def test_the_cli_creates_lists_moves_and_shows_local_modules(
+    live_server: LiveServer,  # noqa: F811
+) -> None:
+    ekms = Cli(live_server.url)
+    created = json.loads(
+        (
+            await ekms("modules", "create", "global.catalog", "--no-external-wrap", "-o", "json")
+        ).stdout
+    )
+    assert created["external_wrap"] is False
+    await ekms("modules", "create", "global.payroll")
+    table = (await ekms("modules", "list")).stdout
+    assert any("wrap" in line for line in table.splitlines()[:4])  # the header
+
+    def row(name: str) -> str:
+        return next(line for line in table.splitlines() if name in line)
+
+    assert "local" in row("global.catalog") and "external" not in row("global.catalog")
+    assert "external" in row("global.payroll")
+
+    tree = (await ekms("status", roles=(AUDITOR,))).stdout
+    assert "local KEK" in tree and "not revocable through the external key" in tree
+    assert tree.index("global.payroll") < tree.index("local KEK") < tree.index("global.catalog")
+
+    moved = await ekms("modules", "update", "global.catalog", "--external-wrap")
+    assert "(external wrap)" in moved.stdout
+    status = json.loads((await ekms("status", "-o", "json", roles=(AUDITOR,))).stdout)
+    assert {m["name"]: m["external_wrap"] for m in status["status"]["modules"]} == {
+        "global.catalog": True,
+        "global.payroll": True,
+    }
+    bad = await ekms("modules", "update", "global.nothing", "--no-external-wrap", code=1)
+    assert "MODULE_NOT_FOUND" in bad.output or "does not exist" in bad.output

@@ -1,0 +1,67 @@
+"""The local KEK's row and the versions wrapped under it, on real Postgres and SQLite."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from app.domain.errors import Conflict, Reason
+from app.domain.local_kek import LocalInstanceKey, local_kek_context
+from app.domain.values import KeyState
+from app.infra.db.uow import SqlaUnitOfWorkFactory
+from tests.integration.test_repositories import NOW, make_ekek, make_key, make_module
+
+
+def _local_kek() -> LocalInstanceKey:
+    kek_id = uuid.uuid4()
+    return LocalInstanceKey(
+        id=kek_id,
+        wrapped_kek=b"ekms-local\x01" + uuid.uuid4().bytes,
+        key_name="local:0123456789abcdef",
+        encryption_context=local_kek_context("instance-1", kek_id),
+        fingerprint="fp-" + uuid.uuid4().hex,
+        created_at=NOW,
+    )
+
+
+async def test_the_local_kek_round_trips_and_a_second_one_is_refused(
+    uow_factory: SqlaUnitOfWorkFactory,
+) -> None:
+    first = _local_kek()
+    async with uow_factory() as uow:
+        assert await uow.local_keks.get() is None
+        await uow.local_keks.add(first)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.local_keks.get() == first
+        with pytest.raises(Conflict) as err:
+            await uow.local_keks.add(_local_kek())  # another replica's, made at the same time
+        assert err.value.reason is Reason.CONCURRENT_UPDATE
+        assert await uow.local_keks.get() == first  # the transaction is still usable
+    assert "wrapped_kek" not in repr(first)
+
+
+async def test_a_version_names_the_kek_it_is_wrapped_under_local_or_external(
+    uow_factory: SqlaUnitOfWorkFactory,
+) -> None:
+    module, local, ekek = make_module(), _local_kek(), make_ekek(active=True)
+    under_local = make_key(module.id, 1, kek_id=local.id, local_wrap=True)
+    under_external = make_key(module.id, 2, kek_id=ekek.id, state=KeyState.DEACTIVATED)
+    async with uow_factory() as uow:
+        await uow.instance_keys.add(ekek)
+        await uow.local_keks.add(local)
+        await uow.modules.add(module)
+        await uow.keys.add(under_local)
+        await uow.keys.add(under_external)
+        await uow.commit()
+    async with uow_factory() as uow:
+        stored = {k.version: k for k in await uow.keys.list_for_module(module.id)}
+        assert stored[1].local_wrap and stored[1].kek_id == local.id
+        assert not stored[2].local_wrap and stored[2].kek_id == ekek.id
+        stored[1].kek_id, stored[1].local_wrap = ekek.id, False  # moved under the external KEK
+        await uow.keys.save(stored[1])
+        await uow.commit()
+    async with uow_factory() as uow:
+        moved = await uow.keys.get(module.id, 1)
+        assert moved is not None and not moved.local_wrap and moved.kek_id == ekek.id
