@@ -161,8 +161,9 @@ async def add_module(uow_factory: SqlaUnitOfWorkFactory, **changes: Any) -> Cryp
 
 # --- schema coverage --------------------------------------------------------------------------
 
-# A domain field stored under another name: a version under the local KEK names it there.
-STORED_AS = {"local_wrap": "local_kek_id"}
+# A domain field stored under another name: a version under the local KEK names it there; a
+# policy's justification requirement is its flag and its codes.
+STORED_AS = {"local_wrap": "local_kek_id", "justification": "require_justification"}
 
 
 @pytest.mark.parametrize(
