@@ -1,0 +1,133 @@
+"""Batches and stream groups as columns: translation only, close to the wire.
+
+``columns_of`` reads a repeated field of item messages into ``ItemColumns`` (the data and the
+contexts as lists, one target for all when no item names its own) with C-level iteration only
+(``map`` over attribute getters): no Python code runs per item. ``encode_results`` writes the
+answers as the serialized repeated field of result messages (``EncryptResult``,
+``DecryptResult`` and ``RewrapResult`` share fields 1-4: id, status, data, key_version; a
+rewrap adds 5, changed), which the response message then parses in one call: building them
+through the protobuf API cost more than the cipher. The bytes are exactly what protobuf's own
+serializer writes for those messages (fields in number order, empty ones left out, an OK
+status present and empty); ``tests/unit/test_grpc_columns.py`` compares them. An item that
+failed is serialized by protobuf itself, with its status from ``errors.to_status``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from operator import attrgetter, methodcaller
+from typing import Any
+
+from app.application.crypto import ColumnResults, ItemColumns
+from app.application.targets import Target
+from app.domain.errors import EkmsError, InvalidInput
+from app.grpc.convert import TargetCache
+from app.grpc.errors import to_status
+
+_HAS_TARGET = methodcaller("HasField", "target")
+_GROUP = attrgetter("items")
+_CONTEXT = attrgetter("context")
+_ID = attrgetter("id")
+
+_SMALL = [bytes((n,)) if n < 0x80 else bytes(((n & 0x7F) | 0x80, n >> 7)) for n in range(1 << 14)]
+"""The varint of every n < 2**14: the lengths of ids and of most values."""
+
+OK_STATUS_BYTES = b"\x12\x00"  # field 2, length 0: an OK google.rpc.Status (code 0 unwritten)
+_ID_TAG, _DATA_TAG, _VERSION_TAG, _CHANGED = b"\x0a", b"\x1a", b"\x20", b"\x28\x01"
+BATCH_RESULTS = b"\x0a"  # field 1 of *BatchResponse
+GROUP_RESULTS = b"\x2a"  # field 5 of EncryptResult / DecryptResult
+
+
+def varint(n: int) -> bytes:
+    if n < 1 << 14:
+        return _SMALL[n]
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def columns_of(
+    messages: Sequence[Any], targets: TargetCache, value: Callable[[Any], bytes]
+) -> tuple[ItemColumns, list[Any]]:
+    """The items of a batch or group, and the messages themselves (in order, for their ids).
+
+    ``targets`` holds the default target; an item naming none gets the default's error when
+    there is no default, and an item that is itself a group is ``InvalidInput``."""
+    items = list(messages)
+    data = list(map(value, items))
+    contexts = list(map(_CONTEXT, items))
+    one: Target | Sequence[Target | EkmsError]
+    if any(map(_HAS_TARGET, items)) or any(map(len, map(_GROUP, items))):
+        one = [_target(targets, message) for message in items]
+    else:
+        try:
+            one = targets.resolve(None)
+        except EkmsError as exc:
+            one = [exc] * len(items)
+    return ItemColumns(one, data, contexts), items
+
+
+def _target(targets: TargetCache, message: Any) -> Target | EkmsError:
+    if message.items:
+        return InvalidInput("an item of a batch or group holds no items", field="items")
+    try:
+        return targets.resolve(message.target if message.HasField("target") else None)
+    except EkmsError as exc:
+        return exc
+
+
+def encode_results(
+    tag: bytes,
+    items: Sequence[Any],
+    results: ColumnResults,
+    failed: Callable[[str, EkmsError], bytes],
+    inputs: Sequence[bytes] | None = None,
+) -> bytes:
+    """The results as ``tag``-numbered entries of a repeated field. ``failed`` serializes an
+    item's error result; ``inputs`` (a rewrap's ciphertexts) sets ``changed``."""
+    parts: list[bytes] = []
+    extend = parts.extend
+    small, errors = _SMALL, results.errors
+    ids = map(_ID, items)
+    for i, (ident, out, version) in enumerate(
+        zip(ids, results.data, results.key_versions, strict=True)
+    ):
+        if out is None:
+            body = failed(ident, errors[i])
+            extend((tag, varint(len(body)), body))
+            continue
+        raw_id = ident.encode() if ident else b""
+        n, m = len(out), len(raw_id)
+        size_n = small[n] if n < 16384 else varint(n)
+        version_bytes = small[version] if version < 16384 else varint(version)
+        size = 3 + len(version_bytes)  # status, version tag, version
+        if m:
+            size += 1 + len(small[m] if m < 16384 else varint(m)) + m
+        if n:
+            size += 1 + len(size_n) + n
+        changed = inputs is not None and out is not inputs[i] and out != inputs[i]
+        if changed:
+            size += 2
+        extend((tag, small[size] if size < 16384 else varint(size)))
+        if m:
+            extend((_ID_TAG, varint(m), raw_id))
+        parts.append(OK_STATUS_BYTES)
+        if n:
+            extend((_DATA_TAG, size_n, out))
+        extend((_VERSION_TAG, version_bytes))
+        if changed:
+            parts.append(_CHANGED)
+    return b"".join(parts)
+
+
+def error_result(make: Callable[..., Any], method: str) -> Callable[[str, EkmsError], bytes]:
+    """``failed`` for ``encode_results``: ``make`` (the result message class) with the status."""
+
+    def failed(ident: str, error: EkmsError) -> bytes:
+        data: bytes = make(id=ident, status=to_status(error, method=method)).SerializeToString()
+        return data
+
+    return failed
