@@ -89,7 +89,7 @@ def encode_results(
     """The results as ``tag``-numbered entries of a repeated field. ``failed`` serializes an
     item's error result; ``inputs`` (a rewrap's ciphertexts) sets ``changed``."""
     parts: list[bytes] = []
-    extend = parts.extend
+    append = parts.append
     small, errors = _SMALL, results.errors
     ids = map(_ID, items)
     for i, (ident, out, version) in enumerate(
@@ -97,30 +97,41 @@ def encode_results(
     ):
         if out is None:
             body = failed(ident, errors[i])
-            extend((tag, varint(len(body)), body))
+            parts.extend((tag, varint(len(body)), body))
             continue
         raw_id = ident.encode() if ident else b""
-        n, m = len(out), len(raw_id)
-        size_n = small[n] if n < 16384 else varint(n)
-        version_bytes = small[version] if version < 16384 else varint(version)
-        size = 3 + len(version_bytes)  # status, version tag, version
-        if m:
-            size += 1 + len(small[m] if m < 16384 else varint(m)) + m
-        if n:
-            size += 1 + len(size_n) + n
+        m, n = len(raw_id), len(out)
         changed = inputs is not None and out is not inputs[i] and out != inputs[i]
-        if changed:
-            size += 2
-        extend((tag, small[size] if size < 16384 else varint(size)))
-        if m:
-            extend((_ID_TAG, varint(m), raw_id))
-        parts.append(OK_STATUS_BYTES)
-        if n:
-            extend((_DATA_TAG, size_n, out))
-        extend((_VERSION_TAG, version_bytes))
-        if changed:
-            parts.append(_CHANGED)
+        if 0 < n < 16000 and m < 128 and version < 128:  # the usual shape: one format call
+            size = (m + 2 if m else 0) + n + (6 if n < 128 else 7) + (2 if changed else 0)
+            suffix = _CHANGED if changed else b""
+            if m:
+                append(
+                    _WITH_ID
+                    % (tag, small[size], small[m], raw_id, small[n], out, small[version], suffix)
+                )
+            else:
+                append(_NO_ID % (tag, small[size], small[n], out, small[version], suffix))
+            continue
+        append(tag + _body(raw_id, out, version, changed, with_size=True))
     return b"".join(parts)
+
+
+_WITH_ID = b"%b%b\x0a%b%b\x12\x00\x1a%b%b\x20%b%b"
+_NO_ID = b"%b%b\x12\x00\x1a%b%b\x20%b%b"
+
+
+def _body(raw_id: bytes, out: bytes, version: int, changed: bool, *, with_size: bool) -> bytes:
+    """One OK result message of any shape, prefixed with its length."""
+    parts = [_ID_TAG + varint(len(raw_id)) + raw_id] if raw_id else []
+    parts.append(OK_STATUS_BYTES)
+    if out:
+        parts.append(_DATA_TAG + varint(len(out)) + out)
+    parts.append(_VERSION_TAG + varint(version))
+    if changed:
+        parts.append(_CHANGED)
+    body = b"".join(parts)
+    return varint(len(body)) + body if with_size else body
 
 
 def error_result(make: Callable[..., Any], method: str) -> Callable[[str, EkmsError], bytes]:

@@ -49,6 +49,10 @@ def _reference(
 
 SHAPES = [
     ("", b"x" * 64, 1),
+    ("row-0", b"u" * 100, 5),
+    ("r", b"q" * 300, 127),  # a two-byte length
+    ("", b"t" * 16383, 3),
+    ("i" * 127, b"b" * 15999, 126),  # the largest of the one-call shape
     ("row-1", b"", 2),  # an empty value is not written
     ("é" * 70, b"y" * 200, 130),  # a multi-byte id of 140 bytes, a two-byte version
     ("z" * 20000, b"v" * 20000, 70000),  # lengths past the varint table
@@ -69,13 +73,25 @@ SHAPES = [
 def test_encoded_results_are_protobufs_own_bytes(make: type, batch: type, group: type) -> None:
     items = [pb.DecryptItem(id=ident) for ident, _, _ in SHAPES]
     errors: dict[int, EkmsError] = {
-        5: DecryptionFailed(),
-        6: NotFound("no such module", reason=Reason.MODULE_NOT_FOUND),
+        9: DecryptionFailed(),
+        10: NotFound("no such module", reason=Reason.MODULE_NOT_FOUND),
     }
     results = ColumnResults(
         [data for _, data, _ in SHAPES], [version for _, _, version in SHAPES], errors
     )
-    inputs = [b"x" * 64, b"", b"other", b"v" * 20000, b"w", b"", b""]  # 0, 1 and 3 unchanged
+    inputs = [
+        b"x" * 64,
+        b"u" * 100,
+        b"o",
+        b"t" * 16383,
+        b"",
+        b"other",
+        b"v" * 20000,
+        b"w",
+        b"",
+        b"",
+    ]
+    # unchanged: 0 (the input object itself), 1 and 3 (equal bytes), 5 and 7
     rewrap = inputs if make is pb.RewrapResult else None
     if rewrap is not None:
         results.data[0] = inputs[0]  # the very input object, as the rewrap path gives it
@@ -83,7 +99,7 @@ def test_encoded_results_are_protobufs_own_bytes(make: type, batch: type, group:
     body = encode_results(BATCH_RESULTS, items, results, error_result(make, "M"), rewrap)
     assert body == batch(results=want).SerializeToString()
     parsed = batch.FromString(body)
-    assert [r.status.code for r in parsed.results] == [0, 0, 0, 0, 0, 3, 5]
+    assert [r.status.code for r in parsed.results] == [0] * 9 + [3, 5]
     assert all(r.HasField("status") for r in parsed.results)
     if group is not None:
         in_group = encode_results(GROUP_RESULTS, items, results, error_result(make, "M"))
