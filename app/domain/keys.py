@@ -107,36 +107,28 @@ class DataKey:
         header = self.header_bytes
         prefix = associated_prefix(header, binding)
         length = CONTEXT_LENGTH.pack
-        aead = self._aead
-        opened = 0
+        aead, longest = self._aead, MAX_CONTEXT  # locals: this loop runs per item
+        unopened = out[start:stop].count(None)
         if isinstance(aead, AESGCM):
             open_gcm = aead.decrypt
-            shortest, body = _GCM_SHORTEST, HEADER_SIZE + GCM_NONCE_SIZE
+            shortest, lo, hi = _GCM_SHORTEST, HEADER_SIZE, HEADER_SIZE + GCM_NONCE_SIZE
             for i, (blob, context) in _range(blobs, contexts, start, stop):
-                if len(blob) < shortest or len(context) > MAX_CONTEXT:
-                    continue
-                if not blob.startswith(header):
-                    continue
-                try:
-                    out[i] = open_gcm(
-                        blob[HEADER_SIZE:body], blob[body:], prefix + length(len(context)) + context
-                    )
-                except InvalidTag:
-                    continue
-                opened += 1
-            return opened
-        open_siv = aead.decrypt
-        for i, (blob, context) in _range(blobs, contexts, start, stop):
-            if len(blob) < _SIV_SHORTEST or len(context) > MAX_CONTEXT:
-                continue
-            if not blob.startswith(header):
-                continue
-            try:
-                out[i] = open_siv(blob[HEADER_SIZE:], [prefix + length(len(context)) + context])
-            except InvalidTag:
-                continue
-            opened += 1
-        return opened
+                if len(blob) >= shortest and len(context) <= longest and blob.startswith(header):
+                    try:
+                        out[i] = open_gcm(
+                            blob[lo:hi], blob[hi:], prefix + length(len(context)) + context
+                        )
+                    except InvalidTag:
+                        pass
+        else:
+            open_siv, shortest, lo = aead.decrypt, _SIV_SHORTEST, HEADER_SIZE
+            for i, (blob, context) in _range(blobs, contexts, start, stop):
+                if len(blob) >= shortest and len(context) <= longest and blob.startswith(header):
+                    try:
+                        out[i] = open_siv(blob[lo:], [prefix + length(len(context)) + context])
+                    except InvalidTag:
+                        pass
+        return unopened - out[start:stop].count(None)
 
     def seal_many(
         self,

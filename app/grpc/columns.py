@@ -90,30 +90,49 @@ def encode_results(
     item's error result; ``inputs`` (a rewrap's ciphertexts) sets ``changed``."""
     parts: list[bytes] = []
     append = parts.append
-    small, errors = _SMALL, results.errors
+    small, errors, with_id, no_id = _SMALL, results.errors, _WITH_ID, _NO_ID
     ids = map(_ID, items)
-    for i, (ident, out, version) in enumerate(
-        zip(ids, results.data, results.key_versions, strict=True)
-    ):
+    rows = enumerate(zip(ids, results.data, results.key_versions, strict=True))
+    if inputs is None:  # encrypt and decrypt: the same loop without ``changed``
+        for i, (ident, out, version) in rows:
+            if out is None:
+                body = failed(ident, errors[i])
+                parts.extend((tag, varint(len(body)), body))
+                continue
+            raw_id = ident.encode()
+            m, n = len(raw_id), len(out)
+            if 0 < n < 16000 and m < 128 and version < 128:  # the usual shape: one format call
+                if m:
+                    size = small[m + n + (8 if n < 128 else 9)]
+                    append(
+                        with_id % (tag, size, small[m], raw_id, small[n], out, small[version], b"")
+                    )
+                else:
+                    size = small[n + (6 if n < 128 else 7)]
+                    append(no_id % (tag, size, small[n], out, small[version], b""))
+                continue
+            append(tag + _body(raw_id, out, version, False))
+        return b"".join(parts)
+    for i, (ident, out, version) in rows:
         if out is None:
             body = failed(ident, errors[i])
             parts.extend((tag, varint(len(body)), body))
             continue
-        raw_id = ident.encode() if ident else b""
+        raw_id = ident.encode()
         m, n = len(raw_id), len(out)
-        changed = inputs is not None and out is not inputs[i] and out != inputs[i]
-        if 0 < n < 16000 and m < 128 and version < 128:  # the usual shape: one format call
+        changed = out is not inputs[i] and out != inputs[i]
+        if 0 < n < 16000 and m < 128 and version < 128:
             size = (m + 2 if m else 0) + n + (6 if n < 128 else 7) + (2 if changed else 0)
             suffix = _CHANGED if changed else b""
             if m:
                 append(
-                    _WITH_ID
+                    with_id
                     % (tag, small[size], small[m], raw_id, small[n], out, small[version], suffix)
                 )
             else:
-                append(_NO_ID % (tag, small[size], small[n], out, small[version], suffix))
+                append(no_id % (tag, small[size], small[n], out, small[version], suffix))
             continue
-        append(tag + _body(raw_id, out, version, changed, with_size=True))
+        append(tag + _body(raw_id, out, version, changed))
     return b"".join(parts)
 
 
@@ -121,7 +140,7 @@ _WITH_ID = b"%b%b\x0a%b%b\x12\x00\x1a%b%b\x20%b%b"
 _NO_ID = b"%b%b\x12\x00\x1a%b%b\x20%b%b"
 
 
-def _body(raw_id: bytes, out: bytes, version: int, changed: bool, *, with_size: bool) -> bytes:
+def _body(raw_id: bytes, out: bytes, version: int, changed: bool) -> bytes:
     """One OK result message of any shape, prefixed with its length."""
     parts = [_ID_TAG + varint(len(raw_id)) + raw_id] if raw_id else []
     parts.append(OK_STATUS_BYTES)
@@ -131,7 +150,7 @@ def _body(raw_id: bytes, out: bytes, version: int, changed: bool, *, with_size: 
     if changed:
         parts.append(_CHANGED)
     body = b"".join(parts)
-    return varint(len(body)) + body if with_size else body
+    return varint(len(body)) + body
 
 
 def error_result(make: Callable[..., Any], method: str) -> Callable[[str, EkmsError], bytes]:
