@@ -103,13 +103,13 @@ def encode_results(
             m, n = len(raw_id), len(out)
             if 0 < n < 16000 and m < 128 and version < 128:  # the usual shape: one format call
                 if m:
-                    size = small[m + n + (8 if n < 128 else 9)]
+                    head = small[m + n + (8 if n < 128 else 9)]
                     append(
-                        with_id % (tag, size, small[m], raw_id, small[n], out, small[version], b"")
+                        with_id % (tag, head, small[m], raw_id, small[n], out, small[version], b"")
                     )
                 else:
-                    size = small[n + (6 if n < 128 else 7)]
-                    append(no_id % (tag, size, small[n], out, small[version], b""))
+                    head = small[n + (6 if n < 128 else 7)]
+                    append(no_id % (tag, head, small[n], out, small[version], b""))
                 continue
             append(tag + _body(raw_id, out, version, False))
         return b"".join(parts)
