@@ -4,7 +4,8 @@ Served entirely from the in-memory ``KeyChain`` snapshot: no KMS call and no que
 Each item runs every check once per kind (``dataplane.item_path``); later items of the same
 caller and kind are served from what it found (``dataplane.permits``, ``dataplane.shortcut``).
 Audit is aggregated in memory (``AuditBuffer``) and written in batches. A single call is a batch
-of one: every operation has one path.
+of one: every operation has one path. ``run_columns`` is the batch as an adapter holds it,
+column by column (``dataplane.columns``): nothing is built per item that is served.
 
 Limits, before any of that: a batch's size (``run_batch``, before its entries are read), the
 caller's rate (``limits.RateLimiter``, a call costs its item count), and for AES-GCM the key

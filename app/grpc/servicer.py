@@ -1,13 +1,15 @@
 """The ``ekms.v1.Crypto`` servicer: translation only; ``CryptoService`` does the work.
 
-Errors are raised, never aborted here: ``boundary`` maps them. A batch goes to
-``CryptoService.run_batch`` with the way each message becomes an ``Item``: the use case checks
-its size first, and a message that cannot be translated (no or a bad target) gets its own error
-result while the rest still run. A stream item that cannot be is that item's error result.
+Errors are raised, never aborted here: ``boundary`` maps them. A batch, and a stream message
+that carries a group of items, is read as columns (``columns.columns_of``) for
+``CryptoService.run_columns``, which checks its size first; an item that cannot be translated
+(no or a bad target, a group inside a batch) gets its own error result while the rest still
+run. The results come back as the serialized repeated field (``columns.encode_results``),
+parsed into the response once. A one-item stream message that cannot be translated is that
+item's error result.
 
-Parsed targets are cached (``TargetCache``: per batch or stream, and one for single calls), and
-batch responses are filled in place (``results.add``) rather than built as separate messages
-and copied: both showed in the profile of the batch path.
+Parsed targets are cached (``TargetCache``: per batch, group or stream, and one for single
+calls): callers name the same few targets.
 """
 
 from __future__ import annotations
