@@ -9,8 +9,9 @@ settings as the bench); the load comes from a bench client process (``bench.load
 case the profiler samples the event loop's thread during the measured window only. A last
 "case" profiles ``CryptoService.decrypt_batch`` / ``encrypt_batch`` called directly (no gRPC).
 Text profiles go to ``bench/results/profile-<case>.txt``. With ``--py-spy`` the window is
-sampled from outside by py-spy (``uvx py-spy``, or ``py-spy`` on PATH; every thread, native
-frames included, no overhead in the sampled process) instead of pyinstrument, and the text is a
+sampled from outside by py-spy (``uvx py-spy``, or ``py-spy`` on PATH; the Python threads
+while busy, without pausing the sampled process; C code is charged to the Python frame that
+called it, and grpc's own C threads are not seen) instead of pyinstrument, and the text is a
 summary of its collapsed stacks: the share of samples under a few functions of the batch path
 and the leaf frames that took the most.
 """
@@ -129,7 +130,7 @@ async def _py_spy(collapsed: Path) -> str:
         str(int(SECONDS)),
         "--rate",
         "500",
-        "--native",
+        "--nonblocking",
         "--format",
         "raw",
         "--output",
@@ -143,7 +144,7 @@ async def _py_spy(collapsed: Path) -> str:
         frames, _, count = line.rpartition(" ")
         stacks.append((frames.split(";"), int(count)))
     total = sum(n for _, n in stacks) or 1
-    lines = [f"py-spy, {total} samples of every thread ({SECONDS} s at 500 Hz)", ""]
+    lines = [f"py-spy, {total} samples of the busy Python threads ({SECONDS} s at 500 Hz)", ""]
     lines.append("share of samples with the function on the stack:")
     for mark in _MARKS:
         n = sum(c for frames, c in stacks if any(mark in f for f in frames))
