@@ -59,9 +59,11 @@ def columns_of(
     items = list(messages)
     data = list(map(value, items))
     contexts = list(map(_CONTEXT, items))
+    # RewrapItem has no ``items``: only encrypt and decrypt items can hold a group.
+    groups = bool(items) and "items" in items[0].DESCRIPTOR.fields_by_name
     one: Target | Sequence[Target | EkmsError]
-    if any(map(_HAS_TARGET, items)) or any(map(len, map(_GROUP, items))):
-        one = [_target(targets, message) for message in items]
+    if any(map(_HAS_TARGET, items)) or (groups and any(map(len, map(_GROUP, items)))):
+        one = [_target(targets, message, groups) for message in items]
     else:
         try:
             one = targets.resolve(None)
@@ -70,8 +72,8 @@ def columns_of(
     return ItemColumns(one, data, contexts), items
 
 
-def _target(targets: TargetCache, message: Any) -> Target | EkmsError:
-    if message.items:
+def _target(targets: TargetCache, message: Any, groups: bool) -> Target | EkmsError:
+    if groups and message.items:
         return InvalidInput("an item of a batch or group holds no items", field="items")
     try:
         return targets.resolve(message.target if message.HasField("target") else None)

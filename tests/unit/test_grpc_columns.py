@@ -138,3 +138,8 @@ def test_columns_read_one_target_or_each_items_own() -> None:
     assert first == SALARY and second == Target(module="global.payroll")
     assert isinstance(third, InvalidInput) and isinstance(fourth, InvalidInput)
     assert fourth.field == "items"
+
+    rewraps = [pb.RewrapItem(ciphertext=b"a"), pb.RewrapItem(target=FIELD, ciphertext=b"b")]
+    columns, _ = columns_of(rewraps, TargetCache(None), value)  # a RewrapItem holds no group
+    assert isinstance(columns.targets, list)
+    assert isinstance(columns.targets[0], InvalidInput) and columns.targets[1] == SALARY
