@@ -18,9 +18,11 @@ from app.application.crypto import (
     ItemResult,
 )
 from app.application.field_configs import FieldConfigInput, create_field_config
+from app.application.limits import DataPlaneLimits, RateLimiter
 from app.application.modules import ModuleInput, create_module, rotate_module_key
 from app.application.targets import Target
-from app.domain.errors import DecryptionFailed, EkmsError, InvalidInput
+from app.domain.audit import AuditResult
+from app.domain.errors import DecryptionFailed, EkmsError, InvalidInput, ResourceExhausted
 from app.domain.values import Algorithm, Operation
 from tests.unit.conftest import ADMIN, APP, World
 
@@ -328,3 +330,22 @@ async def test_a_batch_over_the_limit_is_refused_before_anything_runs(ready: Wor
         Operation.ENCRYPT, APP, ItemColumns([NO_TARGET], [b"x"], [b""]), max_items=2
     )
     assert none.errors == {0: NO_TARGET} and none.data == [None]
+
+
+async def test_a_columns_batch_costs_its_items_with_a_target_against_the_rate(
+    ready: World,
+) -> None:
+    """As ``run_batch``: the rate limit counts the items that have a target, before any runs."""
+    await _world(ready)
+    limits = DataPlaneLimits(rate=RateLimiter(ready.clock, rate=1.0, burst=3))
+    crypto = CryptoService(ready.ctx, limits=limits)
+    two = ItemColumns([PAYROLL, NO_TARGET, PAYROLL, NO_TARGET], [b"a", b"", b"b", b""], [b""] * 4)
+    served = await crypto.run_columns(Operation.ENCRYPT, APP, two, max_items=9)
+    assert sorted(served.errors) == [1, 3] and served.data[0] and served.data[2]
+    await _audit(ready)
+    with pytest.raises(ResourceExhausted):  # 1 token left, 2 items with a target
+        await crypto.run_columns(Operation.ENCRYPT, APP, two, max_items=9)
+    events = await _audit(ready)
+    assert [(key[2], key[5], n) for key, n in events.items()] == [
+        (AuditResult.FAILURE, "RATE_LIMITED", 2)
+    ]
