@@ -20,9 +20,16 @@ from app.application.crypto import (
 from app.application.field_configs import FieldConfigInput, create_field_config
 from app.application.limits import DataPlaneLimits, RateLimiter
 from app.application.modules import ModuleInput, create_module, rotate_module_key
+from app.application.sync import sync_external_key
 from app.application.targets import Target
 from app.domain.audit import AuditResult
-from app.domain.errors import DecryptionFailed, EkmsError, InvalidInput, ResourceExhausted
+from app.domain.errors import (
+    DecryptionFailed,
+    EkmsError,
+    InvalidInput,
+    Reason,
+    ResourceExhausted,
+)
 from app.domain.values import Algorithm, Operation
 from tests.unit.conftest import ADMIN, APP, World
 
@@ -349,3 +356,28 @@ async def test_a_columns_batch_costs_its_items_with_a_target_against_the_rate(
     assert [(key[2], key[5], n) for key, n in events.items()] == [
         (AuditResult.FAILURE, "RATE_LIMITED", 2)
     ]
+
+
+async def test_inside_the_unavailable_grace_every_item_goes_item_by_item(ready: World) -> None:
+    """While the chain may fail closed (the KMS unreachable), nothing is served from a permit:
+    within the grace the items are served item by item, after it every one is refused."""
+    await _world(ready)
+    sealed = await _sealed(ready, SALARY, [b"a", b"b"])
+    ready.kms.unreachable = True
+    await sync_external_key(ready.ctx)
+    items: list[Item | EkmsError] = [
+        Item(SALARY, sealed[0], b"row-0"),
+        NO_TARGET,
+        Item(SALARY, sealed[1], b"wrong"),
+        Item(SALARY, sealed[1], b"row-1"),
+    ]
+    got = await _compare(ready, Operation.DECRYPT, items)
+    assert [r.data for r in got] == [b"a", None, None, b"b"]
+    ready.clock.advance(16 * 60)
+    late = _results(
+        await ready.crypto.run_columns(Operation.DECRYPT, APP, _columns(items, False), max_items=9)
+    )
+    assert {getattr(r.error, "reason", None) for r in late} == {
+        Reason.EXTERNAL_KEY_UNAVAILABLE,
+        Reason.INVALID_INPUT,
+    }
