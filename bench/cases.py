@@ -18,6 +18,7 @@ __all__ = ["APP_ROLE", "COLUMN", "MODULE", "TABLE"]
 
 BATCH_ITEMS = 1000
 POOL = 64  # distinct requests per case, cycled
+GROUP_ITEMS = 100  # items per stream message in the multi-item stream cases
 
 
 def field_target() -> pb.Target:
@@ -153,6 +154,44 @@ def decrypt_stream(sealed: list[tuple[bytes, bytes]]) -> Workload:
         for i, (c, x) in enumerate(sealed[:POOL])
     ]
     return Workload("stream", "/ekms.v1.Crypto/DecryptStream", requests, "DecryptResult")
+
+
+def encrypt_stream_groups(size: int, per_message: int = GROUP_ITEMS) -> Workload:
+    """EncryptStream with ``per_message`` items in each message (a group, default target)."""
+    requests = [
+        pb.EncryptItem(
+            id=f"g{g}",
+            target=field_target(),
+            items=[
+                pb.EncryptItem(id=str(i), plaintext=os.urandom(size), context=context(i))
+                for i in range(per_message)
+            ],
+        ).SerializeToString()
+        for g in range(4)
+    ]
+    return Workload(
+        "stream", "/ekms.v1.Crypto/EncryptStream", requests, "EncryptResult", per_message
+    )
+
+
+def decrypt_stream_groups(
+    sealed: list[tuple[bytes, bytes]], per_message: int = GROUP_ITEMS
+) -> Workload:
+    """DecryptStream with ``per_message`` items in each message."""
+    requests = [
+        pb.DecryptItem(
+            id=f"g{g}",
+            target=field_target(),
+            items=[
+                pb.DecryptItem(id=str(i), ciphertext=c, context=x)
+                for i, (c, x) in enumerate(sealed[g * per_message : (g + 1) * per_message])
+            ],
+        ).SerializeToString()
+        for g in range(max(1, len(sealed) // per_message))
+    ]
+    return Workload(
+        "stream", "/ekms.v1.Crypto/DecryptStream", requests, "DecryptResult", per_message
+    )
 
 
 def rest_encrypt(size: int) -> Workload:

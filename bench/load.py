@@ -192,7 +192,7 @@ async def _stream_worker(
                 rec.outcome.validated += 1
                 if failed:
                     rec.error(f"a failed item in a {spec.response_type}")
-            rec.done(sent.popleft(), finished, 1)
+            rec.done(sent.popleft(), finished, spec.fields_per_op)
         await writer
     except grpc.aio.AioRpcError as exc:
         rec.error(f"{exc.code().name}: {exc.details()}")

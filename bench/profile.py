@@ -2,12 +2,18 @@
 
     uv run python -m bench.profile                        # every case below
     uv run python -m bench.profile grpc.decrypt_batch     # one (prefix match)
+    uv run python -m bench.profile grpc.decrypt_batch --py-spy   # sampled by py-spy instead
 
 The server runs in *this* process (``app.server.serve`` on uvloop, Postgres + moto, the same
 settings as the bench); the load comes from a bench client process (``bench.load``). For each
 case the profiler samples the event loop's thread during the measured window only. A last
 "case" profiles ``CryptoService.decrypt_batch`` / ``encrypt_batch`` called directly (no gRPC).
-Text profiles go to ``bench/results/profile-<case>.txt``.
+Text profiles go to ``bench/results/profile-<case>.txt``. With ``--py-spy`` the window is
+sampled from outside by py-spy (``uvx py-spy``, or ``py-spy`` on PATH; the Python threads
+while busy, without pausing the sampled process; C code is charged to the Python frame that
+called it, and grpc's own C threads are not seen) instead of pyinstrument, and the text is a
+summary of its collapsed stacks: the share of samples under a few functions of the batch path
+and the leaf frames that took the most.
 """
 
 from __future__ import annotations
@@ -80,18 +86,78 @@ async def _profile_load(
         clients.start, [replace(spec) for _ in range(len(clients))], 1.0, SECONDS
     )
     await asyncio.sleep(max(start_at - time.monotonic(), 0))
-    profiler = Profiler(interval=0.0005, async_mode="disabled")
-    profiler.start()
-    await asyncio.sleep(SECONDS)
-    profiler.stop()
+    if _PY_SPY["on"]:
+        text = await _py_spy(out / f"profile-{name}.collapsed")
+    else:
+        profiler = Profiler(interval=0.0005, async_mode="disabled")
+        profiler.start()
+        await asyncio.sleep(SECONDS)
+        profiler.stop()
+        text = profiler.output_text(unicode=True, color=False, show_all=False)
     outcomes = await asyncio.to_thread(clients.receive, 60)
     fields = sum(o.fields for o in outcomes)
     errors = sum(o.errors for o in outcomes)
     header = f"# {name}: {fields / SECONDS:.0f} fields/s while profiled, errors={errors}\n"
-    (out / f"profile-{name}.txt").write_text(
-        header + profiler.output_text(unicode=True, color=False, show_all=False)
-    )
+    (out / f"profile-{name}.txt").write_text(header + text)
     print(header.strip(), file=sys.stderr)
+
+
+_PY_SPY = {"on": False}
+_MARKS = (
+    "DecryptBatch",
+    "EncryptBatch",
+    "columns_of",
+    "run_columns",
+    "open_many",
+    "seal_many",
+    "encode_results",
+    "FromString",
+    "SerializeToString",
+)
+
+
+async def _py_spy(collapsed: Path) -> str:
+    """Sample this process for ``SECONDS`` with py-spy; a summary of what it saw."""
+    import shutil
+
+    command = ["py-spy"] if shutil.which("py-spy") else ["uvx", "py-spy"]
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        "record",
+        "--pid",
+        str(os.getpid()),
+        "--duration",
+        str(int(SECONDS)),
+        "--rate",
+        "500",
+        "--nonblocking",
+        "--format",
+        "raw",
+        "--output",
+        str(collapsed),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await process.wait()
+    stacks: list[tuple[list[str], int]] = []
+    for line in (await asyncio.to_thread(collapsed.read_text)).splitlines():
+        frames, _, count = line.rpartition(" ")
+        stacks.append((frames.split(";"), int(count)))
+    total = sum(n for _, n in stacks) or 1
+    lines = [f"py-spy, {total} samples of the busy Python threads ({SECONDS} s at 500 Hz)", ""]
+    lines.append("share of samples with the function on the stack:")
+    for mark in _MARKS:
+        n = sum(c for frames, c in stacks if any(mark in f for f in frames))
+        if n:
+            lines.append(f"  {100 * n / total:5.1f} %  {mark}")
+    leaves: dict[str, int] = {}
+    for frames, n in stacks:
+        leaf = frames[-1].split(" (")[0] if frames else "?"
+        leaves[leaf] = leaves.get(leaf, 0) + n
+    lines += ["", "leaf frames (self time), top 20:"]
+    for leaf, n in sorted(leaves.items(), key=lambda kv: -kv[1])[:20]:
+        lines.append(f"  {100 * n / total:5.1f} %  {leaf}")
+    return "\n".join(lines) + "\n"
 
 
 async def _profile_service(container: Any, sealed: list[tuple[bytes, bytes]], out: Path) -> None:
@@ -171,7 +237,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="profile the ekms hot path")
     parser.add_argument("cases", nargs="*", help="case name prefixes (default: all)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--py-spy", action="store_true", help="sample with py-spy instead")
     args = parser.parse_args()
+    _PY_SPY["on"] = args.py_spy
     args.out.mkdir(parents=True, exist_ok=True)
     from app.infra.logging import configure_logging
 

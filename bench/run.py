@@ -63,6 +63,7 @@ class Plan:
     inproc_seconds: float
     idle_seconds: float
     batch_items: int = cases.BATCH_ITEMS
+    group_items: int = cases.GROUP_ITEMS
 
 
 FULL = Plan(seconds=1.2, warmup=0.5, rounds=5, clients=2, inproc_seconds=1.0, idle_seconds=3.0)
@@ -320,7 +321,7 @@ def idle_window(server: Server, seconds: float) -> dict[str, Any]:
 def _cases(
     sealed64: list[tuple[bytes, bytes]], sealed1k: list[tuple[bytes, bytes]], plan: Plan
 ) -> list[Case]:
-    n = plan.batch_items
+    n, g = plan.batch_items, plan.group_items
     return [
         Case("grpc.echo.64", "echo", cases.echo(64), 32),
         Case("grpc.encrypt.64", "unary", cases.encrypt(64), 32),
@@ -335,6 +336,22 @@ def _cases(
         Case("grpc.echo_stream.64", "echo_stream", cases.echo_stream(64), 2, channels=2),
         Case("grpc.encrypt_stream.64", "stream", cases.encrypt_stream(64), 2, channels=2),
         Case("grpc.decrypt_stream.64", "stream", cases.decrypt_stream(sealed64), 2, channels=2),
+        Case(
+            f"grpc.encrypt_stream.{g}x64",
+            "stream",
+            cases.encrypt_stream_groups(64, g),
+            2,
+            channels=2,
+            window=8,
+        ),
+        Case(
+            f"grpc.decrypt_stream.{g}x64",
+            "stream",
+            cases.decrypt_stream_groups(sealed64, g),
+            2,
+            channels=2,
+            window=8,
+        ),
         Case("rest.encrypt.64", "rest", cases.rest_encrypt(64), 16),
         Case("rest.decrypt.64", "rest", cases.rest_decrypt(sealed64), 16),
     ]
@@ -442,7 +459,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.clients:
         plan = replace(plan, clients=args.clients)
     if args.quick:
-        plan = replace(plan, batch_items=100)
+        plan = replace(plan, batch_items=100, group_items=20)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()

@@ -4,7 +4,8 @@ Served entirely from the in-memory ``KeyChain`` snapshot: no KMS call and no que
 Each item runs every check once per kind (``dataplane.item_path``); later items of the same
 caller and kind are served from what it found (``dataplane.permits``, ``dataplane.shortcut``).
 Audit is aggregated in memory (``AuditBuffer``) and written in batches. A single call is a batch
-of one: every operation has one path.
+of one: every operation has one path. ``run_columns`` is the batch as an adapter holds it,
+column by column (``dataplane.columns``): nothing is built per item that is served.
 
 Limits, before any of that: a batch's size (``run_batch``, before its entries are read), the
 caller's rate (``limits.RateLimiter``, a call costs its item count), and for AES-GCM the key
@@ -21,6 +22,13 @@ from typing import TypeVar
 
 from app.application.budget import EncryptionBudget, Lease
 from app.application.context import AppContext
+from app.application.dataplane.columns import (
+    ColumnResults,
+    ItemColumns,
+    refused,
+    serve_columns,
+    serve_items,
+)
 from app.application.dataplane.data_keys import (
     DataKeyPair,
     DataKeySpec,
@@ -40,10 +48,13 @@ from app.domain.errors import EkmsError, InvalidInput, ResourceExhausted
 from app.domain.values import Caller, Operation
 
 __all__ = [
+    "ColumnResults",
     "CryptoService",
     "DataKeySpec",
     "Item",
+    "ItemColumns",
     "ItemResult",
+    "check_batch_size",
     "MacResult",
     "data_of",
     "require_ok",
@@ -137,8 +148,7 @@ class CryptoService:
         More than ``max_items`` entries: ``InvalidInput``, before any is read. An entry that
         ``to_item`` cannot turn into an ``Item`` (an ``EkmsError``) has that error as its
         result; the others run."""
-        if len(entries) > max_items:
-            raise InvalidInput(f"a batch holds at most {max_items} items", field="items")
+        check_batch_size(len(entries), max_items)
         refused: dict[int, ItemResult] = {}
         items: list[Item] = []
         for index, entry in enumerate(entries):
@@ -152,6 +162,31 @@ class CryptoService:
         served = iter(results)
         return [refused[i] if i in refused else next(served) for i in range(len(entries))]
 
+    async def run_columns(
+        self, operation: Operation, caller: Caller, batch: ItemColumns, *, max_items: int
+    ) -> ColumnResults:
+        """A batch as columns (``dataplane.columns``): the same results and audit as
+        ``run_batch`` for the same items, with nothing built per item that is served. More
+        than ``max_items`` items: ``InvalidInput``."""
+        check_batch_size(len(batch.data), max_items)
+        runs = batch.runs()
+        needs = [
+            (target, stop - start) for start, stop, target in runs if isinstance(target, Target)
+        ]
+        cost = sum(count for _, count in needs)
+        if not cost:
+            return refused(batch, runs)
+        snap = await self._enter(caller, operation, cost)
+        if operation is not Operation.DECRYPT:
+            short = self._nonce_shortfall(snap, needs, for_encrypt=operation is Operation.ENCRYPT)
+            if short is not None:
+                await self.budget.reserve_for(short)
+        path = self.item_path
+        if snap.fail_closed_at is not None:
+            return serve_items(path, operation, snap, caller, batch, runs)
+        permits = self._permits.table(snap, caller, operation)
+        return serve_columns(path, self._audit, operation, snap, caller, batch, runs, permits)
+
     def open_stream(self, caller: Caller) -> StreamSlot:
         """A slot for one stream of ``caller``, held until released; ``ResourceExhausted``
         (TOO_MANY_STREAMS) past the per-caller or the total cap."""
@@ -164,7 +199,8 @@ class CryptoService:
     ) -> list[ItemResult]:
         snap = await self._enter(caller, operation, len(items))
         if operation is not Operation.DECRYPT:
-            short = self._nonce_shortfall(snap, items, for_encrypt=operation is Operation.ENCRYPT)
+            needs = _target_runs(items)
+            short = self._nonce_shortfall(snap, needs, for_encrypt=operation is Operation.ENCRYPT)
             if short is not None:
                 await self.budget.reserve_for(short)
         path = self.item_path
@@ -197,29 +233,45 @@ class CryptoService:
             raise
 
     def _nonce_shortfall(
-        self, snap: Snapshot, items: Sequence[Item], *, for_encrypt: bool
+        self, snap: Snapshot, runs: Sequence[tuple[Target, int]], *, for_encrypt: bool
     ) -> dict[Lease, int] | None:
-        """What these items need from the GCM leases they will spend from (see ``budget``),
-        or ``None`` when every lease holds enough: the usual case, with nothing to await. A
-        rewrap is counted as if it re-encrypted (over-reserving is harmless)."""
+        """What runs of items (a target, how many) need from the GCM leases they will spend
+        from (see ``budget``), or ``None`` when every lease holds enough: the usual case, with
+        nothing to await. A rewrap is counted as if it re-encrypted (over-reserving is
+        harmless)."""
         needs: dict[Lease, int] = {}
-        last: Target | None = None
-        lease: Lease | None = None
-        run = 0  # items of a batch mostly share one Target object: count runs, not items
-        for item in items:
-            if item.target is not last:
-                if lease is not None:
-                    needs[lease] = needs.get(lease, 0) + run
-                last, lease, run = item.target, None, 0
-                try:
-                    view = self.item_path.resolve(snap, last, for_encrypt=for_encrypt)
-                    lease = self.budget.lease_for(view)
-                except EkmsError:
-                    pass  # the item fails on its own path, with its own error
-            run += 1
-        if lease is not None:
-            needs[lease] = needs.get(lease, 0) + run
+        for target, count in runs:
+            try:
+                view = self.item_path.resolve(snap, target, for_encrypt=for_encrypt)
+                lease = self.budget.lease_for(view)
+            except EkmsError:
+                continue  # the items fail on their own path, with their own error
+            if lease is not None:
+                needs[lease] = needs.get(lease, 0) + count
         for held, need in needs.items():
             if held.left < need and not held.exhausted:
                 return needs
         return None
+
+
+def check_batch_size(count: int, max_items: int) -> None:
+    """``InvalidInput`` for a batch of more than ``max_items`` items: adapters call it before
+    they read a batch's entries."""
+    if count > max_items:
+        raise InvalidInput(f"a batch holds at most {max_items} items", field="items")
+
+
+def _target_runs(items: Sequence[Item]) -> list[tuple[Target, int]]:
+    """The items' targets as runs (items of a batch mostly share one Target object)."""
+    runs: list[tuple[Target, int]] = []
+    last: Target | None = None
+    count = 0
+    for item in items:
+        if item.target is not last:
+            if last is not None:
+                runs.append((last, count))
+            last, count = item.target, 0
+        count += 1
+    if last is not None:
+        runs.append((last, count))
+    return runs

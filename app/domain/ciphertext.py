@@ -82,6 +82,16 @@ def associated_data(header_bytes: bytes, binding: bytes, context: bytes) -> byte
     )
 
 
+def associated_prefix(header_bytes: bytes, binding: bytes) -> bytes:
+    """The part of the associated data that does not depend on the context: ``header || u16
+    len(binding) || binding``. ``associated_prefix(h, b) + CONTEXT_LENGTH.pack(len(c)) + c`` is
+    ``associated_data(h, b, c)``; batches build it once per (key version, target)."""
+    return header_bytes + struct.pack(">H", len(binding)) + binding
+
+
+CONTEXT_LENGTH = struct.Struct(">I")
+
+
 def check_context(context: bytes) -> bytes:
     if len(context) > MAX_CONTEXT:
         raise InvalidInput(f"context is at most {MAX_CONTEXT} bytes", field="context")

@@ -1,13 +1,15 @@
 """The ``ekms.v1.Crypto`` servicer: translation only; ``CryptoService`` does the work.
 
-Errors are raised, never aborted here: ``boundary`` maps them. A batch goes to
-``CryptoService.run_batch`` with the way each message becomes an ``Item``: the use case checks
-its size first, and a message that cannot be translated (no or a bad target) gets its own error
-result while the rest still run. A stream item that cannot be is that item's error result.
+Errors are raised, never aborted here: ``boundary`` maps them. A batch, and a stream message
+that carries a group of items, is read as columns (``columns.columns_of``) for
+``CryptoService.run_columns``, which checks its size first; an item that cannot be translated
+(no or a bad target, a group inside a batch) gets its own error result while the rest still
+run. The results come back as the serialized repeated field (``columns.encode_results``),
+parsed into the response once. A one-item stream message that cannot be translated is that
+item's error result.
 
-Parsed targets are cached (``TargetCache``: per batch or stream, and one for single calls), and
-batch responses are filled in place (``results.add``) rather than built as separate messages
-and copied: both showed in the profile of the batch path.
+Parsed targets are cached (``TargetCache``: per batch, group or stream, and one for single
+calls): callers name the same few targets.
 """
 
 from __future__ import annotations
@@ -19,11 +21,26 @@ from typing import Any, NamedTuple, TypeVar
 from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
 from ekms_client.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 
-from app.application.crypto import CryptoService, DataKeySpec, Item, ItemResult
+from app.application.crypto import (
+    CryptoService,
+    DataKeySpec,
+    Item,
+    ItemResult,
+    check_batch_size,
+)
 from app.application.dataplane.data_keys import DataKeyPair
 from app.domain.errors import EkmsError, InvalidInput
 from app.domain.values import Caller, Operation
 from app.grpc.auth import Grant, current_caller, current_grant
+from app.grpc.columns import (
+    BATCH_RESULTS,
+    GROUP_RESULTS,
+    OK_STATUS_BYTES,
+    columns_of,
+    encode_results,
+    error_result,
+    varint,
+)
 from app.grpc.convert import TargetCache
 from app.grpc.errors import OK_STATUS, to_status
 from app.grpc.streams import holds_stream_slot
@@ -43,7 +60,7 @@ class _Rpc(NamedTuple):
     operation: Operation
     value: Callable[[Any], bytes]  # an item message's input bytes
     result_of: _ResultOf  # its answer: ``_sealed``, ``_opened`` or ``_rewrapped``
-    message: Callable[..., Any]  # a stream's answer message
+    message: Any  # the result message class (of a stream's answers, of a failed item)
 
 
 _SPECS = {pb.AES_256: DataKeySpec.AES_256, pb.AES_128: DataKeySpec.AES_128}
@@ -133,39 +150,40 @@ class CryptoServicer(pb_grpc.CryptoServicer):
     async def EncryptBatch(
         self, request: pb.EncryptBatchRequest, context: Any
     ) -> pb.EncryptBatchResponse:
-        return await self._batch(request, pb.EncryptBatchResponse(), _ENCRYPT_BATCH)
+        return await self._batch(request, pb.EncryptBatchResponse, _ENCRYPT_BATCH)
 
     async def DecryptBatch(
         self, request: pb.DecryptBatchRequest, context: Any
     ) -> pb.DecryptBatchResponse:
-        return await self._batch(request, pb.DecryptBatchResponse(), _DECRYPT_BATCH)
+        return await self._batch(request, pb.DecryptBatchResponse, _DECRYPT_BATCH)
 
     async def RewrapBatch(
         self, request: pb.RewrapBatchRequest, context: Any
     ) -> pb.RewrapBatchResponse:
-        return await self._batch(request, pb.RewrapBatchResponse(), _REWRAP_BATCH)
+        return await self._batch(request, pb.RewrapBatchResponse, _REWRAP_BATCH)
 
     async def _batch(
         self,
         request: pb.EncryptBatchRequest | pb.DecryptBatchRequest | pb.RewrapBatchRequest,
-        response: _Response,
+        response: type[_Response],
         rpc: _Rpc,
     ) -> _Response:
-        """Runs the batch and fills ``response`` in place (``results.add``)."""
-        resolve = TargetCache(request.target if request.HasField("target") else None).resolve
-        value = rpc.value
+        """Runs the batch as columns (``columns``) and parses the encoded results once."""
+        targets = TargetCache(request.target if request.HasField("target") else None)
+        check_batch_size(len(request.items), self._max_batch_items)
+        body = await self._columns(request.items, targets, rpc, current_caller(), BATCH_RESULTS)
+        parsed: _Response = response.FromString(body)
+        return parsed
 
-        def to_item(message: _ItemMessage) -> Item:  # runs per item
-            return Item(resolve(_target_of(message)), value(message), message.context)
-
-        items = request.items
-        results = await self._crypto.run_batch(
-            rpc.operation, current_caller(), items, to_item, max_items=self._max_batch_items
+    async def _columns(
+        self, messages: Any, targets: TargetCache, rpc: _Rpc, caller: Caller, tag: bytes
+    ) -> bytes:
+        columns, items = columns_of(messages, targets, rpc.value)
+        results = await self._crypto.run_columns(
+            rpc.operation, caller, columns, max_items=self._max_batch_items
         )
-        add, result_of, method = response.results.add, rpc.result_of, rpc.method
-        for message, result in zip(items, results, strict=True):
-            result_of(add, message, result, method)
-        return response
+        inputs = columns.data if rpc.operation is Operation.REWRAP else None
+        return encode_results(tag, items, results, error_result(rpc.message, rpc.method), inputs)
 
     # --- streams --------------------------------------------------------------------------------
 
@@ -190,8 +208,27 @@ class CryptoServicer(pb_grpc.CryptoServicer):
         grant, targets = current_grant(), TargetCache()
         value, result_of, method, make = rpc.value, rpc.result_of, rpc.method, rpc.message
         async for message in messages:
+            if message.items:
+                yield await self._group(grant, message, rpc)
+                continue
             result = await self._stream_item(op, grant, targets, message, value(message))
             yield result_of(make, message, result, method)
+
+    async def _group(self, grant: Grant, message: Any, rpc: _Rpc) -> Any:
+        """A stream message with several items: one result with theirs, in order."""
+        grant.check()  # as for a single item: an expired token ends the stream
+        make = rpc.message
+        try:
+            if rpc.value(message) or message.context:
+                raise InvalidInput("a group carries its values in its items", field="items")
+            targets = TargetCache(message.target if message.HasField("target") else None)
+            check_batch_size(len(message.items), self._max_batch_items)
+            body = await self._columns(message.items, targets, rpc, grant.caller, GROUP_RESULTS)
+        except EkmsError as exc:
+            return make(id=message.id, status=to_status(exc, method=rpc.method))
+        raw_id = message.id.encode()
+        head = b"\x0a" + varint(len(raw_id)) + raw_id if raw_id else b""
+        return make.FromString(head + OK_STATUS_BYTES + body)
 
     @staticmethod
     async def _stream_item(

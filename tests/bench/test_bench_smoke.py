@@ -23,6 +23,8 @@ CASES = {
     "grpc.echo_stream.64",
     "grpc.encrypt_stream.64",
     "grpc.decrypt_stream.64",
+    "grpc.encrypt_stream.20x64",
+    "grpc.decrypt_stream.20x64",
     "rest.encrypt.64",
     "rest.decrypt.64",
     "grpc.encrypt.64@50%",
@@ -72,6 +74,8 @@ def test_a_quick_run_measures_every_case(tmp_path: Path, postgres_admin_url: str
     ratios = results["ratios"]
     assert set(ratios["unary_vs_echo"]) >= {"encrypt.64", "decrypt.64", "encrypt.64_cpu"}
     assert ratios["decrypt_batch_vs_aes_gcm_per_core"] > 0
+    assert ratios["encrypt_batch_vs_aes_gcm_per_core"] > 0
+    assert set(ratios["stream_groups_vs_one_item"]) >= {"encrypt", "decrypt"}
     assert set(ratios["per_field_vs_aws_sdk"]) >= {"encrypt_batch", "decrypt_stream"}
     assert set(ratios["workers_2_vs_1"]) >= set(SCALING)
     assert {t["target"] for t in results["targets"]}

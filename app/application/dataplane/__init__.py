@@ -8,4 +8,7 @@
   nonce lease, how a success is audited. Later items of that kind are served from it.
 - ``shortcut``: the batch loop (every item is served from a permit when one fits, else goes
   through the item path), and the permits kept per caller for one snapshot.
+- ``columns``: the same loop for a batch held as columns (data, contexts, targets): a permit
+  serves a whole run of items in one call to the domain (``DataKey.open_many``/``seal_many``),
+  and only what it leaves goes item by item. Results come back as columns too.
 """

@@ -10,11 +10,18 @@ bytes, or ``None`` when the permit cannot tell the item's result (a value or con
 limits, no nonce left in the lease, a ciphertext that does not verify). The item path then
 gives that result, with its error and its audit. ``account`` audits ``count`` items served, with
 the calling caller's justification (``extra``).
+
+``serve_many`` is ``serve`` for the items ``start:stop`` of a batch's columns at once (the
+domain's ``DataKey.open_many``/``seal_many``: the associated-data prefix built once, nothing
+built per item but its bytes): it fills ``out[i]`` for the items it can tell and leaves the
+others ``None`` for the item path. An encrypting permit serves none unless its lease holds a
+nonce for every item of the range: which items an empty lease refuses depends on their order,
+and only the item-by-item loop keeps it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -30,6 +37,9 @@ from app.domain.policy import Decision
 from app.domain.values import Caller
 
 NONCE_SIZE = ct.GCM_NONCE_SIZE
+
+Columns = tuple[Sequence[bytes], Sequence[bytes]]
+"""A batch's items, column by column: their data (plaintexts or ciphertexts) and contexts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +85,9 @@ class Permit(Protocol):
 
     def serve(self, data: bytes, header: bytes, context: bytes) -> bytes | None: ...
 
+    def serve_many(self, columns: Columns, out: list[bytes | None], start: int, stop: int) -> int:
+        """Fill ``out[start:stop]`` where it can (see the module docstring); how many it did."""
+
     def account(self, audit: AuditBuffer, count: int, extra: Extra) -> None: ...
 
 
@@ -106,6 +119,18 @@ class EncryptPermit:
             return None
         return self.data_key.encrypt(data, self.binding, context, nonce)
 
+    def serve_many(self, columns: Columns, out: list[bytes | None], start: int, stop: int) -> int:
+        data, contexts = columns
+        lease = self.lease
+        if lease is None:
+            return self.data_key.seal_many(self.binding, data, contexts, b"", out, start, stop)
+        if lease.left < stop - start:
+            return 0
+        nonces = self.nonce(NONCE_SIZE * (stop - start))
+        sealed = self.data_key.seal_many(self.binding, data, contexts, nonces, out, start, stop)
+        lease.left -= sealed
+        return sealed
+
     def account(self, audit: AuditBuffer, count: int, extra: Extra) -> None:
         audit.count_usage(self.data_key.module_id, self.data_key.version, count)
         self.audit.record(audit, count, extra)
@@ -135,6 +160,10 @@ class DecryptPermit:
         except DecryptionFailed:
             return None
 
+    def serve_many(self, columns: Columns, out: list[bytes | None], start: int, stop: int) -> int:
+        data, contexts = columns
+        return self.data_key.open_many(self.binding, data, contexts, out, start, stop)
+
     def account(self, audit: AuditBuffer, count: int, extra: Extra) -> None:
         self.audit.record(audit, count, extra)
 
@@ -156,6 +185,29 @@ class RewrapPermit:
         if plaintext is None or self.sealer is None:
             return None if plaintext is None else data
         return self.sealer.serve(plaintext, b"", context)
+
+    def serve_many(self, columns: Columns, out: list[bytes | None], start: int, stop: int) -> int:
+        data, contexts = columns
+        sealer = self.sealer
+        lease = sealer.lease if sealer is not None else None
+        if lease is not None and lease.left < stop - start:
+            return 0
+        opened: list[bytes | None] = [None] * len(data)
+        if not self.opener.serve_many(columns, opened, start, stop):
+            return 0
+        index = [i for i in range(start, stop) if opened[i] is not None]
+        if sealer is None:  # under the active version already: the answer is the input
+            for i in index:
+                out[i] = data[i]
+            return len(index)
+        plaintexts = [opened[i] or b"" for i in index]
+        del opened
+        sealed: list[bytes | None] = [None] * len(index)
+        done = sealer.serve_many((plaintexts, [contexts[i] for i in index]), sealed, 0, len(index))
+        del plaintexts
+        for i, blob in zip(index, sealed, strict=True):
+            out[i] = blob  # None where the sealer could not: the item path answers it
+        return done
 
     def account(self, audit: AuditBuffer, count: int, extra: Extra) -> None:
         if self.sealer is not None:

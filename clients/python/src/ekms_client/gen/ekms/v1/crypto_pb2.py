@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65kms/v1/crypto.proto\x12\x07\x65kms.v1\x1a\x17google/rpc/status.proto\"&\n\x05\x46ield\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0e\n\x06\x63olumn\x18\x02 \x01(\t\"C\n\x06Target\x12\x1f\n\x05\x66ield\x18\x01 \x01(\x0b\x32\x0e.ekms.v1.FieldH\x00\x12\x10\n\x06module\x18\x02 \x01(\tH\x00\x42\x06\n\x04kind\"U\n\x0e\x45ncryptRequest\x12\x1f\n\x06target\x18\x01 \x01(\x0b\x32\x0f.ekms.v1.Target\x12\x11\n\tplaintext\x18\x02 \x01(\x0c\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\x0c\":\n\x0f\x45ncryptResponse\x12\x12\n\nciphertext\x18\x01 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x02 \x01(\r\"V\n\x0e\x44\x65\x63ryptRequest\x12\x1f\n\x06target\x18\x01 \x01(\x0b\x32\x0f.ekms.v1.Target\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\x0c\"9\n\x0f\x44\x65\x63ryptResponse\x12\x11\n\tplaintext\x18\x01 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x02 \x01(\r\"U\n\rRewrapRequest\x12\x1f\n\x06target\x18\x01 \x01(\x0b\x32\x0f.ekms.v1.Target\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\x0c\"J\n\x0eRewrapResponse\x12\x12\n\nciphertext\x18\x01 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x02 \x01(\r\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\"^\n\x0b\x45ncryptItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1f\n\x06target\x18\x02 \x01(\x0b\x32\x0f.ekms.v1.Target\x12\x11\n\tplaintext\x18\x03 \x01(\x0c\x12\x0f\n\x07\x63ontext\x18\x04 \x01(\x0c\"h\n\rEncryptResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x06status\x18\x02 \x01(\x0b\x32\x12.google.rpc.Status\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x04 \x01(\r\"_\n\x0b\x44\x65\x63ryptItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1f\n\x06target\x18\x02 \x01(\x0b\x32\x0f.ekms.v1.Target\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\x12\x0f\n\x07\x63ontext\x18\x04 \x01(\x0c\"g\n\rDecryptResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x06status\x18\x02 \x01(\x0b\x32\x12.google.rpc.Status\x12\x11\n\tplaintext\x18\x03 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x04 \x01(\r\"[\n\x13\x45ncryptBatchRequest\x12\x1f\n\x06target\x18\x01 \x01(\x0b\x32\x0f.ekms.v1.Target\x12#\n\x05items\x18\x02 \x03(\x0b\x32\x14.ekms.v1.EncryptItem\"?\n\x14\x45ncryptBatchResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.ekms.v1.EncryptResult\"[\n\x13\x44\x65\x63ryptBatchRequest\x12\x1f\n\x06target\x18\x01 \x01(\x0b\x32\x0f.ekms.v1.Target\x12#\n\x05items\x18\x02 \x03(\x0b\x32\x14.ekms.v1.DecryptItem\"?\n\x14\x44\x65\x63ryptBatchResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.ekms.v1.DecryptResult\"^\n\nRewrapItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1f\n\x06target\x18\x02 \x01(\x0b\x32\x0f.ekms.v1.Target\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\x12\x0f\n\x07\x63ontext\x18\x04 \x01(\x0c\"x\n\x0cRewrapResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x06status\x18\x02 \x01(\x0b\x32\x12.google.rpc.Status\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x04 \x01(\r\x12\x0f\n\x07\x63hanged\x18\x05 \x01(\x08\"Y\n\x12RewrapBatchRequest\x12\x1f\n\x06target\x18\x01 \x01(\x0b\x32\x0f.ekms.v1.Target\x12\"\n\x05items\x18\x02 \x03(\x0b\x32\x13.ekms.v1.RewrapItem\"=\n\x13RewrapBatchResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.ekms.v1.RewrapResult\"r\n\x16GenerateDataKeyRequest\x12\x1f\n\x06target\x18\x01 \x01(\x0b\x32\x0f.ekms.v1.Target\x12\x0f\n\x07\x63ontext\x18\x02 \x01(\x0c\x12&\n\x08key_spec\x18\x03 \x01(\x0e\x32\x14.ekms.v1.DataKeySpec\"Y\n\x17GenerateDataKeyResponse\x12\x15\n\rplaintext_key\x18\x01 \x01(\x0c\x12\x12\n\nsealed_key\x18\x02 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x03 \x01(\r\"R\n\'GenerateDataKeyWithoutPlaintextResponse\x12\x12\n\nsealed_key\x18\x01 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x02 \x01(\r\"]\n\x15\x44\x65\x63ryptDataKeyRequest\x12\x1f\n\x06target\x18\x01 \x01(\x0b\x32\x0f.ekms.v1.Target\x12\x12\n\nsealed_key\x18\x02 \x01(\x0c\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\x0c\"D\n\x16\x44\x65\x63ryptDataKeyResponse\x12\x15\n\rplaintext_key\x18\x01 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x02 \x01(\r\"i\n\x11\x43omputeMacRequest\x12\x1f\n\x06target\x18\x01 \x01(\x0b\x32\x0f.ekms.v1.Target\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x04 \x01(\r\"6\n\x12\x43omputeMacResponse\x12\x0b\n\x03mac\x18\x01 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x02 \x01(\r\"`\n\x10VerifyMacRequest\x12\x1f\n\x06target\x18\x01 \x01(\x0b\x32\x0f.ekms.v1.Target\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0b\n\x03mac\x18\x03 \x01(\x0c\x12\x0f\n\x07\x63ontext\x18\x04 \x01(\x0c\"(\n\x11VerifyMacResponse\x12\x13\n\x0bkey_version\x18\x01 \x01(\r*\'\n\x0b\x44\x61taKeySpec\x12\x0b\n\x07\x41\x45S_256\x10\x00\x12\x0b\n\x07\x41\x45S_128\x10\x01\x32\xd3\x07\n\x06\x43rypto\x12<\n\x07\x45ncrypt\x12\x17.ekms.v1.EncryptRequest\x1a\x18.ekms.v1.EncryptResponse\x12<\n\x07\x44\x65\x63rypt\x12\x17.ekms.v1.DecryptRequest\x1a\x18.ekms.v1.DecryptResponse\x12K\n\x0c\x45ncryptBatch\x12\x1c.ekms.v1.EncryptBatchRequest\x1a\x1d.ekms.v1.EncryptBatchResponse\x12K\n\x0c\x44\x65\x63ryptBatch\x12\x1c.ekms.v1.DecryptBatchRequest\x1a\x1d.ekms.v1.DecryptBatchResponse\x12\x39\n\x06Rewrap\x12\x16.ekms.v1.RewrapRequest\x1a\x17.ekms.v1.RewrapResponse\x12H\n\x0bRewrapBatch\x12\x1b.ekms.v1.RewrapBatchRequest\x1a\x1c.ekms.v1.RewrapBatchResponse\x12T\n\x0fGenerateDataKey\x12\x1f.ekms.v1.GenerateDataKeyRequest\x1a .ekms.v1.GenerateDataKeyResponse\x12t\n\x1fGenerateDataKeyWithoutPlaintext\x12\x1f.ekms.v1.GenerateDataKeyRequest\x1a\x30.ekms.v1.GenerateDataKeyWithoutPlaintextResponse\x12Q\n\x0e\x44\x65\x63ryptDataKey\x12\x1e.ekms.v1.DecryptDataKeyRequest\x1a\x1f.ekms.v1.DecryptDataKeyResponse\x12\x45\n\nComputeMac\x12\x1a.ekms.v1.ComputeMacRequest\x1a\x1b.ekms.v1.ComputeMacResponse\x12\x42\n\tVerifyMac\x12\x19.ekms.v1.VerifyMacRequest\x1a\x1a.ekms.v1.VerifyMacResponse\x12\x41\n\rEncryptStream\x12\x14.ekms.v1.EncryptItem\x1a\x16.ekms.v1.EncryptResult(\x01\x30\x01\x12\x41\n\rDecryptStream\x12\x14.ekms.v1.DecryptItem\x1a\x16.ekms.v1.DecryptResult(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x65kms/v1/crypto.proto\x12\x07\x65kms.v1\x1a\x17google/rpc/status.proto\"&\n\x05\x46ield\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0e\n\x06\x63olumn\x18\x02 \x01(\t\"C\n\x06Target\x12\x1f\n\x05\x66ield\x18\x01 \x01(\x0b\x32\x0e.ekms.v1.FieldH\x00\x12\x10\n\x06module\x18\x02 \x01(\tH\x00\x42\x06\n\x04kind\"U\n\x0e\x45ncryptRequest\x12\x1f\n\x06target\x18\x01 \x01(\x0b\x32\x0f.ekms.v1.Target\x12\x11\n\tplaintext\x18\x02 \x01(\x0c\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\x0c\":\n\x0f\x45ncryptResponse\x12\x12\n\nciphertext\x18\x01 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x02 \x01(\r\"V\n\x0e\x44\x65\x63ryptRequest\x12\x1f\n\x06target\x18\x01 \x01(\x0b\x32\x0f.ekms.v1.Target\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\x0c\"9\n\x0f\x44\x65\x63ryptResponse\x12\x11\n\tplaintext\x18\x01 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x02 \x01(\r\"U\n\rRewrapRequest\x12\x1f\n\x06target\x18\x01 \x01(\x0b\x32\x0f.ekms.v1.Target\x12\x12\n\nciphertext\x18\x02 \x01(\x0c\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\x0c\"J\n\x0eRewrapResponse\x12\x12\n\nciphertext\x18\x01 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x02 \x01(\r\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\"\x83\x01\n\x0b\x45ncryptItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1f\n\x06target\x18\x02 \x01(\x0b\x32\x0f.ekms.v1.Target\x12\x11\n\tplaintext\x18\x03 \x01(\x0c\x12\x0f\n\x07\x63ontext\x18\x04 \x01(\x0c\x12#\n\x05items\x18\x05 \x03(\x0b\x32\x14.ekms.v1.EncryptItem\"\x91\x01\n\rEncryptResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x06status\x18\x02 \x01(\x0b\x32\x12.google.rpc.Status\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x04 \x01(\r\x12\'\n\x07results\x18\x05 \x03(\x0b\x32\x16.ekms.v1.EncryptResult\"\x84\x01\n\x0b\x44\x65\x63ryptItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1f\n\x06target\x18\x02 \x01(\x0b\x32\x0f.ekms.v1.Target\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\x12\x0f\n\x07\x63ontext\x18\x04 \x01(\x0c\x12#\n\x05items\x18\x05 \x03(\x0b\x32\x14.ekms.v1.DecryptItem\"\x90\x01\n\rDecryptResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x06status\x18\x02 \x01(\x0b\x32\x12.google.rpc.Status\x12\x11\n\tplaintext\x18\x03 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x04 \x01(\r\x12\'\n\x07results\x18\x05 \x03(\x0b\x32\x16.ekms.v1.DecryptResult\"[\n\x13\x45ncryptBatchRequest\x12\x1f\n\x06target\x18\x01 \x01(\x0b\x32\x0f.ekms.v1.Target\x12#\n\x05items\x18\x02 \x03(\x0b\x32\x14.ekms.v1.EncryptItem\"?\n\x14\x45ncryptBatchResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.ekms.v1.EncryptResult\"[\n\x13\x44\x65\x63ryptBatchRequest\x12\x1f\n\x06target\x18\x01 \x01(\x0b\x32\x0f.ekms.v1.Target\x12#\n\x05items\x18\x02 \x03(\x0b\x32\x14.ekms.v1.DecryptItem\"?\n\x14\x44\x65\x63ryptBatchResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.ekms.v1.DecryptResult\"^\n\nRewrapItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1f\n\x06target\x18\x02 \x01(\x0b\x32\x0f.ekms.v1.Target\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\x12\x0f\n\x07\x63ontext\x18\x04 \x01(\x0c\"x\n\x0cRewrapResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\"\n\x06status\x18\x02 \x01(\x0b\x32\x12.google.rpc.Status\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x04 \x01(\r\x12\x0f\n\x07\x63hanged\x18\x05 \x01(\x08\"Y\n\x12RewrapBatchRequest\x12\x1f\n\x06target\x18\x01 \x01(\x0b\x32\x0f.ekms.v1.Target\x12\"\n\x05items\x18\x02 \x03(\x0b\x32\x13.ekms.v1.RewrapItem\"=\n\x13RewrapBatchResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.ekms.v1.RewrapResult\"r\n\x16GenerateDataKeyRequest\x12\x1f\n\x06target\x18\x01 \x01(\x0b\x32\x0f.ekms.v1.Target\x12\x0f\n\x07\x63ontext\x18\x02 \x01(\x0c\x12&\n\x08key_spec\x18\x03 \x01(\x0e\x32\x14.ekms.v1.DataKeySpec\"Y\n\x17GenerateDataKeyResponse\x12\x15\n\rplaintext_key\x18\x01 \x01(\x0c\x12\x12\n\nsealed_key\x18\x02 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x03 \x01(\r\"R\n\'GenerateDataKeyWithoutPlaintextResponse\x12\x12\n\nsealed_key\x18\x01 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x02 \x01(\r\"]\n\x15\x44\x65\x63ryptDataKeyRequest\x12\x1f\n\x06target\x18\x01 \x01(\x0b\x32\x0f.ekms.v1.Target\x12\x12\n\nsealed_key\x18\x02 \x01(\x0c\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\x0c\"D\n\x16\x44\x65\x63ryptDataKeyResponse\x12\x15\n\rplaintext_key\x18\x01 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x02 \x01(\r\"i\n\x11\x43omputeMacRequest\x12\x1f\n\x06target\x18\x01 \x01(\x0b\x32\x0f.ekms.v1.Target\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0f\n\x07\x63ontext\x18\x03 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x04 \x01(\r\"6\n\x12\x43omputeMacResponse\x12\x0b\n\x03mac\x18\x01 \x01(\x0c\x12\x13\n\x0bkey_version\x18\x02 \x01(\r\"`\n\x10VerifyMacRequest\x12\x1f\n\x06target\x18\x01 \x01(\x0b\x32\x0f.ekms.v1.Target\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\x0b\n\x03mac\x18\x03 \x01(\x0c\x12\x0f\n\x07\x63ontext\x18\x04 \x01(\x0c\"(\n\x11VerifyMacResponse\x12\x13\n\x0bkey_version\x18\x01 \x01(\r*\'\n\x0b\x44\x61taKeySpec\x12\x0b\n\x07\x41\x45S_256\x10\x00\x12\x0b\n\x07\x41\x45S_128\x10\x01\x32\xd3\x07\n\x06\x43rypto\x12<\n\x07\x45ncrypt\x12\x17.ekms.v1.EncryptRequest\x1a\x18.ekms.v1.EncryptResponse\x12<\n\x07\x44\x65\x63rypt\x12\x17.ekms.v1.DecryptRequest\x1a\x18.ekms.v1.DecryptResponse\x12K\n\x0c\x45ncryptBatch\x12\x1c.ekms.v1.EncryptBatchRequest\x1a\x1d.ekms.v1.EncryptBatchResponse\x12K\n\x0c\x44\x65\x63ryptBatch\x12\x1c.ekms.v1.DecryptBatchRequest\x1a\x1d.ekms.v1.DecryptBatchResponse\x12\x39\n\x06Rewrap\x12\x16.ekms.v1.RewrapRequest\x1a\x17.ekms.v1.RewrapResponse\x12H\n\x0bRewrapBatch\x12\x1b.ekms.v1.RewrapBatchRequest\x1a\x1c.ekms.v1.RewrapBatchResponse\x12T\n\x0fGenerateDataKey\x12\x1f.ekms.v1.GenerateDataKeyRequest\x1a .ekms.v1.GenerateDataKeyResponse\x12t\n\x1fGenerateDataKeyWithoutPlaintext\x12\x1f.ekms.v1.GenerateDataKeyRequest\x1a\x30.ekms.v1.GenerateDataKeyWithoutPlaintextResponse\x12Q\n\x0e\x44\x65\x63ryptDataKey\x12\x1e.ekms.v1.DecryptDataKeyRequest\x1a\x1f.ekms.v1.DecryptDataKeyResponse\x12\x45\n\nComputeMac\x12\x1a.ekms.v1.ComputeMacRequest\x1a\x1b.ekms.v1.ComputeMacResponse\x12\x42\n\tVerifyMac\x12\x19.ekms.v1.VerifyMacRequest\x1a\x1a.ekms.v1.VerifyMacResponse\x12\x41\n\rEncryptStream\x12\x14.ekms.v1.EncryptItem\x1a\x16.ekms.v1.EncryptResult(\x01\x30\x01\x12\x41\n\rDecryptStream\x12\x14.ekms.v1.DecryptItem\x1a\x16.ekms.v1.DecryptResult(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ekms.v1.crypto_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DATAKEYSPEC']._serialized_start=2475
-  _globals['_DATAKEYSPEC']._serialized_end=2514
+  _globals['_DATAKEYSPEC']._serialized_start=2635
+  _globals['_DATAKEYSPEC']._serialized_end=2674
   _globals['_FIELD']._serialized_start=58
   _globals['_FIELD']._serialized_end=96
   _globals['_TARGET']._serialized_start=98
@@ -50,48 +50,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REWRAPREQUEST']._serialized_end=546
   _globals['_REWRAPRESPONSE']._serialized_start=548
   _globals['_REWRAPRESPONSE']._serialized_end=622
-  _globals['_ENCRYPTITEM']._serialized_start=624
-  _globals['_ENCRYPTITEM']._serialized_end=718
-  _globals['_ENCRYPTRESULT']._serialized_start=720
-  _globals['_ENCRYPTRESULT']._serialized_end=824
-  _globals['_DECRYPTITEM']._serialized_start=826
-  _globals['_DECRYPTITEM']._serialized_end=921
-  _globals['_DECRYPTRESULT']._serialized_start=923
-  _globals['_DECRYPTRESULT']._serialized_end=1026
-  _globals['_ENCRYPTBATCHREQUEST']._serialized_start=1028
-  _globals['_ENCRYPTBATCHREQUEST']._serialized_end=1119
-  _globals['_ENCRYPTBATCHRESPONSE']._serialized_start=1121
-  _globals['_ENCRYPTBATCHRESPONSE']._serialized_end=1184
-  _globals['_DECRYPTBATCHREQUEST']._serialized_start=1186
-  _globals['_DECRYPTBATCHREQUEST']._serialized_end=1277
-  _globals['_DECRYPTBATCHRESPONSE']._serialized_start=1279
-  _globals['_DECRYPTBATCHRESPONSE']._serialized_end=1342
-  _globals['_REWRAPITEM']._serialized_start=1344
-  _globals['_REWRAPITEM']._serialized_end=1438
-  _globals['_REWRAPRESULT']._serialized_start=1440
-  _globals['_REWRAPRESULT']._serialized_end=1560
-  _globals['_REWRAPBATCHREQUEST']._serialized_start=1562
-  _globals['_REWRAPBATCHREQUEST']._serialized_end=1651
-  _globals['_REWRAPBATCHRESPONSE']._serialized_start=1653
-  _globals['_REWRAPBATCHRESPONSE']._serialized_end=1714
-  _globals['_GENERATEDATAKEYREQUEST']._serialized_start=1716
-  _globals['_GENERATEDATAKEYREQUEST']._serialized_end=1830
-  _globals['_GENERATEDATAKEYRESPONSE']._serialized_start=1832
-  _globals['_GENERATEDATAKEYRESPONSE']._serialized_end=1921
-  _globals['_GENERATEDATAKEYWITHOUTPLAINTEXTRESPONSE']._serialized_start=1923
-  _globals['_GENERATEDATAKEYWITHOUTPLAINTEXTRESPONSE']._serialized_end=2005
-  _globals['_DECRYPTDATAKEYREQUEST']._serialized_start=2007
-  _globals['_DECRYPTDATAKEYREQUEST']._serialized_end=2100
-  _globals['_DECRYPTDATAKEYRESPONSE']._serialized_start=2102
-  _globals['_DECRYPTDATAKEYRESPONSE']._serialized_end=2170
-  _globals['_COMPUTEMACREQUEST']._serialized_start=2172
-  _globals['_COMPUTEMACREQUEST']._serialized_end=2277
-  _globals['_COMPUTEMACRESPONSE']._serialized_start=2279
-  _globals['_COMPUTEMACRESPONSE']._serialized_end=2333
-  _globals['_VERIFYMACREQUEST']._serialized_start=2335
-  _globals['_VERIFYMACREQUEST']._serialized_end=2431
-  _globals['_VERIFYMACRESPONSE']._serialized_start=2433
-  _globals['_VERIFYMACRESPONSE']._serialized_end=2473
-  _globals['_CRYPTO']._serialized_start=2517
-  _globals['_CRYPTO']._serialized_end=3496
+  _globals['_ENCRYPTITEM']._serialized_start=625
+  _globals['_ENCRYPTITEM']._serialized_end=756
+  _globals['_ENCRYPTRESULT']._serialized_start=759
+  _globals['_ENCRYPTRESULT']._serialized_end=904
+  _globals['_DECRYPTITEM']._serialized_start=907
+  _globals['_DECRYPTITEM']._serialized_end=1039
+  _globals['_DECRYPTRESULT']._serialized_start=1042
+  _globals['_DECRYPTRESULT']._serialized_end=1186
+  _globals['_ENCRYPTBATCHREQUEST']._serialized_start=1188
+  _globals['_ENCRYPTBATCHREQUEST']._serialized_end=1279
+  _globals['_ENCRYPTBATCHRESPONSE']._serialized_start=1281
+  _globals['_ENCRYPTBATCHRESPONSE']._serialized_end=1344
+  _globals['_DECRYPTBATCHREQUEST']._serialized_start=1346
+  _globals['_DECRYPTBATCHREQUEST']._serialized_end=1437
+  _globals['_DECRYPTBATCHRESPONSE']._serialized_start=1439
+  _globals['_DECRYPTBATCHRESPONSE']._serialized_end=1502
+  _globals['_REWRAPITEM']._serialized_start=1504
+  _globals['_REWRAPITEM']._serialized_end=1598
+  _globals['_REWRAPRESULT']._serialized_start=1600
+  _globals['_REWRAPRESULT']._serialized_end=1720
+  _globals['_REWRAPBATCHREQUEST']._serialized_start=1722
+  _globals['_REWRAPBATCHREQUEST']._serialized_end=1811
+  _globals['_REWRAPBATCHRESPONSE']._serialized_start=1813
+  _globals['_REWRAPBATCHRESPONSE']._serialized_end=1874
+  _globals['_GENERATEDATAKEYREQUEST']._serialized_start=1876
+  _globals['_GENERATEDATAKEYREQUEST']._serialized_end=1990
+  _globals['_GENERATEDATAKEYRESPONSE']._serialized_start=1992
+  _globals['_GENERATEDATAKEYRESPONSE']._serialized_end=2081
+  _globals['_GENERATEDATAKEYWITHOUTPLAINTEXTRESPONSE']._serialized_start=2083
+  _globals['_GENERATEDATAKEYWITHOUTPLAINTEXTRESPONSE']._serialized_end=2165
+  _globals['_DECRYPTDATAKEYREQUEST']._serialized_start=2167
+  _globals['_DECRYPTDATAKEYREQUEST']._serialized_end=2260
+  _globals['_DECRYPTDATAKEYRESPONSE']._serialized_start=2262
+  _globals['_DECRYPTDATAKEYRESPONSE']._serialized_end=2330
+  _globals['_COMPUTEMACREQUEST']._serialized_start=2332
+  _globals['_COMPUTEMACREQUEST']._serialized_end=2437
+  _globals['_COMPUTEMACRESPONSE']._serialized_start=2439
+  _globals['_COMPUTEMACRESPONSE']._serialized_end=2493
+  _globals['_VERIFYMACREQUEST']._serialized_start=2495
+  _globals['_VERIFYMACREQUEST']._serialized_end=2591
+  _globals['_VERIFYMACRESPONSE']._serialized_start=2593
+  _globals['_VERIFYMACRESPONSE']._serialized_end=2633
+  _globals['_CRYPTO']._serialized_start=2677
+  _globals['_CRYPTO']._serialized_end=3656
 # @@protoc_insertion_point(module_scope)

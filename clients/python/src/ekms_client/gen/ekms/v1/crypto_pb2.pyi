@@ -88,52 +88,60 @@ class RewrapResponse(_message.Message):
     def __init__(self, ciphertext: _Optional[bytes] = ..., key_version: _Optional[int] = ..., changed: _Optional[bool] = ...) -> None: ...
 
 class EncryptItem(_message.Message):
-    __slots__ = ("id", "target", "plaintext", "context")
+    __slots__ = ("id", "target", "plaintext", "context", "items")
     ID_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     PLAINTEXT_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
     id: str
     target: Target
     plaintext: bytes
     context: bytes
-    def __init__(self, id: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., plaintext: _Optional[bytes] = ..., context: _Optional[bytes] = ...) -> None: ...
+    items: _containers.RepeatedCompositeFieldContainer[EncryptItem]
+    def __init__(self, id: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., plaintext: _Optional[bytes] = ..., context: _Optional[bytes] = ..., items: _Optional[_Iterable[_Union[EncryptItem, _Mapping]]] = ...) -> None: ...
 
 class EncryptResult(_message.Message):
-    __slots__ = ("id", "status", "ciphertext", "key_version")
+    __slots__ = ("id", "status", "ciphertext", "key_version", "results")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
     KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     status: _status_pb2.Status
     ciphertext: bytes
     key_version: int
-    def __init__(self, id: _Optional[str] = ..., status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., ciphertext: _Optional[bytes] = ..., key_version: _Optional[int] = ...) -> None: ...
+    results: _containers.RepeatedCompositeFieldContainer[EncryptResult]
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., ciphertext: _Optional[bytes] = ..., key_version: _Optional[int] = ..., results: _Optional[_Iterable[_Union[EncryptResult, _Mapping]]] = ...) -> None: ...
 
 class DecryptItem(_message.Message):
-    __slots__ = ("id", "target", "ciphertext", "context")
+    __slots__ = ("id", "target", "ciphertext", "context", "items")
     ID_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
     id: str
     target: Target
     ciphertext: bytes
     context: bytes
-    def __init__(self, id: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., ciphertext: _Optional[bytes] = ..., context: _Optional[bytes] = ...) -> None: ...
+    items: _containers.RepeatedCompositeFieldContainer[DecryptItem]
+    def __init__(self, id: _Optional[str] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., ciphertext: _Optional[bytes] = ..., context: _Optional[bytes] = ..., items: _Optional[_Iterable[_Union[DecryptItem, _Mapping]]] = ...) -> None: ...
 
 class DecryptResult(_message.Message):
-    __slots__ = ("id", "status", "plaintext", "key_version")
+    __slots__ = ("id", "status", "plaintext", "key_version", "results")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PLAINTEXT_FIELD_NUMBER: _ClassVar[int]
     KEY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     status: _status_pb2.Status
     plaintext: bytes
     key_version: int
-    def __init__(self, id: _Optional[str] = ..., status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., plaintext: _Optional[bytes] = ..., key_version: _Optional[int] = ...) -> None: ...
+    results: _containers.RepeatedCompositeFieldContainer[DecryptResult]
+    def __init__(self, id: _Optional[str] = ..., status: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., plaintext: _Optional[bytes] = ..., key_version: _Optional[int] = ..., results: _Optional[_Iterable[_Union[DecryptResult, _Mapping]]] = ...) -> None: ...
 
 class EncryptBatchRequest(_message.Message):
     __slots__ = ("target", "items")

@@ -209,6 +209,14 @@ class CryptoServicer:
         result with its own status; a bad item never ends the stream. Close your side of the
         stream when done; the server then finishes the call with OK. The token is checked once,
         when the stream opens: reopen long-lived streams when you renew the token.
+
+        A message may also carry several items (`items`, a group): its result then carries one
+        result per item in `results`, in item order, each with its own status, and echoes the
+        group's `id`. The group's `target` is the default target of its items (as a batch's); its
+        own `plaintext` and `context` must be empty, and a group holds at most the server's batch
+        limit. A group that breaks these rules gets an INVALID_ARGUMENT status of its own and no
+        `results`; the stream goes on. Groups amortise the per-message cost of the stream: send a
+        few hundred items per message for bulk work.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
