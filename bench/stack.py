@@ -129,6 +129,32 @@ def metric_totals(text: str, *names: str) -> dict[str, float]:
     return totals
 
 
+_GC_SAMPLE = re.compile(
+    r"^ekms_gc_pause_seconds_(?P<kind>count|sum|bucket)\{(?P<labels>[^}]*)\} (?P<value>\S+)$"
+)
+
+
+def gc_totals(text: str) -> dict[str, float]:
+    """The server's garbage-collector pauses so far (``ekms_gc_pause_seconds``): collections,
+    seconds paused, full (generation 2) collections, and pauses longer than 1 ms."""
+    out = {"gc_collections": 0.0, "gc_pause_s": 0.0, "gc_full": 0.0, "gc_over_1ms": 0.0}
+    for line in text.splitlines():
+        match = _GC_SAMPLE.match(line)
+        if match is None:
+            continue
+        value, labels = float(match["value"]), match["labels"]
+        if match["kind"] == "count":
+            out["gc_collections"] += value
+            out["gc_over_1ms"] += value
+            if 'generation="2"' in labels:
+                out["gc_full"] += value
+        elif match["kind"] == "sum":
+            out["gc_pause_s"] += value
+        elif 'le="0.001"' in labels:
+            out["gc_over_1ms"] -= value
+    return out
+
+
 # --- Postgres and moto ---------------------------------------------------------------------------
 
 
@@ -230,9 +256,11 @@ class Server:
         return cpu_seconds(self.pids)
 
     def counters(self) -> dict[str, float]:
-        """KMS calls and DB statements so far (from one process: exact only for one worker)."""
+        """KMS calls, DB statements and GC pauses so far (from one process: exact only for
+        one worker)."""
         text = httpx.get(self.metrics_url, timeout=10).text
-        return metric_totals(text, "ekms_kms_calls_total", "ekms_db_queries_total")
+        totals = metric_totals(text, "ekms_kms_calls_total", "ekms_db_queries_total")
+        return totals | gc_totals(text)
 
     def stop(self) -> None:
         if self.process.poll() is None:
