@@ -45,6 +45,7 @@ from bench.stack import (
     configure,
     machine_busy_seconds,
     moto_kms,
+    runq_wait_seconds,
     start_server,
     token,
 )
@@ -171,7 +172,9 @@ def run_case(
     before = server.counters() if exact_counters else {}
     cpu0, per_pid0 = server.cpu(), {pid: server_cpu_of(pid) for pid in server.pids}
     busy0, own0 = machine_busy_seconds(), time.process_time()
+    wait0 = runq_wait_seconds(server.pids[-1])  # the (last) worker's event-loop thread
     _sleep_until(end_at)
+    wait1 = runq_wait_seconds(server.pids[-1])
     busy1, own1 = machine_busy_seconds(), time.process_time()
     cpu1, per_pid1 = server.cpu(), {pid: server_cpu_of(pid) for pid in server.pids}
     after = server.counters() if exact_counters else {}
@@ -183,6 +186,12 @@ def run_case(
     others = (busy1 - busy0) - (cpu1 - cpu0) - (own1 - own0)
     summary["other_cores"] = others / plan.seconds - summary["client_cpu_cores"]
     summary["loadavg_1m"] = os.getloadavg()[0]
+    # Waiting for a core: the server's event-loop thread, and the clients' (milliseconds per
+    # second of window; what a latency cannot be shorter than on a busy host).
+    summary["server_loop_runq_ms_per_s"] = (wait1 - wait0) / plan.seconds * 1000
+    summary["client_loop_runq_ms_per_s"] = (
+        sum(o.runq_wait_seconds for o in outcomes) / len(outcomes) / plan.seconds * 1000
+    )
     return summary
 
 
@@ -277,6 +286,8 @@ def aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "client_cpu_cores",
         "other_cores",
         "loadavg_1m",
+        "server_loop_runq_ms_per_s",
+        "client_loop_runq_ms_per_s",
     ):
         values = [r[name] for r in rounds if r[name] is not None]
         out[name] = float(np.median(values)) if values else None
@@ -305,6 +316,8 @@ def aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "server_cores",
         "server_cpu_us_per_field",
         "other_cores",
+        "server_loop_runq_ms_per_s",
+        "client_loop_runq_ms_per_s",
         "gc_full",
         "gc_over_1ms",
     )

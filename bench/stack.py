@@ -103,6 +103,17 @@ def _task_ns(pid: int) -> int | None:
     return total
 
 
+def runq_wait_seconds(pid: int, tid: int | None = None) -> float:
+    """Seconds a thread (default: the process's main thread, where its event loop runs) spent
+    runnable but waiting for a CPU, from the second field of /proc/<pid>/task/<tid>/schedstat:
+    on a shared host, the time other processes held the cores it wanted."""
+    try:
+        raw = Path(f"/proc/{pid}/task/{tid or pid}/schedstat").read_text().split()
+        return int(raw[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """CPU seconds of the processes: per-thread schedstat where the kernel has it (threads
     that exit take their time with them, so ekms's long-lived threads are what it counts),
