@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def _case(results: dict[str, Any], name: str, workers: int = 1) -> dict[str, Any] | None:
     for case in results["cases"]:
@@ -54,6 +56,14 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
             unary[f"{name}_median"] = _div(case["ops_per_s_median"], echo["ops_per_s_median"])
             unary[f"{name}_quiet"] = _div(case["ops_per_s_quiet"], echo["ops_per_s_quiet"])
             unary[f"{name}_cpu"] = _div(echo["server_cpu_us_per_op"], case["server_cpu_us_per_op"])
+            # The same, round by round (Echo and the call ran seconds apart, under the same
+            # neighbours): the median of those ratios moves less with the host's load.
+            per_round = [
+                e["server_cpu_us_per_field"] / c["server_cpu_us_per_field"]
+                for e, c in zip(echo["per_round"], case["per_round"], strict=False)
+                if e["server_cpu_us_per_field"] and c["server_cpu_us_per_field"]
+            ]
+            unary[f"{name}_cpu_rounds"] = float(np.median(per_round)) if per_round else None
     out["unary_vs_echo"] = unary
     echo_stream = _case(results, "grpc.echo_stream.64")
     streams: dict[str, Any] = {}
@@ -130,7 +140,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     unary = r.get("unary_vs_echo", {})
     for name in ("encrypt.64", "decrypt.64", "encrypt.1024", "decrypt.1024"):
-        for key, how in ((name, "throughput, best round"), (f"{name}_cpu", "server CPU/call")):
+        for key, how in (
+            (name, "throughput, best round"),
+            (f"{name}_cpu", "server CPU/call"),
+            (f"{name}_cpu_rounds", "server CPU/call, median of per-round ratios"),
+        ):
             value = unary.get(key)
             add(
                 f"unary {name} vs echo ({how})",
