@@ -136,6 +136,9 @@ def _tune_gc(settings: Settings) -> None:
     state = gc_tuning.apply(
         gc_tuning.GcTuning(freeze=settings.gc_freeze, threshold0=settings.gc_gen0_threshold)
     )
+    if settings.gc_freeze:  # and what the first calls load lazily, once
+        loop = asyncio.get_running_loop()
+        gc_tuning.PAUSES.refreeze_after_next_full_collection(loop.call_soon_threadsafe)
     log.info("gc_tuned", frozen_objects=state.frozen_objects, thresholds=list(state.thresholds))
 
 

@@ -13,6 +13,12 @@ of tens of milliseconds on the event loop that every call in flight waits out, i
 - sets the first generation's threshold (allocations minus deallocations of tracked objects
   between young collections): a larger one means fewer, still short, young collections.
 
+Start-up does not end with the listeners: the first calls load what is loaded lazily (codecs,
+botocore's service model, the key chain snapshot, the configuration a REST client sets). So
+the first full collection after start-up freezes its survivors too, once
+(``GcPauses.refreeze_after_next_full_collection``): a bench run saw that first full collection
+pause the loop for ~45 ms although start-up was frozen.
+
 ``GcPauses`` times every collection through ``gc.callbacks`` into
 ``ekms_gc_pause_seconds{generation}``; ``ekms_gc_frozen_objects`` and
 ``ekms_gc_threshold{generation}`` show what was applied.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,13 +79,28 @@ class GcPauses:
     def __init__(self) -> None:
         self._started = 0.0
         self._observers = [GC_PAUSES.labels(generation=str(g)) for g in range(3)]
+        self._refreeze: Schedule | None = None
         self.installed = False
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self._started = time.perf_counter()
-        else:
-            self._observers[info["generation"]].observe(time.perf_counter() - self._started)
+            return
+        generation = info["generation"]
+        self._observers[generation].observe(time.perf_counter() - self._started)
+        if generation == 2 and self._refreeze is not None:
+            schedule, self._refreeze = self._refreeze, None
+            schedule(_freeze_survivors)  # not inside the collector's callback
+
+    def refreeze_after_next_full_collection(self, schedule: Schedule | None) -> None:
+        """Once, after the next full collection, ``schedule`` a freeze of its survivors (e.g.
+        ``loop.call_soon_threadsafe``: a collection runs on whichever thread allocated);
+        ``None``: not (any more)."""
+        self._refreeze = schedule
+
+    @property
+    def refreeze_pending(self) -> bool:
+        return self._refreeze is not None
 
     def install(self) -> None:
         if not self.installed:
@@ -89,6 +111,14 @@ class GcPauses:
         if self.installed:
             gc.callbacks.remove(self)
             self.installed = False
+
+
+Schedule = Callable[[Callable[[], None]], object]
+
+
+def _freeze_survivors() -> None:
+    gc.freeze()
+    publish()
 
 
 PAUSES = GcPauses()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ def restored_gc() -> Iterator[None]:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
         gc_tuning.PAUSES.uninstall()
+        gc_tuning.PAUSES.refreeze_after_next_full_collection(None)
         gc_tuning.publish()
 
 
@@ -50,8 +52,16 @@ async def test_serve_freezes_the_collector_and_sets_gen0_once_listening(
     async with serving(settings):
         assert gc.get_threshold()[0] == 12_345
         assert gc.get_freeze_count() > 1_000
-        assert gc_tuning.PAUSES.installed
+        assert gc_tuning.PAUSES.installed and gc_tuning.PAUSES.refreeze_pending
         gc.collect(0)  # timed into the histogram, by generation
+        frozen = gc.get_freeze_count()
+        lazily_loaded = [object()]
+        gc.collect()  # the first full collection since start-up: its survivors are frozen
+        for _ in range(1000):  # on the event loop, soon (a bound for a hang, not a speed)
+            if gc.get_freeze_count() > frozen:
+                break
+            await asyncio.sleep(0.01)
+        assert id(lazily_loaded) not in {id(o) for o in gc.get_objects()}
         seen = await _metrics(settings.metrics_port)
     assert seen['ekms_gc_threshold{generation="0"}'] == 12_345
     assert seen["ekms_gc_frozen_objects"] > 1_000
@@ -65,7 +75,7 @@ async def test_serve_leaves_the_collector_alone_when_told_to(
     settings = embedded_settings(tmp_path, gc_freeze=False)
     async with serving(settings):
         assert gc.get_threshold() == before
-        assert gc.get_freeze_count() == 0
+        assert gc.get_freeze_count() == 0 and not gc_tuning.PAUSES.refreeze_pending
         seen = await _metrics(settings.metrics_port)
     assert seen["ekms_gc_frozen_objects"] == 0
     assert seen['ekms_gc_threshold{generation="0"}'] == before[0]

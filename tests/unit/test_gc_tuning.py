@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from pydantic import ValidationError
@@ -92,3 +92,26 @@ def test_settings_gen0_threshold_blank_is_pythons_and_tiny_is_refused(
     monkeypatch.setenv("EKMS_GC_GEN0_THRESHOLD", "10")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_the_first_full_collection_after_start_up_freezes_its_survivors_once(
+    restored_gc: None,
+) -> None:
+    pauses = gc_tuning.GcPauses()
+    scheduled: list[Callable[[], None]] = []
+    pauses.refreeze_after_next_full_collection(scheduled.append)
+    pauses.install()
+    try:
+        gc.collect(0)
+        assert scheduled == []  # a young collection is not the end of warm-up
+        gc.collect(2)
+        gc.collect(2)
+    finally:
+        pauses.uninstall()
+    assert len(scheduled) == 1  # once
+    lazily_loaded = [object()]
+    assert gc.get_freeze_count() == 0
+    scheduled[0]()  # as the event loop runs it, outside the collector's callback
+    assert gc.get_freeze_count() > 1_000
+    assert id(lazily_loaded) not in {id(o) for o in gc.get_objects()}
+    assert _gauge("ekms_gc_frozen_objects") == gc.get_freeze_count()
