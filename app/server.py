@@ -125,6 +125,7 @@ async def _serve_container(
         log.info("shutting_down")
     finally:
         # Every server stops accepting at once; calls in flight get the grace period.
+        gc_tuning.PAUSES.refreeze_after_next_full_collection(None)  # it is this loop's
         for server in servers:
             server.should_exit = True
         await asyncio.gather(grpc_server.stop(), *tasks, return_exceptions=True)

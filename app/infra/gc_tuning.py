@@ -90,7 +90,10 @@ class GcPauses:
         self._observers[generation].observe(time.perf_counter() - self._started)
         if generation == 2 and self._refreeze is not None:
             schedule, self._refreeze = self._refreeze, None
-            schedule(_freeze_survivors)  # not inside the collector's callback
+            try:
+                schedule(_freeze_survivors)  # not inside the collector's callback
+            except RuntimeError:  # its event loop is closed: the server is gone
+                return
 
     def refreeze_after_next_full_collection(self, schedule: Schedule | None) -> None:
         """Once, after the next full collection, ``schedule`` a freeze of its survivors (e.g.

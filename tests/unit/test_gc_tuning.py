@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Callable, Iterator
 
@@ -115,3 +116,17 @@ def test_the_first_full_collection_after_start_up_freezes_its_survivors_once(
     assert gc.get_freeze_count() > 1_000
     assert id(lazily_loaded) not in {id(o) for o in gc.get_objects()}
     assert _gauge("ekms_gc_frozen_objects") == gc.get_freeze_count()
+
+
+def test_a_refreeze_whose_loop_is_gone_is_dropped(restored_gc: None) -> None:
+    """A server that stopped before its first full collection leaves nothing to run."""
+    loop = asyncio.new_event_loop()
+    loop.close()
+    pauses = gc_tuning.GcPauses()
+    pauses.refreeze_after_next_full_collection(loop.call_soon_threadsafe)
+    pauses.install()
+    try:
+        gc.collect()  # no "Event loop is closed" from inside the collector
+    finally:
+        pauses.uninstall()
+    assert not pauses.refreeze_pending and gc.get_freeze_count() == 0
