@@ -43,8 +43,6 @@ class ReadinessHealth:
         self._ready: bool | None = None
         self.watchers = 0
         """Watch streams open: the periodic refresh runs only while there is one."""
-        self.refreshes = 0
-        """Readiness checks applied so far."""
 
     async def refresh(self) -> None:
         """Return once a readiness check that started after this call has been applied."""
@@ -79,7 +77,6 @@ class ReadinessHealth:
         self._running, self._queued = asyncio.current_task(), None
         try:
             await self._apply(await self._check())
-            self.refreshes += 1
         finally:
             if self._running is asyncio.current_task():
                 self._running = None
