@@ -27,6 +27,7 @@ from app.bootstrap import (
     refuse_public_bind_with_dev_secret,
     running,
 )
+from app.infra import gc_tuning
 from app.infra.settings import Settings
 from app.listeners import (
     QuietUvicorn,
@@ -117,15 +118,29 @@ async def _serve_container(
             log.info(
                 "metrics_listening", host=settings.metrics_host, ports=listening_ports(metrics)
             )
+        _tune_gc(settings)
         if on_listening is not None:
             on_listening()
         await stop.wait()
         log.info("shutting_down")
     finally:
         # Every server stops accepting at once; calls in flight get the grace period.
+        gc_tuning.PAUSES.refreeze_after_next_full_collection(None)  # it is this loop's
         for server in servers:
             server.should_exit = True
         await asyncio.gather(grpc_server.stop(), *tasks, return_exceptions=True)
+
+
+def _tune_gc(settings: Settings) -> None:
+    """Start-up is over: freeze what it left alive, set gen0's threshold, time collections."""
+    gc_tuning.PAUSES.install()
+    state = gc_tuning.apply(
+        gc_tuning.GcTuning(freeze=settings.gc_freeze, threshold0=settings.gc_gen0_threshold)
+    )
+    if settings.gc_freeze:  # and what the first calls load lazily, once
+        loop = asyncio.get_running_loop()
+        gc_tuning.PAUSES.refreeze_after_next_full_collection(loop.call_soon_threadsafe)
+    log.info("gc_tuned", frozen_objects=state.frozen_objects, thresholds=list(state.thresholds))
 
 
 def serve_workers(settings: Settings, workers: int, run: supervisor.Runner) -> int:

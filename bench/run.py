@@ -45,6 +45,7 @@ from bench.stack import (
     configure,
     machine_busy_seconds,
     moto_kms,
+    runq_wait_seconds,
     start_server,
     token,
 )
@@ -172,7 +173,9 @@ def run_case(
     before = server.counters() if exact_counters else {}
     cpu0, per_pid0 = server.cpu(), {pid: server_cpu_of(pid) for pid in server.pids}
     busy0, own0 = machine_busy_seconds(), time.process_time()
+    wait0 = runq_wait_seconds(server.pids[-1])  # the (last) worker's event-loop thread
     _sleep_until(end_at)
+    wait1 = runq_wait_seconds(server.pids[-1])
     busy1, own1 = machine_busy_seconds(), time.process_time()
     cpu1, per_pid1 = server.cpu(), {pid: server_cpu_of(pid) for pid in server.pids}
     after = server.counters() if exact_counters else {}
@@ -184,6 +187,12 @@ def run_case(
     others = (busy1 - busy0) - (cpu1 - cpu0) - (own1 - own0)
     summary["other_cores"] = others / plan.seconds - summary["client_cpu_cores"]
     summary["loadavg_1m"] = os.getloadavg()[0]
+    # Waiting for a core: the server's event-loop thread, and the clients' (milliseconds per
+    # second of window; what a latency cannot be shorter than on a busy host).
+    summary["server_loop_runq_ms_per_s"] = (wait1 - wait0) / plan.seconds * 1000
+    summary["client_loop_runq_ms_per_s"] = (
+        sum(o.runq_wait_seconds for o in outcomes) / len(outcomes) / plan.seconds * 1000
+    )
     return summary
 
 
@@ -216,6 +225,10 @@ def summarize(
         kms = after["ekms_kms_calls_total"] - before["ekms_kms_calls_total"]
         db = after["ekms_db_queries_total"] - before["ekms_db_queries_total"]
     per_field = server_cpu / fields * 1e6 if fields else None
+    gc = {
+        name: after[name] - before[name] if after and name in after else None
+        for name in ("gc_collections", "gc_pause_s", "gc_full", "gc_over_1ms")
+    }
     return {
         "case": case.name,
         "group": case.group,
@@ -245,6 +258,7 @@ def summarize(
         "kms_calls_per_1k_fields": kms / fields * 1000 if kms is not None and fields else None,
         "db_queries_per_1k_fields": db / fields * 1000 if db is not None and fields else None,
         "db_queries_per_s": db / window if db is not None else None,
+        **gc,
         "errors": errors,
         "first_error": next((o.first_error for o in outcomes if o.first_error), None),
         "late_clients": sum(o.late for o in outcomes),
@@ -273,6 +287,8 @@ def aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "client_cpu_cores",
         "other_cores",
         "loadavg_1m",
+        "server_loop_runq_ms_per_s",
+        "client_loop_runq_ms_per_s",
     ):
         values = [r[name] for r in rounds if r[name] is not None]
         out[name] = float(np.median(values)) if values else None
@@ -288,11 +304,24 @@ def aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     out["kms_calls_per_1k_fields"] = kms / fields * 1000 if kms is not None and fields else None
     out["db_queries_per_1k_fields"] = db / fields * 1000 if db is not None and fields else None
     out["db_queries_per_s"] = db / seconds if db is not None and seconds else None
+    for name in ("gc_collections", "gc_pause_s", "gc_full", "gc_over_1ms"):  # per second
+        values = [r[name] for r in counted if r.get(name) is not None]
+        out[f"{name}_per_s"] = sum(values) / seconds if values and seconds else None
     out["errors"] = sum(r["errors"] for r in rounds)
     out["first_error"] = next((r["first_error"] for r in rounds if r["first_error"]), None)
     out["late_clients"] = sum(r["late_clients"] for r in rounds)
     out["server_cpu_split"] = rounds[-1]["server_cpu_split"]
-    keep = ("ops_per_s", "p99_ms", "server_cores", "server_cpu_us_per_field", "other_cores")
+    keep = (
+        "ops_per_s",
+        "p99_ms",
+        "server_cores",
+        "server_cpu_us_per_field",
+        "other_cores",
+        "server_loop_runq_ms_per_s",
+        "client_loop_runq_ms_per_s",
+        "gc_full",
+        "gc_over_1ms",
+    )
     out["per_round"] = [{k: r[k] for k in keep} for r in rounds]
     # The rounds during which the rest of the machine was nearly idle, if any.
     quiet = [r for r in rounds if r["other_cores"] < QUIET_CORES]
@@ -406,6 +435,15 @@ def _drive(
     one = start_server(database_url=database_url, kms_url=kms_url, log=server_log)
     servers.append(one)
     configure(one, kms_key)
+    variant: Server | None = None
+    if args.ab:
+        log(f"starting ekms serve (1 worker) with {' '.join(args.ab)} (B)")
+        extra = dict(pair.split("=", 1) for pair in args.ab)
+        variant = start_server(
+            database_url=database_url, kms_url=kms_url, log=server_log, extra=extra
+        )
+        servers.append(variant)
+        results["ab"] = {"B": extra}
     if not args.no_scaling:
         log("starting ekms serve --workers 2")
         servers.append(
@@ -414,14 +452,19 @@ def _drive(
     sealed64 = cases.seal_pool(one.grpc_target, app_token, 64, plan.batch_items)
     sealed1k = cases.seal_pool(one.grpc_target, app_token, 1024, cases.POOL)
     results["idle"] = idle_window(one, plan.idle_seconds)
-    all_cases = _cases(sealed64, sealed1k, plan)
-    # The scaling cases run on the 2-worker server right after the same case on the 1-worker one.
-    schedule = [
-        (case, server)
-        for case in all_cases
-        for server in servers
-        if server is one or case.name in SCALING
+    all_cases = [
+        case
+        for case in _cases(sealed64, sealed1k, plan)
+        if not args.only or case.name.startswith(tuple(args.only))
     ]
+    # The scaling cases run on the 2-worker server right after the same case on the 1-worker
+    # one; with --ab, the single calls run on server B right after server A.
+    schedule: list[tuple[Case, Server]] = []
+    for case in all_cases:
+        schedule.append((case, one))
+        if variant is not None and case.group in ("echo", "unary"):
+            schedule.append((_as_b(case), variant))
+        schedule += [(case, s) for s in servers if s.workers > 1 and case.name in SCALING]
     for number in range(plan.rounds):
         log(f"round {number + 1}/{plan.rounds}: {len(schedule)} cases")
         for case, server in schedule:
@@ -429,17 +472,25 @@ def _drive(
             rounds.setdefault((case.name, server.workers), []).append(summary)
     halves = []
     for name in ("grpc.encrypt.64", "grpc.decrypt.64"):
-        base = next(c for c in all_cases if c.name == name)
+        base = next((c for c in all_cases if c.name == name), None)
+        if base is None:  # left out by --only
+            continue
         # Half of the typical (median) maximum: the best round may have been a quiet moment.
         rate = float(np.median([r["ops_per_s"] for r in rounds[(name, 1)]])) * 0.5
-        halves.append(
-            replace(base, name=f"{name}@50%", group="half_load", rate=rate, concurrency=64)
-        )
-    log("half load: " + ", ".join(f"{h.name} {h.rate:.0f}/s" for h in halves))
+        half = replace(base, name=f"{name}@50%", group="half_load", rate=rate, concurrency=64)
+        halves.append((half, one))
+        if variant is not None:  # B at the same rate as A
+            halves.append((_as_b(half), variant))
+    log("half load: " + ", ".join(f"{h.name} {h.rate:.0f}/s" for h, _ in halves))
     for _ in range(plan.rounds):
-        for half in halves:
-            summary = run_case(one, clients, half, plan, app_token)
+        for half, server in halves:
+            summary = run_case(server, clients, half, plan, app_token)
             rounds.setdefault((half.name, 1), []).append(summary)
+
+
+def _as_b(case: Case) -> Case:
+    """The same case on the --ab server: its name ends in ``[B]``."""
+    return replace(case, name=f"{case.name}[B]")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -450,6 +501,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, help="windows per case")
     parser.add_argument("--clients", type=int, help="client processes")
     parser.add_argument("--no-scaling", action="store_true", help="skip the --workers 2 server")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="PREFIX",
+        help="run only the cases whose name starts with PREFIX (repeatable), e.g. "
+        "--only grpc.echo.64 --only grpc.encrypt.64 --only grpc.decrypt.64 for the unary "
+        "figures and the half-load p99",
+    )
+    parser.add_argument(
+        "--ab",
+        action="append",
+        metavar="EKMS_NAME=VALUE",
+        help="also start a 1-worker server B with this setting (repeatable) and run the "
+        "single calls and the half-load cases on it right after server A, at the same rates "
+        "(cases named '...[B]'), e.g. --ab EKMS_GC_FREEZE=false",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.seconds:

@@ -103,6 +103,17 @@ def _task_ns(pid: int) -> int | None:
     return total
 
 
+def runq_wait_seconds(pid: int, tid: int | None = None) -> float:
+    """Seconds a thread (default: the process's main thread, where its event loop runs) spent
+    runnable but waiting for a CPU, from the second field of /proc/<pid>/task/<tid>/schedstat:
+    on a shared host, the time other processes held the cores it wanted."""
+    try:
+        raw = Path(f"/proc/{pid}/task/{tid or pid}/schedstat").read_text().split()
+        return int(raw[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """CPU seconds of the processes: per-thread schedstat where the kernel has it (threads
     that exit take their time with them, so ekms's long-lived threads are what it counts),
@@ -127,6 +138,32 @@ def metric_totals(text: str, *names: str) -> dict[str, float]:
         if match and match["name"] in totals:
             totals[match["name"]] += float(match["value"])
     return totals
+
+
+_GC_SAMPLE = re.compile(
+    r"^ekms_gc_pause_seconds_(?P<kind>count|sum|bucket)\{(?P<labels>[^}]*)\} (?P<value>\S+)$"
+)
+
+
+def gc_totals(text: str) -> dict[str, float]:
+    """The server's garbage-collector pauses so far (``ekms_gc_pause_seconds``): collections,
+    seconds paused, full (generation 2) collections, and pauses longer than 1 ms."""
+    out = {"gc_collections": 0.0, "gc_pause_s": 0.0, "gc_full": 0.0, "gc_over_1ms": 0.0}
+    for line in text.splitlines():
+        match = _GC_SAMPLE.match(line)
+        if match is None:
+            continue
+        value, labels = float(match["value"]), match["labels"]
+        if match["kind"] == "count":
+            out["gc_collections"] += value
+            out["gc_over_1ms"] += value
+            if 'generation="2"' in labels:
+                out["gc_full"] += value
+        elif match["kind"] == "sum":
+            out["gc_pause_s"] += value
+        elif 'le="0.001"' in labels:
+            out["gc_over_1ms"] -= value
+    return out
 
 
 # --- Postgres and moto ---------------------------------------------------------------------------
@@ -230,9 +267,11 @@ class Server:
         return cpu_seconds(self.pids)
 
     def counters(self) -> dict[str, float]:
-        """KMS calls and DB statements so far (from one process: exact only for one worker)."""
+        """KMS calls, DB statements and GC pauses so far (from one process: exact only for
+        one worker)."""
         text = httpx.get(self.metrics_url, timeout=10).text
-        return metric_totals(text, "ekms_kms_calls_total", "ekms_db_queries_total")
+        totals = metric_totals(text, "ekms_kms_calls_total", "ekms_db_queries_total")
+        return totals | gc_totals(text)
 
     def stop(self) -> None:
         if self.process.poll() is None:

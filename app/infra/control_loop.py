@@ -6,8 +6,11 @@ read late, and a sync could record a healthy external key as Unavailable. KMS ca
 run here, where nothing else competes for the loop; the main loop only waits for the result.
 
 The thread still shares the GIL with the data plane. ``StallMeter`` measures how long this
-loop could not run (its heartbeat is late by that much), so a sync can tell "the KMS did not
-answer" apart from "ekms was too busy to hear it".
+loop could not run while a call was in flight (its heartbeat is late by that much), so a sync
+can tell "the KMS did not answer" apart from "ekms was too busy to hear it". The heartbeat
+runs only while a call is in flight: an idle control thread never wakes up, so it takes the
+GIL from the data plane 50 times a second only while the KMS is being asked (a stall when
+nothing waits for the KMS delays no answer, so nothing is lost by not measuring it).
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ class ControlLoop:
         # Written by the control thread only; read anywhere (a float assignment is atomic).
         self._stalled_total = 0.0
         self._beat_due = time.monotonic()
+        self._beating = False
+        self._in_flight = 0  # calls on the control loop (its thread only)
+        self._beat: asyncio.Task[None] | None = None
+        self.beats = 0
+        """Heartbeats so far: they happen only while a call is in flight."""
 
     def __repr__(self) -> str:
         return f"ControlLoop(name={self._name!r}, running={self._loop is not None})"
@@ -50,7 +58,11 @@ class ControlLoop:
         loop = self._ensure_started()
 
         async def call() -> T:
-            return await factory()
+            self._call_started()
+            try:
+                return await factory()
+            finally:
+                self._call_ended()
 
         future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(call(), loop)
         return await asyncio.wrap_future(future)
@@ -65,8 +77,30 @@ class ControlLoop:
         return max(0.0, self._stalled_now() - mark.stalled)
 
     def _stalled_now(self) -> float:
+        if not self._beating:
+            return self._stalled_total
         late = time.monotonic() - self._beat_due - self._heartbeat
-        return self._stalled_total + max(0.0, late) if self._loop is not None else 0.0
+        return self._stalled_total + max(0.0, late)
+
+    # --- the heartbeat, while calls are in flight (on the control thread) ----------------------
+
+    def _call_started(self) -> None:
+        self._in_flight += 1
+        if self._beat is None:
+            self._beat_due = time.monotonic()
+            self._beating = True
+            self._beat = asyncio.get_running_loop().create_task(self._beats())
+
+    def _call_ended(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight or self._beat is None:
+            return
+        self._beat.cancel()
+        self._beat = None
+        late = time.monotonic() - self._beat_due - self._heartbeat
+        if late > 0:  # the last beat was late already: that much of the call was a stall
+            self._stalled_total += late
+        self._beating = False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -88,12 +122,10 @@ class ControlLoop:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         box.append(loop)
-        beat = loop.create_task(self._beat())
         loop.call_soon(ready.set)
         try:
             loop.run_forever()
         finally:
-            beat.cancel()
             pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
             for task in pending:
                 task.cancel()
@@ -101,13 +133,14 @@ class ControlLoop:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    async def _beat(self) -> None:
+    async def _beats(self) -> None:
         while True:
-            self._beat_due = time.monotonic()
             await asyncio.sleep(self._heartbeat)
+            self.beats += 1
             late = time.monotonic() - self._beat_due - self._heartbeat
             if late > 0:
                 self._stalled_total += late
+            self._beat_due = time.monotonic()
 
     async def aclose(self, before: Callable[[], Awaitable[None]] | None = None) -> None:
         """Run ``before`` on the control loop (closing clients bound to it), then stop it."""

@@ -35,3 +35,21 @@ DB_QUERIES = Counter("ekms_db_queries_total", "database statements executed", re
 AUDIT_BUFFER_DEPTH = Gauge(
     "ekms_audit_buffer_depth", "aggregated audit events waiting to be written", registry=REGISTRY
 )
+GC_PAUSES = Histogram(
+    "ekms_gc_pause_seconds",
+    "garbage-collector pauses by generation (see app.infra.gc_tuning)",
+    ["generation"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+    registry=REGISTRY,
+)
+GC_FROZEN = Gauge(
+    "ekms_gc_frozen_objects",
+    "objects moved to the collector's permanent generation after start-up (gc.freeze)",
+    registry=REGISTRY,
+)
+GC_THRESHOLD = Gauge(
+    "ekms_gc_threshold",
+    "the collector's threshold by generation",
+    ["generation"],
+    registry=REGISTRY,
+)

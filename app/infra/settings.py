@@ -113,6 +113,17 @@ class Settings(BaseSettings):
         default=False, description="also serve the bench-only ekms.bench.v1.Echo (bench/ only)"
     )
 
+    gc_freeze: bool = Field(
+        default=True,
+        description="after start-up, gc.freeze() what is alive so collections skip it",
+    )
+    gc_gen0_threshold: int | None = Field(
+        default=None,
+        ge=100,
+        le=1_000_000,
+        description="the collector's first threshold once started; blank: Python's (700)",
+    )
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -126,7 +137,9 @@ class Settings(BaseSettings):
     def _blank_port_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("rate_limit_per_caller", "rate_limit_burst", mode="before")
+    @field_validator(
+        "rate_limit_per_caller", "rate_limit_burst", "gc_gen0_threshold", mode="before"
+    )
     @classmethod
     def _blank_is_off(cls, value: object) -> object:
         return None if value == "" else value
