@@ -4,6 +4,8 @@ mutual TLS) and the metrics port, each a uvicorn server on the shared event loop
 - REST: ``EKMS_HTTP_HOST``/``EKMS_HTTP_PORT``; TLS with ``EKMS_HTTP_TLS_CERT_FILE`` and
   ``EKMS_HTTP_TLS_KEY_FILE``, and client certificates required (signed by
   ``EKMS_HTTP_TLS_CLIENT_CA_FILE``) when a client CA is set.
+- XKS proxy: ``EKMS_XKS_HOST``/``EKMS_XKS_PORT`` (off unless the port is set), TLS and mutual
+  TLS with ``EKMS_XKS_TLS_CERT_FILE``/``_KEY_FILE``/``_CLIENT_CA_FILE``, as REST's.
 - Metrics: ``EKMS_METRICS_HOST``/``EKMS_METRICS_PORT`` (default ``127.0.0.1:9464``; a blank
   port: no listener), plain HTTP, ``GET /metrics`` only (``app/api/metrics_app.py``).
 
@@ -18,6 +20,7 @@ import contextlib
 import socket
 import ssl
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -60,16 +63,35 @@ def listening_ports(server: uvicorn.Server) -> list[int]:
 
 def http_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
     """The REST listener's configuration, TLS files loaded (``StartupError`` if they fail)."""
-    cert, key, client_ca = (
+    files = (
         settings.http_tls_cert_file,
         settings.http_tls_key_file,
         settings.http_tls_client_ca_file,
     )
-    check_tls_files("EKMS_HTTP_TLS", cert, key, client_ca)
+    return _tls_config(app, settings.http_host, settings.http_port, files, "EKMS_HTTP_TLS")
+
+
+def xks_config(app: ASGIApp, settings: Settings) -> uvicorn.Config | None:
+    """The XKS proxy listener's configuration, or None when ``EKMS_XKS_PORT`` is unset."""
+    if settings.xks_port is None:
+        return None
+    files = (
+        settings.xks_tls_cert_file,
+        settings.xks_tls_key_file,
+        settings.xks_tls_client_ca_file,
+    )
+    return _tls_config(app, settings.xks_host, settings.xks_port, files, "EKMS_XKS_TLS")
+
+
+def _tls_config(
+    app: ASGIApp, host: str, port: int, files: tuple[Path | None, ...], prefix: str
+) -> uvicorn.Config:
+    cert, key, client_ca = files
+    check_tls_files(prefix, cert, key, client_ca)
     config = _quiet_config(
         app,
-        settings.http_host,
-        settings.http_port,
+        host,
+        port,
         ssl_certfile=cert,
         ssl_keyfile=key,
         ssl_ca_certs=client_ca,
@@ -78,7 +100,7 @@ def http_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
     try:
         config.load()  # builds the SSL context now: a bad file fails the start, not a task
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        raise StartupError(f"cannot load EKMS_HTTP_TLS_* files: {exc}") from exc
+        raise StartupError(f"cannot load {prefix}_* files: {exc}") from exc
     return config
 
 

@@ -18,6 +18,7 @@ import structlog
 from app.application.lookups import key_ref, load_keys, load_wraps
 from app.application.ports import Clock, KmsConnector, UnitOfWorkFactory
 from app.application.snapshot import ModuleView, Snapshot
+from app.application.xks.directory import XksDirectory
 from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
 from app.domain.errors import (
     DecryptionFailed,
@@ -134,6 +135,7 @@ class KeyChain:
             policies = await uow.policies.list_all()
             fields = await uow.fields.list()
             alerts = await uow.status.open_alerts()
+            xks = XksDirectory.of(await uow.xks_stores.list(), await uow.xks_keys.list())
         kek, kek_error, fail_closed_at = await self._kek_for(config, ekek, keys, wraps)
         by_module_keys: dict[uuid.UUID, dict[int, ModuleKey]] = {}
         for key in keys_versions:
@@ -160,6 +162,7 @@ class KeyChain:
             open_alerts=tuple(alerts),
             keys=tuple(keys),
             wraps=wraps,
+            xks=xks,
         )
 
     async def _kek_for(

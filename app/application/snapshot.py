@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+from app.application.xks.directory import XksDirectory
 from app.domain.alerts import Alert
 from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
 from app.domain.errors import EkmsError, NotFound, Reason
@@ -57,6 +58,7 @@ class Snapshot:
     open_alerts: tuple[Alert, ...] = ()
     keys: tuple[ExternalKey, ...] = ()  # every external key, the first first
     wraps: dict[uuid.UUID, ExternalInstanceKey] = field(default_factory=dict)  # by key id
+    xks: XksDirectory = field(default_factory=XksDirectory)  # the external key stores
 
     def module_named(self, name: str) -> ModuleView:
         """The module view named ``name``, or ``NotFound``."""

@@ -114,6 +114,22 @@ class KeyEncryptionKey:
         except InvalidTag:
             raise DecryptionFailed() from None
 
+    def seal(self, secret: bytes, binding: bytes, nonce: bytes) -> bytes:
+        """Seal a secret that is not a DEK (an XKS key, a SigV4 secret), bound to ``binding``
+        (which names what it is: ``app.domain.xks``) and to this KEK's id."""
+        aad = b"ekms/sealed/v1|" + self.id.bytes + binding
+        return bytes([WRAP_V1]) + nonce + self._aead.encrypt(nonce, secret, aad)
+
+    def open_sealed(self, sealed: bytes, binding: bytes) -> bytes:
+        if len(sealed) < _WRAP_MIN or sealed[0] != WRAP_V1:
+            raise DecryptionFailed()
+        nonce = sealed[1 : 1 + GCM_NONCE_SIZE]
+        aad = b"ekms/sealed/v1|" + self.id.bytes + binding
+        try:
+            return self._aead.decrypt(nonce, sealed[1 + GCM_NONCE_SIZE :], aad)
+        except InvalidTag:
+            raise DecryptionFailed() from None
+
 
 def fingerprint(kek: bytes) -> str:
     """A non-secret identifier of a KEK: HMAC-SHA256 of a fixed label, first 16 bytes, hex."""

@@ -10,6 +10,7 @@ from enum import StrEnum
 from types import TracebackType
 from typing import Protocol, Self
 
+from app.application.ports.xks import XksKeyRepository, XksStoreRepository
 from app.domain.alerts import Alert, KeyStatusChange
 from app.domain.audit import AuditEvent
 from app.domain.audit_chain import ChainedEvent
@@ -212,6 +213,8 @@ class UnitOfWork(Protocol):
     policies: PolicyRepository
     audit: AuditRepository
     status: KeyStatusRepository
+    xks_stores: XksStoreRepository
+    xks_keys: XksKeyRepository
 
     async def __aenter__(self) -> Self: ...
 

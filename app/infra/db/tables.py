@@ -1,10 +1,9 @@
 """The ekms schema as SQLAlchemy Core tables (no ORM: repositories map rows by hand).
 
-Conventions: ids are ``Uuid`` (native on Postgres, 32 hex characters on SQLite); enums are
-stored as their string values (an ``Algorithm`` as its label, e.g. ``'AES-256-GCM'``); a
-``timedelta`` as whole seconds in a ``*_seconds`` column; wrapped keys as raw bytes; every
-mutable entity has an integer ``revision`` for optimistic concurrency. ``migrations/versions``
-must create exactly this schema; ``tests/integration/test_migrations.py`` compares the two.
+Conventions: ids are ``Uuid`` (native on Postgres, 32 hex on SQLite); enums as their string
+values (an ``Algorithm`` as its label, ``'AES-256-GCM'``); a ``timedelta`` as whole seconds in a
+``*_seconds`` column; wrapped keys as raw bytes; mutable entities have an integer ``revision``.
+``migrations/versions`` must create exactly this schema (``tests/integration/test_migrations``).
 
 Invariants the database enforces itself, on both backends:
 
@@ -13,6 +12,8 @@ Invariants the database enforces itself, on both backends:
 - a module has at most one ``active`` key version;
 - a key version holds key material unless, and only unless, it is destroyed;
 - ``audit_events`` is append-only (triggers refuse UPDATE and DELETE).
+
+The external key store's tables are in ``xks_tables`` (imported at the end).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ IDENTIFIER = 63
 ENUM = 32
 
 
-def _revision() -> Column[int]:
+def revision_column() -> Column[int]:
     return Column("revision", Integer, nullable=False, server_default="0")
 
 
@@ -88,7 +89,7 @@ ekms_config = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("active", Boolean, nullable=False),
     *_observed(),
-    _revision(),
+    revision_column(),
     Column("revocation_policy", String(ENUM), nullable=False, server_default="any"),
     UniqueConstraint("singleton"),
     CheckConstraint("singleton = 1", name="singleton"),
@@ -107,7 +108,7 @@ external_instance_keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("rewrapped_at", UTCDateTime),
     Column("active", Boolean, nullable=False),
-    _revision(),
+    revision_column(),
     # Several external keys wrap one KEK: the KEK's own row (id = the KEK id, active) is
     # wrapped under the first key; each other key's EKEK is a row naming the KEK in kek_id.
     Column("external_key_id", Uuid),
@@ -134,7 +135,7 @@ external_keys = Table(
     Column("region", String(64)),
     Column("created_at", UTCDateTime, nullable=False),
     *_observed(),
-    _revision(),
+    revision_column(),
     UniqueConstraint("position"),
 )
 
@@ -152,7 +153,7 @@ crypto_modules = Table(
     Column("description", String(1024), nullable=False, server_default=""),
     Column("rotation_period_seconds", Integer),
     Column("destroy_deactivated_after_seconds", Integer),
-    _revision(),
+    revision_column(),
     UniqueConstraint("name"),
 )
 
@@ -174,7 +175,7 @@ module_keys = Table(
     Column("encryptions_reserved", BigInteger, nullable=False, server_default="0"),
     Column("state_reason", String(500)),  # 0005
     Column("lost_at", UTCDateTime),  # 0009: its configuration ended (state destroyed)
-    _revision(),
+    revision_column(),
     PrimaryKeyConstraint("module_id", "version"),
     CheckConstraint("version >= 1", name="version_positive"),
     CheckConstraint(
@@ -200,7 +201,7 @@ encrypted_field_configs = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("active", Boolean, nullable=False),
-    _revision(),
+    revision_column(),
     UniqueConstraint("table_name", "column_name"),
     Index("ix_encrypted_field_configs_module_id", "module_id"),
 )
@@ -218,7 +219,7 @@ module_access_policies = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("active", Boolean, nullable=False),
     Column("description", String(1024), nullable=False, server_default=""),
-    _revision(),
+    revision_column(),
     Index("ix_module_access_policies_module_id", "module_id"),
 )
 
@@ -257,8 +258,7 @@ audit_chain_head = Table(
 )
 
 
-# metadata.create_all() installs the same triggers as the migration.
-install_append_only(audit_events)
+install_append_only(audit_events)  # metadata.create_all() installs the migration's triggers
 
 
 external_key_status_history = Table(
@@ -290,11 +290,11 @@ alerts = Table(
     ),
 )
 
-# Rolling upgrades (app.infra.db.migrate.schema_state): one row per revision from 0005 on, written
-# by that revision's upgrade: the oldest head whose code still serves on the schema it leaves.
+# Rolling upgrades (migrate.schema_state): per revision from 0005, the oldest head serving on it.
 schema_compatibility = Table(
     "schema_compatibility",
     metadata,
     Column("revision", String(32), primary_key=True),
     Column("oldest_serving_head", String(32), nullable=False),
 )
+from app.infra.db import xks_tables as xks_tables  # noqa: E402 - registers them on ``metadata``

@@ -18,6 +18,8 @@ from app.application.ports import (
     ModuleKeyRepository,
     ModuleRepository,
     PolicyRepository,
+    XksKeyRepository,
+    XksStoreRepository,
 )
 from app.infra.db.erase import erase_dead_rows
 from app.infra.db.errors import is_unavailable, translate_unavailable
@@ -32,6 +34,7 @@ from app.infra.db.repositories import (
     SqlaPolicyRepository,
 )
 from app.infra.db.status import SqlaKeyStatusRepository
+from app.infra.db.xks import SqlaXksKeyRepository, SqlaXksStoreRepository
 
 
 class SqlaUnitOfWork:
@@ -52,6 +55,8 @@ class SqlaUnitOfWork:
     policies: PolicyRepository
     audit: AuditRepository
     status: KeyStatusRepository
+    xks_stores: XksStoreRepository
+    xks_keys: XksKeyRepository
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -77,6 +82,8 @@ class SqlaUnitOfWork:
         self.policies = SqlaPolicyRepository(conn)
         self.audit = SqlaAuditRepository(conn)
         self.status = SqlaKeyStatusRepository(conn)
+        self.xks_stores = SqlaXksStoreRepository(conn)
+        self.xks_keys = SqlaXksKeyRepository(conn)
         return self
 
     async def __aexit__(
