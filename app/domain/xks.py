@@ -112,7 +112,7 @@ class XksKey:
     usage: frozenset[XksKeyUsage]
     status: XksKeyStatus
     sealed_key: bytes = field(repr=False)
-    kek_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    kek_id: uuid.UUID
     # Optional secondary authorisation: empty means any principal / any kmsOperation.
     allowed_principals: tuple[str, ...] = ()
     allowed_operations: tuple[str, ...] = ()
