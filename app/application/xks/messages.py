@@ -107,14 +107,18 @@ def _b64(data: dict[str, Any], name: str, *, required: bool, limit: int) -> byte
         return None
     if not isinstance(value, str):
         raise _invalid(f"{name} must be a Base64 string")
+    too_big = XksRejected(
+        XksErrorName.UNSUPPORTED_OPERATION, f"{name} is over {limit} bytes (this proxy's limit)"
+    )
     if len(value) > (limit + 2) // 3 * 4:
-        raise XksRejected(
-            XksErrorName.UNSUPPORTED_OPERATION, f"{name} is over {limit} bytes (this proxy's limit)"
-        )
+        raise too_big  # before decoding: no large allocation for an oversized field
     try:
-        return base64.b64decode(value, validate=True)
+        decoded = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise _invalid(f"{name} is not valid Base64") from None
+    if len(decoded) > limit:
+        raise too_big
+    return decoded
 
 
 def _algorithm(data: dict[str, Any]) -> None:
