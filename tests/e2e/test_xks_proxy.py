@@ -380,8 +380,8 @@ async def test_every_call_is_audited_with_its_request_metadata_and_counted(world
     scraped = await world.rest.get(
         f"http://127.0.0.1:{world.container.settings.metrics_port}/metrics"
     )
-    counted = 'ekms_crypto_operations_total{module="xks:payments/payments-1",operation="xks.encrypt"'
-    assert counted + ',result="success"} 1.0' in scraped.text
+    counted = 'ekms_crypto_operations_total{module="xks:payments/payments-1",'
+    assert counted + 'operation="xks.encrypt",result="success"} 1.0' in scraped.text
 
 
 def local_key(data_dir: Path, command: str) -> None:
