@@ -92,7 +92,12 @@ def build_grpc_server(container: Container, options: GrpcOptions | None = None) 
 
 def build_xks_app(container: Container) -> Starlette:
     """The XKS proxy (AWS KMS external key store) on the container's key chain."""
-    proxy = XksProxy(container.ctx, BotocoreSigV4Verifier(), model=f"ekms {_version()}")
+    proxy = XksProxy(
+        container.ctx,
+        BotocoreSigV4Verifier(),
+        model=f"ekms {_version()}",
+        rate=container.crypto.limits.rate,
+    )
     return create_xks_app(proxy)
 
 

@@ -77,10 +77,14 @@ async def served(settings: Settings) -> AsyncIterator[Container]:
             await asyncio.wait_for(task, timeout=30)
 
 
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+@asynccontextmanager
+async def make_world(tmp_path: Path, **settings_values: Any) -> AsyncIterator[World]:
     settings = embedded_settings(
-        tmp_path, xks_port=free_port(), jwt_hs256_secret=SECRET, audit_flush_seconds=60
+        tmp_path,
+        xks_port=free_port(),
+        jwt_hs256_secret=SECRET,
+        audit_flush_seconds=60,
+        **settings_values,
     )
     async with served(settings) as container, httpx.AsyncClient(timeout=30) as http:
         rest = httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.http_port}", timeout=30)
@@ -98,6 +102,12 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             w = World(container, rest, xks, store, {}, tmp_path)
             w.key = await w.new_key(external_key_id="payments-1")
             yield w
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    async with make_world(tmp_path) as w:
+        yield w
 
 
 def error_name(response: httpx.Response) -> tuple[int, str]:
@@ -430,3 +440,11 @@ async def test_deleting_a_key_then_its_store(world: World) -> None:
     assert error_name(await world.xks.call("/health", body)) == (404, "InvalidUriPathException")
     missing = await world.rest.get(f"/api/v1/xks/stores/{world.store['id']}", headers=auth(AUDITOR))
     assert missing.status_code == 404
+
+
+async def test_a_store_over_its_quota_is_throttled(tmp_path: Path) -> None:
+    async with make_world(tmp_path, rate_limit_per_caller=0.001, rate_limit_burst=2) as w:
+        body = {"requestMetadata": metadata("DescribeKey")}
+        answers = [await w.xks.call("/keys/payments-1/metadata", body) for _ in range(3)]
+        assert [a.status_code for a in answers[:2]] == [200, 200]
+        assert error_name(answers[2]) == (429, "ThrottlingException")

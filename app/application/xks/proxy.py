@@ -4,9 +4,11 @@ GetHealthStatus, GetKeyMetadata, Encrypt or Decrypt, all served from the key cha
 
 Checks, in order: the URI prefix names a store (``InvalidUriPathException``); the chain can
 serve (``InvalidStateException``: the external key is revoked or unusable); the signature
-(``AuthenticationFailedException``); the body (``ValidationException``); the key exists
-(``KeyNotFoundException``); the secondary authorisation (``AccessDeniedException``); the key
-is enabled (``InvalidStateException``) and has the usage (``InvalidKeyUsageException``).
+(``AuthenticationFailedException``); the store's quota when ``EKMS_RATE_LIMIT_PER_CALLER`` is
+set (``ThrottlingException``: each store is one caller); the body (``ValidationException``);
+the key exists (``KeyNotFoundException``); the secondary authorisation
+(``AccessDeniedException``); the key is enabled (``InvalidStateException``) and has the usage
+(``InvalidKeyUsageException``).
 """
 
 from __future__ import annotations
@@ -16,12 +18,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.application.context import AppContext
+from app.application.limits import RateLimiter
 from app.application.ports import SignedRequest, SigV4Verifier
 from app.application.snapshot import Snapshot
 from app.application.xks import messages as m
 from app.application.xks.directory import XksStoreView
 from app.domain.audit import AuditResult
-from app.domain.errors import DecryptionFailed, EkmsError, KeyUnavailable, ServiceUnavailable
+from app.domain.errors import (
+    DecryptionFailed,
+    EkmsError,
+    KeyUnavailable,
+    ResourceExhausted,
+    ServiceUnavailable,
+)
 from app.domain.keys import KeyEncryptionKey, constant_time_equal
 from app.domain.xks import (
     XksErrorName,
@@ -59,17 +68,28 @@ class XksProxy:
     """The XKS Proxy API v1 over the key chain. ``handle`` answers the response body (a dict)
     or raises ``XksRejected``; the inbound adapter only turns those into HTTP."""
 
-    def __init__(self, ctx: AppContext, verifier: SigV4Verifier, *, model: str) -> None:
+    def __init__(
+        self,
+        ctx: AppContext,
+        verifier: SigV4Verifier,
+        *,
+        model: str,
+        rate: RateLimiter | None = None,
+    ) -> None:
         self._ctx = ctx
         self._verifier = verifier
         self._model = model
+        self._rate = rate  # per store (the spec: a quota per path prefix); None: no quota
 
     async def handle(self, call: XksCall) -> dict[str, Any]:
+        # Back-pressure, not loss: a full audit buffer (the database away) holds the call.
+        await self._ctx.audit.wait_for_capacity()
         meta = m.RequestMetadata({})
         target = f"xks:{call.prefix or '/'}"
         try:
             served = await self._authenticate(call)
             target = f"xks:{served.view.store.name}"
+            self._admit(served.view.store.name)
             if call.external_key_id is not None:
                 target += f"/{call.external_key_id}"
             data, meta = m.parse_body(call.request.body, call.operation)
@@ -118,6 +138,16 @@ class XksProxy:
             raise _unauthenticated()
         self._verifier.verify(call.request, claim, view.secret(kek, matched))
         return _Served(snap, kek, view)
+
+    def _admit(self, store: str) -> None:
+        if self._rate is None:
+            return
+        try:
+            self._rate.acquire(f"xks:{store}")
+        except ResourceExhausted:
+            raise XksRejected(
+                XksErrorName.THROTTLING, "the store's request quota is exceeded"
+            ) from None
 
     # --- the operations ---------------------------------------------------------------------
 
