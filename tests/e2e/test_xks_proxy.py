@@ -448,3 +448,23 @@ async def test_a_store_over_its_quota_is_throttled(tmp_path: Path) -> None:
         answers = [await w.xks.call("/keys/payments-1/metadata", body) for _ in range(3)]
         assert [a.status_code for a in answers[:2]] == [200, 200]
         assert error_name(answers[2]) == (429, "ThrottlingException")
+
+
+async def test_secrets_and_plaintexts_stay_out_of_logs_bodies_and_the_database(
+    world: World,
+) -> None:
+    secret = world.xks.secret
+    plaintext = b"do-not-log-this-data-key-0123456"
+    with capture_logs() as logs:
+        sealed = (await encrypt(world, plaintext)).json()
+        opened = await world.xks.call("/keys/payments-1/decrypt", decrypt_body(sealed))
+        bad = await world.xks.call("/keys/payments-1/metadata", {}, secret=b64(b"\2" * 32))
+        await world.container.ctx.audit.flush()
+    assert base64.b64decode(opened.json()["plaintext"]) == plaintext
+    listed = await world.admin("GET", "/api/v1/xks/stores", AUDITOR)
+    database = b"".join(p.read_bytes() for p in world.data_dir.glob("*.db*"))
+    assert b"xks_stores" in database  # the schema is there: the scan is not of nothing
+    for text in (repr(logs), bad.text, str(listed)):
+        assert secret not in text and b64(plaintext) not in text
+    for form in (secret.encode(), base64.b64decode(secret), plaintext, b64(plaintext).encode()):
+        assert form not in database
