@@ -21,6 +21,11 @@ from app.domain.xks import (
 from app.domain.xks_crypto import XksKeyMaterial
 
 
+def _lost() -> XksRejected:
+    # Sealed under a KEK the chain no longer has (its configuration ended): gone for good.
+    return XksRejected(XksErrorName.INVALID_STATE, "the key store's material is lost")
+
+
 @dataclass(slots=True)
 class XksStoreView:
     store: XksStore
@@ -33,9 +38,9 @@ class XksStoreView:
         if cached is not None:
             return cached
         binding = secret_binding(self.store.id, credential.access_key_id)
+        if credential.kek_id != kek.id:
+            raise _lost()
         try:
-            if credential.kek_id != kek.id:
-                raise DecryptionFailed()
             secret = kek.open_sealed(credential.sealed_secret, binding).decode("utf-8")
         except (DecryptionFailed, UnicodeDecodeError):
             raise XksRejected(
@@ -48,9 +53,9 @@ class XksStoreView:
         cached = self.materials.get(key.external_key_id)
         if cached is not None:
             return cached
+        if key.kek_id != kek.id:
+            raise _lost()
         try:
-            if key.kek_id != kek.id:
-                raise DecryptionFailed()
             raw = kek.open_sealed(key.sealed_key, key_binding(key.id))
         except DecryptionFailed:
             raise XksRejected(XksErrorName.INTERNAL, "the key cannot be opened") from None
