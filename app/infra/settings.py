@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     xks_tls_cert_file: Path | None = None
     xks_tls_key_file: Path | None = None
     xks_tls_client_ca_file: Path | None = None
+    xks_tls_client_subject: str | None = Field(
+        default=None, description="the client certificate's subject CN the XKS listener requires"
+    )
 
     kms_provider: Literal["local", "aws", "pkcs11", "kmip"] = "local"
     local_root_key: SecretStr | None = None

@@ -80,3 +80,39 @@ async def test_the_listener_is_off_by_default_and_half_tls_refuses_to_start(
     with pytest.raises(StartupError, match="EKMS_XKS_TLS"):
         async with serving(settings):
             pass
+
+
+@pytest.mark.parametrize(("subject", "admitted"), [("billing-svc", True), ("cks.kms.x", False)])
+async def test_the_client_subject_is_checked_when_set(
+    tmp_path: Path, pki: Pki, subject: str, admitted: bool
+) -> None:
+    settings = embedded_settings(
+        tmp_path / "data",
+        xks_port=free_port(),
+        xks_tls_cert_file=pki.files.cert_file,
+        xks_tls_key_file=pki.files.key_file,
+        xks_tls_client_ca_file=pki.files.client_ca_file,
+        xks_tls_client_subject=subject,
+    )
+    async with serving(settings):
+        url = f"https://127.0.0.1:{settings.xks_port}/livez"
+        async with httpx.AsyncClient(verify=_trusting(pki, "client"), timeout=10) as http:
+            if admitted:
+                assert (await http.get(url)).status_code == 200
+            else:  # the right CA, another subject: cut off after the handshake
+                with pytest.raises(httpx.TransportError):
+                    await http.get(url)
+
+
+def test_a_subject_needs_a_client_ca(tmp_path: Path, pki: Pki) -> None:
+    from app.listeners import xks_config
+
+    settings = embedded_settings(
+        tmp_path,
+        xks_port=free_port(),
+        xks_tls_cert_file=pki.files.cert_file,
+        xks_tls_key_file=pki.files.key_file,
+        xks_tls_client_subject="cks.kms.eu-west-1.amazonaws.com",
+    )
+    with pytest.raises(StartupError, match="CLIENT_CA"):
+        xks_config(None, settings)  # type: ignore[arg-type]
