@@ -45,6 +45,7 @@ from app.domain.xks_crypto import IV_SIZE, XksCiphertext, cdiv_sha256
 SERVICE = "kms-xks-proxy"
 MAX_SKEW = timedelta(minutes=5)  # the spec: older or newer requests SHOULD fail authentication
 VENDOR = "ekms"
+_PROBE = b"ekms/xks-health-probe/v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +156,7 @@ class XksProxy:
         self, served: _Served, call: XksCall, data: dict[str, Any], meta: m.RequestMetadata
     ) -> dict[str, Any]:
         if call.operation is XksOperation.HEALTH:
-            return self._health()
+            return self._health(served.kek)
         key = self._key(served, call, meta)
         if call.operation is XksOperation.METADATA:
             return {
@@ -185,7 +186,15 @@ class XksProxy:
             ) from None
         return {"plaintext": m.b64(plaintext)}
 
-    def _health(self) -> dict[str, Any]:
+    def _health(self, kek: KeyEncryptionKey) -> dict[str, Any]:
+        # Deep, as the spec asks: the KEK that seals every XKS key seals and opens a probe.
+        probe = self._ctx.rng.token_bytes(16)
+        try:
+            opened = kek.open_sealed(kek.seal(probe, _PROBE, self._ctx.rng.token_bytes(12)), _PROBE)
+        except DecryptionFailed:
+            opened = b""
+        if opened != probe:
+            raise XksRejected(XksErrorName.INTERNAL, "the key chain failed its self-test")
         return {
             "xksProxyFleetSize": 1,
             "xksProxyVendor": VENDOR,
