@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from app.application.configuration import ConfigInput, configure_ekms
 from app.application.ports import SignedRequest
@@ -116,3 +117,14 @@ async def test_a_store_made_on_one_replica_serves_on_all_and_revocation_stops_al
     for proxy in proxies:
         refused = await _until_rejected(proxy, signer.call(XksOperation.DECRYPT, "k1", decrypt))
         assert refused.name is XksErrorName.INVALID_STATE
+
+
+async def test_deleting_a_store_erases_its_dead_rows_on_postgres(replicas: list[Container]) -> None:
+    ctx = replicas[0].ctx
+    store, _ = await admin.create_store(ctx, ADMIN, admin.StoreInput("gone", "/gone", REGION))
+    await admin.create_key(ctx, ADMIN, admin.KeyInput(store.id, "k"))
+    with capture_logs() as logs:
+        await admin.delete_store(ctx, ADMIN, store.id)  # VACUUMs xks_keys and xks_stores
+    assert not [e for e in logs if e["event"] == "dead_rows_not_erased"], logs
+    async with ctx.uow() as uow:
+        assert await uow.xks_stores.list() == [] and await uow.xks_keys.list() == []

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app.application.ports import SignedRequest
+from app.application.ports import KeyStore, SignedRequest
 from app.application.sync import sync_external_key
 from app.application.xks import admin
 from app.application.xks.proxy import XksCall, XksProxy
@@ -126,3 +126,18 @@ async def test_a_revoked_chain_is_invalid_state_before_any_secret_is_opened(
     assert snap is None or all(
         not v.secrets and not v.materials for v in snap.xks.by_prefix.values()
     )
+
+
+async def test_deleting_key_material_asks_the_database_to_forget_it(
+    world: World, store: tuple[Any, admin.IssuedCredential]
+) -> None:
+    made, issued = store
+    (key,) = await admin.list_keys(world.ctx)
+    await admin.delete_key(world.ctx, ADMIN, key.id)
+    assert world.db.erased[-1] == (KeyStore.XKS_KEYS,)
+    await admin.add_store_credential(world.ctx, ADMIN, made.id)
+    await admin.remove_store_credential(world.ctx, ADMIN, made.id, issued.access_key_id)
+    assert world.db.erased[-1] == (KeyStore.XKS_STORES,)
+    await admin.delete_store(world.ctx, ADMIN, made.id)
+    assert world.db.erased[-1] == (KeyStore.XKS_KEYS, KeyStore.XKS_STORES)
+    assert await admin.list_stores(world.ctx) == []

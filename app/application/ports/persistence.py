@@ -235,6 +235,8 @@ class KeyStore(StrEnum):
 
     MODULE_KEYS = "module_keys"
     INSTANCE_KEYS = "instance_keys"
+    XKS_KEYS = "xks_keys"  # XKS keys, sealed under the KEK
+    XKS_STORES = "xks_stores"  # their stores' SigV4 secrets, sealed under the KEK
 
 
 class UnitOfWorkFactory(Protocol):

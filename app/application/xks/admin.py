@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.application.context import AppContext
-from app.application.ports import UnitOfWork
+from app.application.erasure import erase_dead_rows
+from app.application.ports import KeyStore, UnitOfWork
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.keys import KeyEncryptionKey
 from app.domain.values import Caller
@@ -183,6 +184,7 @@ async def remove_store_credential(
         )
         await ctx.commit_audited(uow, event)
     await ctx.changes.publish("xks")
+    await erase_dead_rows(ctx, KeyStore.XKS_STORES)  # the removed secret's old row version
     return store
 
 
@@ -193,6 +195,7 @@ async def delete_store(ctx: AppContext, caller: Caller, store_id: uuid.UUID) -> 
         await uow.xks_stores.delete(store_id)
         await ctx.commit_audited(uow, ctx.event(caller, "xks.store.delete", target=store.name))
     await ctx.changes.publish("xks")
+    await erase_dead_rows(ctx, KeyStore.XKS_KEYS, KeyStore.XKS_STORES)
 
 
 def _check_rules(principals: Sequence[str], operations: Sequence[str]) -> None:
@@ -276,3 +279,4 @@ async def delete_key(ctx: AppContext, caller: Caller, key_id: uuid.UUID) -> None
         event = ctx.event(caller, "xks.key.delete", target=key.external_key_id)
         await ctx.commit_audited(uow, event)
     await ctx.changes.publish("xks")
+    await erase_dead_rows(ctx, KeyStore.XKS_KEYS)  # a deleted key's material is gone for good
