@@ -1,4 +1,5 @@
-"""``ekms serve``: REST (uvicorn), gRPC and the metrics listener in one process, on one loop.
+"""``ekms serve``: REST (uvicorn), gRPC, the metrics and the XKS proxy listeners in one process,
+on one loop.
 
 ``serve`` builds the process through the composition root (``app.bootstrap``), starts every
 listener, and stops them together. ``serve_workers`` (``ekms serve --workers N``) runs N such
@@ -24,6 +25,7 @@ from app.bootstrap import (
     StartupError,
     build_grpc_server,
     build_rest_app,
+    build_xks_app,
     refuse_public_bind_with_dev_secret,
     running,
 )
@@ -36,6 +38,7 @@ from app.listeners import (
     listening_ports,
     metrics_config,
     wait_started,
+    xks_config,
 )
 
 log = structlog.get_logger(__name__)
@@ -86,25 +89,36 @@ async def _serve_container(
         tls=grpc_server.options.tls is not None,
         mutual_tls=bool(grpc_server.options.tls and grpc_server.options.tls.client_ca_file),
     )
+    xks_cfg = xks_config(build_xks_app(container), settings)
+    xks = QuietUvicorn(xks_cfg) if xks_cfg is not None else None
     bound: list[socket.socket] = []
-    try:  # the metrics port bound here: a taken port is a StartupError, not a dead task
+    http_sockets = metrics_sockets = xks_sockets = None
+    try:  # the metrics and XKS ports bound here: a taken port is a StartupError, not a dead task
         if reuse_port:
             http_at = (settings.http_host, settings.http_port, "EKMS_HTTP_*")
-            bound.append(listen_socket(*http_at, reuse_port=True))
+            http_sockets = [listen_socket(*http_at, reuse_port=True)]
+            bound += http_sockets
         if config is not None:
             metrics_at = (config.host, config.port, "EKMS_METRICS_*")
-            bound.append(listen_socket(*metrics_at, reuse_port=reuse_port))
+            metrics_sockets = [listen_socket(*metrics_at, reuse_port=reuse_port)]
+            bound += metrics_sockets
+        if xks_cfg is not None:
+            xks_at = (xks_cfg.host, xks_cfg.port, "EKMS_XKS_*")
+            xks_sockets = [listen_socket(*xks_at, reuse_port=reuse_port)]
+            bound += xks_sockets
     except StartupError:
         for sock in bound:
             sock.close()
         await grpc_server.stop()
         raise
-    http_sockets = bound[:1] if reuse_port else None
-    metrics_sockets = bound[-1:] if config is not None else None
     tasks = [asyncio.create_task(http.serve(sockets=http_sockets), name="http")]
+    servers = [http]
     if metrics is not None:
         tasks.append(asyncio.create_task(metrics.serve(sockets=metrics_sockets), name="metrics"))
-    servers = [http] if metrics is None else [http, metrics]
+        servers.append(metrics)
+    if xks is not None:
+        tasks.append(asyncio.create_task(xks.serve(sockets=xks_sockets), name="xks"))
+        servers.append(xks)
     try:
         await wait_started(servers, tasks)
         log.info(
@@ -117,6 +131,14 @@ async def _serve_container(
         if metrics is not None:
             log.info(
                 "metrics_listening", host=settings.metrics_host, ports=listening_ports(metrics)
+            )
+        if xks is not None:
+            log.info(
+                "xks_listening",
+                host=settings.xks_host,
+                ports=listening_ports(xks),
+                tls=settings.xks_tls_cert_file is not None,
+                mutual_tls=settings.xks_tls_client_ca_file is not None,
             )
         _tune_gc(settings)
         if on_listening is not None:

@@ -75,6 +75,8 @@ class Store:
     signing_keys: list[SigningKeyRecord] = field(default_factory=list)
     status_history: list[Any] = field(default_factory=list)
     alerts: list[Any] = field(default_factory=list)
+    xks_stores: dict[uuid.UUID, Any] = field(default_factory=dict)
+    xks_keys: dict[uuid.UUID, Any] = field(default_factory=dict)
 
 
 def _check_revision(stored: Any, entity: Any) -> None:
@@ -368,6 +370,54 @@ class InMemoryKeyStatusRepository(_Repo):
         return [a for a in self.s.alerts if a.closed_at is None]
 
 
+class InMemoryXksStoreRepository(_Repo):
+    async def list(self) -> list[Any]:
+        return sorted(self.s.xks_stores.values(), key=lambda x: x.name)
+
+    async def get(self, store_id: uuid.UUID) -> Any:
+        return self.s.xks_stores.get(store_id)
+
+    async def add(self, store: Any) -> None:
+        if any(
+            x.name == store.name or x.uri_prefix == store.uri_prefix
+            for x in self.s.xks_stores.values()
+        ):
+            raise AlreadyExists("an XKS store with that name or URI prefix exists")
+        self.s.xks_stores[store.id] = store
+
+    async def save(self, store: Any) -> None:
+        _check_revision(self.s.xks_stores.get(store.id), store)
+        self.s.xks_stores[store.id] = store
+
+    async def delete(self, store_id: uuid.UUID) -> None:
+        self.s.xks_stores.pop(store_id, None)
+        for key in [k for k in self.s.xks_keys.values() if k.store_id == store_id]:
+            del self.s.xks_keys[key.id]
+
+
+class InMemoryXksKeyRepository(_Repo):
+    async def list(self) -> list[Any]:
+        return list(self.s.xks_keys.values())
+
+    async def get(self, key_id: uuid.UUID) -> Any:
+        return self.s.xks_keys.get(key_id)
+
+    async def add(self, key: Any) -> None:
+        if any(
+            k.store_id == key.store_id and k.external_key_id == key.external_key_id
+            for k in self.s.xks_keys.values()
+        ):
+            raise AlreadyExists("the store has a key with that external key id")
+        self.s.xks_keys[key.id] = key
+
+    async def save(self, key: Any) -> None:
+        _check_revision(self.s.xks_keys.get(key.id), key)
+        self.s.xks_keys[key.id] = key
+
+    async def delete(self, key_id: uuid.UUID) -> None:
+        self.s.xks_keys.pop(key_id, None)
+
+
 class InMemoryDatabase:
     """A committed store plus a switch that makes it unreachable (for outage tests)."""
 
@@ -425,6 +475,8 @@ class InMemoryUnitOfWork:
         self.audit = InMemoryAuditRepository(self._work)
         self.checkpoints = InMemoryAuditCheckpointRepository(self._work)
         self.status = InMemoryKeyStatusRepository(self._work)
+        self.xks_stores = InMemoryXksStoreRepository(self._work)
+        self.xks_keys = InMemoryXksKeyRepository(self._work)
         return self
 
     async def __aexit__(

@@ -21,6 +21,7 @@ from app.api.routes import (
     modules,
     policies,
     probes,
+    xks,
 )
 from app.api.services import ApiServices
 
@@ -35,6 +36,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     crypto_batch.router,
     crypto_keys.router,
     probes.router,
+    xks.router,
 )
 
 DESCRIPTION = """\

@@ -34,6 +34,7 @@ TAGS: list[dict[str, Any]] = [
     {"name": "audit", "description": "The audit trail (ekms.auditor)."},
     {"name": "crypto", "description": "The REST data plane; module access policies decide."},
     {"name": "probes", "description": "Liveness and readiness (no token); metrics: own port."},
+    {"name": "xks", "description": "AWS KMS external key stores and their keys (XKS proxy)."},
 ]
 
 DESCRIPTIONS: dict[int, str] = {

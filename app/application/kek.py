@@ -11,6 +11,7 @@ from app.application.erasure import erase_dead_rows
 from app.application.kek_mint import mint_kek
 from app.application.lookups import external_ref, key_ref, load_keys, load_wraps, require_config
 from app.application.ports import KeyStore
+from app.application.xks.reseal import reseal_under
 from app.domain.errors import KeyUnavailable, Reason
 from app.domain.external_keys import ExternalKey
 from app.domain.values import Caller
@@ -70,6 +71,7 @@ async def rotate_kek(ctx: AppContext, caller: Caller) -> KekRotationResult:
             await uow.keys.save(key)
             count += 1
         await reseal_signing_keys(ctx, uow, old_kek, new_kek)
+        await reseal_under(uow, old_kek, new_kek, ctx.rng.token_bytes)  # XKS keys, secrets
         # Every DEK with material now names the new KEK: no row references the others.
         retired = [k.id for k in await uow.instance_keys.list() if k.wraps != new_id]
         for kek_id in retired:

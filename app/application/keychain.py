@@ -1,14 +1,12 @@
 """The in-memory key chain: what the data plane serves from without KMS calls or queries.
 
-A ``Snapshot`` holds the configuration, modules, key versions, field configurations and
-policies as read in one transaction, plus the unwrapped KEK. Data keys are unwrapped lazily,
-once, and MAP decisions are memoised per (caller, operation). Any state change anywhere calls
-``invalidate()``; the next call loads a fresh snapshot (one query round, no KMS call while the
-KEK is cached). ``purge()`` also forgets the KEK: used when the external key stops being usable.
-
-Two KEKs: the external chain's, and the local KEK (under the local root key) that wraps the DEKs
-of modules with ``external_wrap=false``. A module is gated by its own KEK; a key version is
-unwrapped by the KEK it names (``ModuleKey.local_wrap``), whatever its module says right now.
+A ``Snapshot``: configuration, modules, key versions, field configurations, policies and XKS
+stores as read in one transaction, plus the unwrapped KEKs: the external chain's, and the local
+one (under the local root key) of modules with ``external_wrap=false``; a key version is
+unwrapped by the KEK it names (``ModuleKey.local_wrap``). Data keys are unwrapped lazily, MAP
+decisions memoised per (caller, operation). Any state change calls ``invalidate()``; the next
+call loads a fresh snapshot (no KMS call while the KEK is cached). ``purge()`` also forgets the
+KEK: used when the external key stops being usable.
 """
 
 from __future__ import annotations
@@ -23,6 +21,7 @@ from app.application.local_kek import unwrap_local_kek
 from app.application.lookups import key_ref, load_keys, load_wraps
 from app.application.ports import Clock, KmsConnector, UnitOfWorkFactory
 from app.application.snapshot import ModuleView, Snapshot
+from app.application.xks.directory import XksDirectory
 from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
 from app.domain.errors import (
     DecryptionFailed,
@@ -76,10 +75,8 @@ class KeyChain:
     # --- cache control ----------------------------------------------------------------------
 
     def invalidate(self) -> None:
-        """Forget the snapshot (not the KEK); the next call reloads it.
-
-        The old snapshot is kept as a fallback: if the reload fails because the database is
-        unreachable, the data plane keeps serving what it had (see ``snapshot``)."""
+        """Forget the snapshot (not the KEK); the next call reloads it. The old one is kept as
+        a fallback, served while the database is unreachable (see ``snapshot``)."""
         self._generation += 1
         if self._snapshot is not None:
             self._fallback = self._snapshot
@@ -142,6 +139,7 @@ class KeyChain:
             policies = await uow.policies.list_all()
             fields = await uow.fields.list()
             alerts = await uow.status.open_alerts()
+            xks = XksDirectory.of(await uow.xks_stores.list(), await uow.xks_keys.list())
         kek, kek_error, fail_closed_at = await self._kek_for(config, ekek, keys, wraps)
         local_kek, local_error = None, None
         if local_row is not None:
@@ -179,6 +177,7 @@ class KeyChain:
             wraps=wraps,
             local_kek=local_kek,
             local_kek_error=local_error,
+            xks=xks,
         )
 
     async def _kek_for(

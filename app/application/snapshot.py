@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+from app.application.xks.directory import XksDirectory
 from app.domain.alerts import Alert
 from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
 from app.domain.errors import EkmsError, NotFound, Reason
@@ -66,6 +67,7 @@ class Snapshot:
     # while no such module was ever made.
     local_kek: KeyEncryptionKey | None = None
     local_kek_error: EkmsError | None = None
+    xks: XksDirectory = field(default_factory=XksDirectory)  # the external key stores
 
     def module_named(self, name: str) -> ModuleView:
         """The module view named ``name``, or ``NotFound``."""

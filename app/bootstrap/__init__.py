@@ -30,6 +30,7 @@ from app.bootstrap._inbound import (
     api_services,
     build_grpc_server,
     build_rest_app,
+    build_xks_app,
     check_tls_files,
     grpc_options,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "build_limits",
     "build_rest_app",
     "build_verifier",
+    "build_xks_app",
     "check_tls_files",
     "dev_jwt_secret_file",
     "grpc_options",

@@ -10,14 +10,18 @@ from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
+from starlette.applications import Starlette
 
 from app.api.app import create_app
 from app.api.services import ApiServices
+from app.application.xks.proxy import XksProxy
 from app.bootstrap._container import Container
 from app.bootstrap._errors import StartupError
 from app.grpc.server import GrpcOptions, GrpcServer, TlsFiles
 from app.infra.settings import Settings
+from app.infra.sigv4 import BotocoreSigV4Verifier
 from app.infra.telemetry import PrometheusCallMetrics
+from app.xks import create_xks_app
 
 log = structlog.get_logger(__name__)
 
@@ -84,3 +88,23 @@ def build_grpc_server(container: Container, options: GrpcOptions | None = None) 
         options=options or grpc_options(container.settings),
         metrics=PrometheusCallMetrics(),
     )
+
+
+def build_xks_app(container: Container) -> Starlette:
+    """The XKS proxy (AWS KMS external key store) on the container's key chain."""
+    proxy = XksProxy(
+        container.ctx,
+        BotocoreSigV4Verifier(),
+        model=f"ekms {_version()}",
+        rate=container.crypto.limits.rate,
+    )
+    return create_xks_app(proxy)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ekms")
+    except PackageNotFoundError:
+        return "dev"

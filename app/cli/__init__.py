@@ -34,6 +34,7 @@ from app.cli._policies import policies
 from app.cli._process import migrate, serve, token
 from app.cli._settings import load_settings
 from app.cli._status import status, sync
+from app.cli._xks import xks
 
 __all__ = ["cli", "load_settings", "main"]
 
@@ -53,6 +54,7 @@ keys.add_typer(external, name="external")
 cli.add_typer(policies, name="policies")
 cli.add_typer(fields, name="fields")
 cli.add_typer(kek, name="kek")
+cli.add_typer(xks, name="xks")
 register_crypto(cli)
 
 

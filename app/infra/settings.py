@@ -38,6 +38,16 @@ class Settings(BaseSettings):
         default=9464, ge=0, le=65535, description="the /metrics listener; blank: none"
     )
     workers: int = Field(default=1, ge=1, le=64)
+    xks_host: str = "127.0.0.1"
+    xks_port: int | None = Field(
+        default=None, ge=0, le=65535, description="the XKS proxy listener; unset: none"
+    )
+    xks_tls_cert_file: Path | None = None
+    xks_tls_key_file: Path | None = None
+    xks_tls_client_ca_file: Path | None = None
+    xks_tls_client_subject: str | None = Field(
+        default=None, description="the client certificate's subject CN the XKS listener requires"
+    )
 
     kms_provider: Literal["local", "aws", "pkcs11", "kmip"] = "local"
     local_root_key: SecretStr | None = None
@@ -132,7 +142,7 @@ class Settings(BaseSettings):
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
 
-    @field_validator("metrics_port", mode="before")
+    @field_validator("metrics_port", "xks_port", mode="before")
     @classmethod
     def _blank_port_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -29,6 +29,7 @@ from tests.e2e.rest_support import (
 ALL = frozenset(ADMIN_ROLES)
 POLICY = {"target_type": "role", "target": "hr", "operations": ["decrypt"], "result": "track"}
 TARGET = {"table": "employees", "column": "iban"}
+NO_SUCH = "00000000-0000-4000-8000-000000000000"
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,21 @@ CASES = [
     Case("GET", "/api/v1/audit", frozenset({AUDITOR})),
     Case("GET", "/api/v1/audit/verify", frozenset({AUDITOR})),
     Case("GET", "/api/v1/audit/checkpoints", frozenset({AUDITOR})),
+    Case("GET", "/api/v1/xks/stores", ALL),
+    Case(
+        "POST",
+        "/api/v1/xks/stores",
+        frozenset({ADMIN}),
+        {"name": "s1", "uri_prefix": "/s1", "region": "eu-west-1"},
+    ),
+    Case("GET", "/api/v1/xks/stores/{store_id}", ALL),
+    Case("PATCH", "/api/v1/xks/stores/{store_id}", frozenset({ADMIN}), {"add_credential": True}),
+    Case("DELETE", "/api/v1/xks/stores/{store_id}", frozenset({ADMIN})),
+    Case("GET", "/api/v1/xks/keys", ALL),
+    Case("POST", "/api/v1/xks/keys", frozenset({KEY_MANAGER}), {"store_id": NO_SUCH}),
+    Case("GET", "/api/v1/xks/keys/{key_id}", ALL),
+    Case("PATCH", "/api/v1/xks/keys/{key_id}", frozenset({KEY_MANAGER}), {"enabled": False}),
+    Case("DELETE", "/api/v1/xks/keys/{key_id}", frozenset({KEY_MANAGER})),
     Case("POST", "/api/v1/crypto/encrypt", None, {**TARGET, "plaintext": b64(b"DE89")}),
     Case("POST", "/api/v1/crypto/decrypt", None, {**TARGET, "ciphertext": "{ciphertext}"}),
     Case("POST", "/api/v1/crypto/rewrap", None, {**TARGET, "ciphertext": "{ciphertext}"}),
@@ -149,7 +165,8 @@ async def _concrete(env: Rest, case: Case) -> tuple[str, dict[str, Any] | None]:
         action="suspend",
         policy_id=seeded["policy"]["id"],
         config_id=seeded["field"]["id"],
-        key_id="00000000-0000-4000-8000-000000000000",  # no such key: 404 once allowed
+        key_id=NO_SUCH,  # no such key: 404 once allowed
+        store_id=NO_SUCH,
     )
     body = case.body
     if body is not None and body.get("ciphertext") == "{ciphertext}":

@@ -9,7 +9,8 @@ One module per concern, every name re-exported here (``from app.application.port
 - ``replicas``: ``ChangeFeed`` (tell every replica of a change), ``Leader`` (who runs jobs) and
   ``SyncLock`` (who runs the external key sync);
 - ``identity``: ``TokenVerifier`` and the ``VerifiedToken`` it returns;
-- ``telemetry``: ``CallMetrics``.
+- ``telemetry``: ``CallMetrics``;
+- ``xks``: the external key store's repositories and ``SigV4Verifier``.
 
 Adapters live in ``app.infra`` (``AwsKms``, ``LocalKms``, ``SqlaUnitOfWork``, ``JwtVerifier``,
 ...); test doubles in ``tests/fakes.py`` (``InMemoryUnitOfWork``, ``FakeKms``, ``FakeClock``).
@@ -47,8 +48,20 @@ from app.application.ports.persistence import (
 from app.application.ports.replicas import ChangeFeed, Leader, SyncLock
 from app.application.ports.system import Clock, RandomSource
 from app.application.ports.telemetry import CallMetrics
+from app.application.ports.xks import (
+    SignedRequest,
+    SigV4Claim,
+    SigV4Verifier,
+    XksKeyRepository,
+    XksStoreRepository,
+)
 
 __all__ = [
+    "SignedRequest",
+    "SigV4Claim",
+    "SigV4Verifier",
+    "XksKeyRepository",
+    "XksStoreRepository",
     "ExternalKeyRepository",
     "AuditCheckpointRepository",
     "AuditQuery",

@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from app.application.ports.audit_checkpoints import AuditCheckpointRepository
+from app.application.ports.xks import XksKeyRepository, XksStoreRepository
 from app.domain.alerts import Alert, KeyStatusChange
 from app.domain.audit import AuditEvent
 from app.domain.audit_chain import ChainedEvent
@@ -226,6 +227,8 @@ class UnitOfWork(Protocol):
     audit: AuditRepository
     checkpoints: AuditCheckpointRepository
     status: KeyStatusRepository
+    xks_stores: XksStoreRepository
+    xks_keys: XksKeyRepository
 
     async def __aenter__(self) -> Self: ...
 
@@ -246,6 +249,8 @@ class KeyStore(StrEnum):
 
     MODULE_KEYS = "module_keys"
     INSTANCE_KEYS = "instance_keys"
+    XKS_KEYS = "xks_keys"  # XKS keys, sealed under the KEK
+    XKS_STORES = "xks_stores"  # their stores' SigV4 secrets, sealed under the KEK
 
 
 class UnitOfWorkFactory(Protocol):

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.application.ports import KeyStore
 from app.domain.errors import Reason, ServiceUnavailable
 from app.infra.db import tables as t
+from app.infra.db import tables_xks
 from app.infra.db.errors import sqlstate, translate_unavailable
 
 VACUUM_LOCK_TIMEOUT_MS = 2_000
@@ -45,6 +46,8 @@ _LOCK_NOT_AVAILABLE = "55P03"
 TABLES = {
     KeyStore.MODULE_KEYS: t.module_keys.name,
     KeyStore.INSTANCE_KEYS: t.external_instance_keys.name,
+    KeyStore.XKS_KEYS: tables_xks.xks_keys.name,
+    KeyStore.XKS_STORES: tables_xks.xks_stores.name,
 }
 
 

@@ -1,10 +1,9 @@
 """The ekms schema as SQLAlchemy Core tables (no ORM: repositories map rows by hand).
 
-Conventions: ids are ``Uuid`` (native on Postgres, 32 hex characters on SQLite); enums are
-stored as their string values (an ``Algorithm`` as its label, e.g. ``'AES-256-GCM'``); a
-``timedelta`` as whole seconds in a ``*_seconds`` column; wrapped keys as raw bytes; every
-mutable entity has an integer ``revision`` for optimistic concurrency. ``migrations/versions``
-must create exactly this schema; ``tests/integration/test_migrations.py`` compares the two.
+Conventions: ids are ``Uuid`` (native on Postgres, 32 hex on SQLite); enums as their string
+values (an ``Algorithm`` as its label, ``'AES-256-GCM'``); a ``timedelta`` as whole seconds in a
+``*_seconds`` column; wrapped keys as raw bytes; mutable entities have an integer ``revision``.
+``migrations/versions`` must create exactly this schema (``tests/integration/test_migrations``).
 
 Invariants the database enforces itself, on both backends:
 
@@ -13,7 +12,8 @@ Invariants the database enforces itself, on both backends:
 - a module has at most one ``active`` key version;
 - a key version holds key material unless, and only unless, it is destroyed;
 - ``audit_events`` and ``audit_checkpoints`` are append-only (triggers refuse UPDATE and
-  DELETE); the audit trail's tables are in ``tables_audit``.
+  DELETE); the audit trail's tables are in ``tables_audit``,
+  the external key store's in ``tables_xks``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 
 # The metadata and the size limits are shared with ``tables_audit`` (the audit trail's tables)
-# and ``tables_local`` (the local KEK's).
+# ``tables_local`` (the local KEK's) and ``tables_xks`` (the external key store's).
 from app.infra.db._metadata import ENUM as ENUM
 from app.infra.db._metadata import IDENTIFIER as IDENTIFIER
 from app.infra.db._metadata import NAME as NAME
@@ -51,6 +51,8 @@ from app.infra.db.tables_audit import audit_checkpoints as audit_checkpoints
 from app.infra.db.tables_audit import audit_events as audit_events
 from app.infra.db.tables_audit import audit_signing_keys as audit_signing_keys
 from app.infra.db.tables_local import local_instance_keys as local_instance_keys
+from app.infra.db.tables_xks import xks_keys as xks_keys
+from app.infra.db.tables_xks import xks_stores as xks_stores
 from app.infra.db.types import UTCDateTime, json_type
 
 
@@ -247,8 +249,7 @@ alerts = Table(
     ),
 )
 
-# Rolling upgrades (app.infra.db.migrate.schema_state): one row per revision from 0005 on, written
-# by that revision's upgrade: the oldest head whose code still serves on the schema it leaves.
+# Rolling upgrades (migrate.schema_state): per revision from 0005, the oldest head serving on it.
 schema_compatibility = Table(
     "schema_compatibility",
     metadata,

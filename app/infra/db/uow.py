@@ -20,6 +20,8 @@ from app.application.ports import (
     ModuleKeyRepository,
     ModuleRepository,
     PolicyRepository,
+    XksKeyRepository,
+    XksStoreRepository,
 )
 from app.infra.db.checkpoints import SqlaAuditCheckpointRepository
 from app.infra.db.erase import erase_dead_rows
@@ -36,6 +38,7 @@ from app.infra.db.repositories import (
     SqlaPolicyRepository,
 )
 from app.infra.db.status import SqlaKeyStatusRepository
+from app.infra.db.xks import SqlaXksKeyRepository, SqlaXksStoreRepository
 
 
 class SqlaUnitOfWork:
@@ -58,6 +61,8 @@ class SqlaUnitOfWork:
     audit: AuditRepository
     checkpoints: AuditCheckpointRepository
     status: KeyStatusRepository
+    xks_stores: XksStoreRepository
+    xks_keys: XksKeyRepository
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -85,6 +90,8 @@ class SqlaUnitOfWork:
         self.audit = SqlaAuditRepository(conn)
         self.checkpoints = SqlaAuditCheckpointRepository(conn)
         self.status = SqlaKeyStatusRepository(conn)
+        self.xks_stores = SqlaXksStoreRepository(conn)
+        self.xks_keys = SqlaXksKeyRepository(conn)
         return self
 
     async def __aexit__(
