@@ -4,7 +4,9 @@ Served entirely from the in-memory ``KeyChain`` snapshot: no KMS call and no que
 Each item runs every check once per kind (``dataplane.item_path``); later items of the same
 caller and kind are served from what it found (``dataplane.permits``, ``dataplane.shortcut``).
 Audit is aggregated in memory (``AuditBuffer``) and written in batches. A single call is a batch
-of one: every operation has one path.
+of one: every operation has one path. In strict audit mode a call answers (result or error)
+only once its events are committed (``AuditBuffer.durable``, group commit), else
+``ServiceUnavailable`` (``AUDIT_UNAVAILABLE``).
 
 Limits, before any of that: a batch's size (``run_batch``, before its entries are read), the
 caller's rate (``limits.RateLimiter``, a call costs its item count), and for AES-GCM the key
@@ -16,7 +18,7 @@ its unavailable-grace deadline (the one check that reads the clock).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from app.application.budget import EncryptionBudget, Lease
@@ -36,7 +38,7 @@ from app.application.limits import DataPlaneLimits, StreamSlot
 from app.application.snapshot import Snapshot
 from app.application.targets import Target
 from app.domain.audit import AuditResult
-from app.domain.errors import EkmsError, InvalidInput, ResourceExhausted
+from app.domain.errors import EkmsError, InvalidInput, ResourceExhausted, ServiceUnavailable
 from app.domain.values import Caller, Operation
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
 ]
 
 _Entry = TypeVar("_Entry")
+_Out = TypeVar("_Out")
 
 
 class CryptoService:
@@ -115,13 +118,15 @@ class CryptoService:
         self, caller: Caller, item: Item, key_version: int | None = None
     ) -> MacResult:
         """A blind-index MAC of ``item.data`` (the active key version unless named)."""
-        snap = await self._enter(caller, Operation.MAC, 1)
-        return self._macs.compute(snap, caller, item, key_version)
+        if self._audit.strict:
+            return await self._durable(self._compute_mac(caller, item, key_version))
+        return await self._compute_mac(caller, item, key_version)
 
     async def verify_mac(self, caller: Caller, item: Item, mac: bytes) -> int:
         """The key version of ``mac`` if it is ``item.data``'s MAC; else ``MacMismatch``."""
-        snap = await self._enter(caller, Operation.MAC, 1)
-        return self._macs.verify(snap, caller, item, mac)
+        if self._audit.strict:
+            return await self._durable(self._verify_mac(caller, item, mac))
+        return await self._verify_mac(caller, item, mac)
 
     async def run_batch(
         self,
@@ -159,7 +164,35 @@ class CryptoService:
 
     # --- internals -------------------------------------------------------------------------------
 
+    async def _durable(self, work: Awaitable[_Out]) -> _Out:
+        """Strict audit mode: ``work``'s outcome, once the events it recorded are committed.
+        A ``ServiceUnavailable`` of its own is answered as it is (its store is away anyway)."""
+        try:
+            out = await work
+        except ServiceUnavailable:
+            raise
+        except EkmsError:
+            await self._audit.durable()
+            raise
+        await self._audit.durable()
+        return out
+
+    async def _compute_mac(self, caller: Caller, item: Item, key_version: int | None) -> MacResult:
+        snap = await self._enter(caller, Operation.MAC, 1)
+        return self._macs.compute(snap, caller, item, key_version)
+
+    async def _verify_mac(self, caller: Caller, item: Item, mac: bytes) -> int:
+        snap = await self._enter(caller, Operation.MAC, 1)
+        return self._macs.verify(snap, caller, item, mac)
+
     async def _serve(
+        self, operation: Operation, caller: Caller, items: Sequence[Item]
+    ) -> list[ItemResult]:
+        if self._audit.strict:
+            return await self._durable(self._serve_now(operation, caller, items))
+        return await self._serve_now(operation, caller, items)
+
+    async def _serve_now(
         self, operation: Operation, caller: Caller, items: Sequence[Item]
     ) -> list[ItemResult]:
         snap = await self._enter(caller, operation, len(items))

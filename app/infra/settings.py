@@ -69,6 +69,10 @@ class Settings(BaseSettings):
         default=None, ge=5, le=86400, description="prove the EKEK unwraps this often (off: None)"
     )
     audit_flush_seconds: float = Field(default=1.0, gt=0, le=60)
+    audit_mode: Literal["buffered", "strict"] = Field(
+        default="buffered",
+        description="strict: a data-plane call answers only once its audit event is committed",
+    )
     scheduler_enabled: bool = True
     scheduler_tick_seconds: float = Field(default=60.0, gt=0, le=3600)
     reconcile_seconds: float = Field(default=30.0, gt=0, le=3600)
