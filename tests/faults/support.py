@@ -352,6 +352,15 @@ def ok(response: httpx.Response, *codes: int) -> Any:
     return response.json() if response.content else None
 
 
+def assert_audit_verifies(node: EkmsProcess) -> dict[str, Any]:
+    """``GET /audit/verify``: the whole chain intact (no false alarm after a fault run)."""
+    report: dict[str, Any] = ok(node.call("GET", "/api/v1/audit/verify", ADMIN_TOKEN))
+    assert report["ok"] is True and report["first_break"] is None, report
+    assert report["checked"] > 0, report
+    print(f"audit verify: ok, {report['checked']} chained rows")
+    return report
+
+
 def configure(node: EkmsProcess, key_id: str) -> None:
     ok(
         node.call(
