@@ -2,6 +2,8 @@
 
     uv run python -m bench.run            # full run (~3-4 minutes), bench/results/
     uv run python -m bench.run --quick    # a tiny run (tests/bench uses it)
+    uv run python -m bench.run --only grpc.encrypt.64,grpc.encrypt_batch --no-scaling
+                                          # some cases only (names or prefixes)
 
 Starts a fresh Postgres database (``ekms migrate``), moto's KMS server and two real
 ``ekms serve`` subprocesses on it: one with one worker, one with ``--workers 2`` (auth, access
@@ -17,6 +19,10 @@ else's load hits one window of several cases rather than every window of one. Pe
 best round's throughput is reported (other load can only slow a run down) along with the
 median, and medians of everything else; ``other_cores`` says how busy the rest of the machine
 was. Writes ``results.json`` and ``results.png``.
+
+Audit modes: a third server (one worker, ``EKMS_AUDIT_MODE=strict``, on the same database)
+runs the ``STRICT`` cases right after the same case on the buffered 1-worker server, as
+``<case>@strict``; ``report.ratios`` gives ``strict_vs_buffered`` (``--no-strict`` skips it).
 """
 
 from __future__ import annotations
@@ -341,6 +347,18 @@ def _cases(
 
 
 SCALING = ("grpc.echo.64", "grpc.encrypt.64", "grpc.decrypt.64")
+# Run on the strict-audit server too (a batch case by prefix: its name carries the item count).
+STRICT = ("grpc.encrypt.64", "grpc.encrypt_batch.", "rest.encrypt.64")
+
+
+def _named(name: str, names: tuple[str, ...]) -> bool:
+    """``name`` is one of ``names``, or starts with one that ends in a dot."""
+    return any(name == n or (n.endswith(".") and name.startswith(n)) for n in names)
+
+
+def _selected(name: str, only: str | None) -> bool:
+    """``--only``: comma-separated case names or prefixes; none: every case."""
+    return only is None or any(name.startswith(part) for part in only.split(",") if part)
 
 
 def machine() -> dict[str, Any]:
@@ -389,22 +407,33 @@ def _drive(
     one = start_server(database_url=database_url, kms_url=kms_url, log=server_log)
     servers.append(one)
     configure(one, kms_key)
+    two = strict = None
     if not args.no_scaling:
         log("starting ekms serve --workers 2")
-        servers.append(
-            start_server(database_url=database_url, kms_url=kms_url, log=server_log, workers=2)
+        two = start_server(database_url=database_url, kms_url=kms_url, log=server_log, workers=2)
+        servers.append(two)
+    if not args.no_strict:
+        log("starting ekms serve (1 worker, EKMS_AUDIT_MODE=strict)")
+        strict = start_server(
+            database_url=database_url,
+            kms_url=kms_url,
+            log=server_log,
+            extra={"EKMS_AUDIT_MODE": "strict"},
         )
+        servers.append(strict)
     sealed64 = cases.seal_pool(one.grpc_target, app_token, 64, plan.batch_items)
     sealed1k = cases.seal_pool(one.grpc_target, app_token, 1024, cases.POOL)
     results["idle"] = idle_window(one, plan.idle_seconds)
-    all_cases = _cases(sealed64, sealed1k, plan)
-    # The scaling cases run on the 2-worker server right after the same case on the 1-worker one.
-    schedule = [
-        (case, server)
-        for case in all_cases
-        for server in servers
-        if server is one or case.name in SCALING
-    ]
+    all_cases = [c for c in _cases(sealed64, sealed1k, plan) if _selected(c.name, args.only)]
+    # The scaling cases run on the 2-worker server, the strict ones on the strict-audit server,
+    # right after the same case on the 1-worker one.
+    schedule: list[tuple[Case, Server]] = []
+    for case in all_cases:
+        schedule.append((case, one))
+        if two is not None and case.name in SCALING:
+            schedule.append((case, two))
+        if strict is not None and _named(case.name, STRICT):
+            schedule.append((replace(case, name=f"{case.name}@strict", group="strict"), strict))
     for number in range(plan.rounds):
         log(f"round {number + 1}/{plan.rounds}: {len(schedule)} cases")
         for case, server in schedule:
@@ -412,7 +441,9 @@ def _drive(
             rounds.setdefault((case.name, server.workers), []).append(summary)
     halves = []
     for name in ("grpc.encrypt.64", "grpc.decrypt.64"):
-        base = next(c for c in all_cases if c.name == name)
+        base = next((c for c in all_cases if c.name == name), None)
+        if base is None:  # not selected (--only)
+            continue
         # Half of the typical (median) maximum: the best round may have been a quiet moment.
         rate = float(np.median([r["ops_per_s"] for r in rounds[(name, 1)]])) * 0.5
         halves.append(
@@ -433,6 +464,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, help="windows per case")
     parser.add_argument("--clients", type=int, help="client processes")
     parser.add_argument("--no-scaling", action="store_true", help="skip the --workers 2 server")
+    parser.add_argument("--no-strict", action="store_true", help="skip the strict-audit server")
+    parser.add_argument("--only", help="comma-separated case names or prefixes to run")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.seconds:

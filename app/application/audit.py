@@ -44,6 +44,9 @@ UsageKey = tuple[uuid.UUID, int]
 STRICT_RETRY_SECONDS = 0.1
 """Strict mode: the pause after a failed flush before the next attempt (callers arriving
 meanwhile wait for that attempt)."""
+STRICT_FLUSH_TIMEOUT_SECONDS = 5.0
+"""Strict mode: a flush that has not committed by then fails (its callers answer UNAVAILABLE)
+rather than hold every caller while the database path hangs (a dropped, not refused, path)."""
 
 
 def audit_unavailable() -> ServiceUnavailable:
@@ -73,6 +76,7 @@ class AuditBuffer:
         self.capacity = capacity
         self.interval = interval
         self.strict = strict
+        self.flush_timeout = STRICT_FLUSH_TIMEOUT_SECONDS if strict else None
         self._round: asyncio.Future[None] | None = None  # strict: who waits for the pending
         self._wake = asyncio.Event()  # strict: someone waits; flush now
         self._pending: Counter[AggregateKey] = Counter()
@@ -153,12 +157,8 @@ class AuditBuffer:
             started = self._clock.monotonic()
             events = [_event(self._rng.uuid(), now, key, n) for key, n in batch.items()]
             try:
-                async with self._uow_factory() as uow:
-                    if usage:
-                        await uow.keys.add_usage(usage)
-                    if events:  # last: the append locks the audit chain's head until commit
-                        await uow.audit.append(events)
-                    await uow.commit()
+                async with asyncio.timeout(self.flush_timeout):
+                    await self._write(events, usage)
             except Exception as exc:  # whatever failed, the batch is kept and retried
                 self.failed_flushes += 1
                 self._merge_back(batch, usage)
@@ -177,6 +177,14 @@ class AuditBuffer:
             if len(self._pending) < self.capacity:
                 self._room.set()
             return len(events)
+
+    async def _write(self, events: list[AuditEvent], usage: Mapping[UsageKey, int]) -> None:
+        async with self._uow_factory() as uow:
+            if usage:
+                await uow.keys.add_usage(usage)
+            if events:  # last: the append locks the audit chain's head until commit
+                await uow.audit.append(events)
+            await uow.commit()
 
     def _carry(self, waiting: asyncio.Future[None] | None) -> None:
         """Hand the waiters of an interrupted flush on to the next one."""

@@ -157,9 +157,13 @@ class TcpProxy:
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close with RST (linger 0), the way a dropped path looks to the peer."""
+    """Close with RST (linger 0), the way a dropped path looks to the peer. The shutdown first
+    wakes a pump thread blocked in ``recv`` on it: until that returns, the kernel keeps the
+    socket open, and a peer waiting for an answer (a query in flight) would wait forever."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()
 

@@ -144,6 +144,19 @@ async def test_an_interrupted_flush_hands_its_waiters_to_the_next() -> None:
     assert sorted(e.actor for e in db.committed.audit) == ["app", "meanwhile"]
 
 
+async def test_a_flush_that_hangs_fails_its_callers_instead_of_holding_them() -> None:
+    db = InMemoryDatabase()
+    gated = _GatedDatabase(db)  # the gate never opens: a database path that drops everything
+    buffer = AuditBuffer(gated, FakeClock(), SystemRandom(), interval=NEVER, strict=True)  # type: ignore[arg-type]
+    buffer.flush_timeout = 0.01
+    async with _flushing(buffer):
+        _record(buffer)
+        with pytest.raises(ServiceUnavailable) as refused:
+            await buffer.durable()
+    assert refused.value.reason is Reason.AUDIT_UNAVAILABLE
+    assert buffer.depth == 1 and buffer.failed_flushes >= 1
+
+
 async def test_buffered_mode_never_waits_for_a_flush() -> None:
     db = InMemoryDatabase()
     buffer = AuditBuffer(db, FakeClock(), SystemRandom(), interval=NEVER)
