@@ -132,9 +132,16 @@ class TcpProxy:
                 _reset(client)
                 continue
             upstream.settimeout(None)
+            with self._lock:  # cut while connecting upstream: this one is cut too
+                is_open = self._open
+                if is_open:
+                    self._sockets.update((client, upstream))
+            if not is_open:
+                self.refused += 1
+                _reset(client)
+                _reset(upstream)
+                continue
             self.accepted += 1
-            with self._lock:
-                self._sockets.update((client, upstream))
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 

@@ -3,9 +3,10 @@
 One real ``ekms serve`` with ``EKMS_AUDIT_MODE=strict`` reaches Postgres through a TCP proxy
 that is cut under decrypt load, then restored:
 
-- while it is cut, every data-plane call answers 503 ``application/problem+json``
+- while it is cut, data-plane calls answer 503 ``application/problem+json``
   ``AUDIT_UNAVAILABLE`` (no plaintext is handed out whose use is not on record), where the
-  buffered mode keeps serving (``test_db_outage.py``);
+  buffered mode keeps serving (``test_db_outage.py``); of the calls sent during the cut, only
+  those still waiting for a flush when the path comes back may succeed (one per load worker);
 - after the restore, calls succeed again without a restart;
 - every call that was answered 200 has its event in ``audit_events`` (the sum of ``count`` is
   at least the 200s: the events of refused calls are kept and may be written too), and
@@ -74,8 +75,8 @@ def test_strict_mode_fails_closed_while_postgres_is_cut_and_loses_nothing_answer
                 assert cut.json()["reason"] == "AUDIT_UNAVAILABLE"
                 assert "plaintext" not in cut.json()
                 time.sleep(FAULT_SECONDS)
+                load.phase("db back")  # first: a call sent after the restore may succeed
                 proxy.restore()
-                load.phase("db back")
                 until(lambda: opens(node, values[0]).status_code == 200, 30, "a decrypt again")
                 answered += 1
                 load.phase("recovered")
@@ -87,7 +88,11 @@ def test_strict_mode_fails_closed_while_postgres_is_cut_and_loses_nothing_answer
                 assert report.wrong == 0
             reports = load.reports
             assert set(reports["start"].outcomes) <= {"200", REFUSED}, reports["start"].outcomes
-            assert set(reports["db down"].outcomes) == {REFUSED}, reports["db down"].outcomes
+            down = reports["db down"]
+            assert set(down.outcomes) <= {"200", REFUSED} and down.outcomes[REFUSED] > 0, down
+            # Only a call still waiting for its flush when the path came back can succeed: at
+            # most one per load worker.
+            assert down.ok <= load.workers, down.outcomes
             assert set(reports["db back"].outcomes) <= {"200", REFUSED}
             assert set(reports["recovered"].outcomes) == {"200"}, reports["recovered"].outcomes
             answered += sum(r.ok for r in reports.values())
