@@ -16,7 +16,7 @@ from app.application.crypto import Item
 from app.application.targets import Target
 from app.bootstrap import wire_application
 from app.domain.audit import AuditResult
-from app.domain.errors import Reason, ServiceUnavailable
+from app.domain.errors import AccessDenied, Reason, ServiceUnavailable
 from app.infra.system import SystemRandom
 from tests.fakes import FakeClock, FakeKmsConnector, InMemoryDatabase, LocalChangeFeed
 from tests.unit.conftest import APP, World
@@ -202,3 +202,35 @@ async def test_the_data_plane_answers_after_the_commit_or_fails_closed() -> None
         assert await world.decrypt(blob) == b"v"
     outcomes = {(e.action, e.result.value) for e in db.committed.audit if e.actor == APP.subject}
     assert ("decrypt", "failure") in outcomes  # the refused calls' events were kept
+
+
+async def test_a_mac_refusal_is_answered_only_once_its_denial_is_committed() -> None:
+    db = InMemoryDatabase()
+    connector = FakeKmsConnector()
+    app = wire_application(
+        uow=db,
+        kms=connector,
+        clock=FakeClock(),
+        rng=SystemRandom(),
+        changes=LocalChangeFeed,
+        instance_id="test-instance",
+        unavailable_grace=timedelta(minutes=15),
+        audit_interval=NEVER,
+        audit_strict=True,
+    )
+    world = World(app.ctx, db, connector, FakeClock(), app.crypto)
+    await world.configure()
+    await world.module()  # role payroll: encrypt, decrypt, rewrap; not mac
+    item = Item(Target(module="global.payroll"), b"v", b"")
+    async with _flushing(app.ctx.audit):
+        await world.encrypt(b"warm")  # the key chain loaded while the database is there
+        db.down = True
+        with pytest.raises(ServiceUnavailable) as refused:
+            await world.crypto.compute_mac(APP, item)
+        assert refused.value.reason is Reason.AUDIT_UNAVAILABLE
+        db.down = False
+        with pytest.raises(AccessDenied):
+            await world.crypto.compute_mac(APP, item)
+        macs = [e for e in db.committed.audit if e.actor == APP.subject and e.action == "mac"]
+        assert {e.result for e in macs} == {AuditResult.DENIED}
+        assert sum(e.count for e in macs) == 2  # the refused call's denial was kept too
