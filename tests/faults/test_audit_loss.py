@@ -9,9 +9,10 @@ with the items the load saw acknowledged (a 200 and, in a batch, an item without
   be written than acknowledged (a call whose event was committed but whose answer the kill cut
   off);
 - buffered (the default): the loss is measured and printed per kill, in events and in
-  milliseconds of traffic at the round's rate. It is what was acknowledged since the last
-  committed flush: at most one flush interval (``EKMS_AUDIT_FLUSH_SECONDS``, 1 s here, the
-  default) plus the duration of a flush in flight. Nothing is ever written that was not sent.
+  milliseconds of traffic at the round's rate. It is what was recorded since the last committed
+  flush took its batch: at most one flush interval (``EKMS_AUDIT_FLUSH_SECONDS``, 1 s here, the
+  default) plus two flushes' durations (that flush's, and the one in flight at the kill). Not
+  asserted against a time; nothing is ever written that was not sent.
 
 Afterwards ``audit verify`` reports the chain intact (no false alarm after the kills).
 ``EKMS_AUDIT_KILL_ROUNDS`` sets the rounds per mode (CI: 3; the issue's figure: 100).
