@@ -2,6 +2,8 @@
 
     uv run python -m bench.run            # full run (~3-4 minutes), bench/results/
     uv run python -m bench.run --quick    # a tiny run (tests/bench uses it)
+    uv run python -m bench.run --only grpc.encrypt.64,grpc.encrypt_batch --no-scaling
+                                          # some cases only (names or prefixes)
 
 Starts a fresh Postgres database (``ekms migrate``), moto's KMS server and two real
 ``ekms serve`` subprocesses on it: one with one worker, one with ``--workers 2`` (auth, access
@@ -17,6 +19,10 @@ else's load hits one window of several cases rather than every window of one. Pe
 best round's throughput is reported (other load can only slow a run down) along with the
 median, and medians of everything else; ``other_cores`` says how busy the rest of the machine
 was. Writes ``results.json`` and ``results.png``.
+
+Audit modes: a third server (one worker, ``EKMS_AUDIT_MODE=strict``, on the same database)
+runs the ``STRICT`` cases right after the same case on the buffered 1-worker server, as
+``<case>@strict``; ``report.ratios`` gives ``strict_vs_buffered`` (``--no-strict`` skips it).
 """
 
 from __future__ import annotations
@@ -387,6 +393,19 @@ def _cases(
 
 
 SCALING = ("grpc.echo.64", "grpc.encrypt.64", "grpc.decrypt.64")
+# Run on the strict-audit server too (a batch case by prefix: its name carries the item count).
+STRICT = ("grpc.encrypt.64", "grpc.encrypt_batch.", "rest.encrypt.64")
+
+
+def _named(name: str, names: tuple[str, ...]) -> bool:
+    """``name`` is one of ``names``, or starts with one that ends in a dot."""
+    return any(name == n or (n.endswith(".") and name.startswith(n)) for n in names)
+
+
+def _selected(name: str, only: list[str] | None) -> bool:
+    """``--only``: case names or prefixes (repeated or comma-separated); none: every case."""
+    parts = [part for item in only or () for part in item.split(",") if part]
+    return not parts or name.startswith(tuple(parts))
 
 
 def machine() -> dict[str, Any]:
@@ -417,6 +436,19 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _warm_rest(server: Server, app_token: str) -> None:
+    """A few REST encrypts, so a server's first REST request (lazy imports, caches) is not
+    inside a measured window: the strict server serves no REST before its case otherwise."""
+    import httpx
+
+    workload = cases.rest_encrypt(64)
+    headers = {"Authorization": f"Bearer {app_token}", "Content-Type": "application/json"}
+    for body in workload.requests[:3]:
+        httpx.post(
+            server.url + workload.method, content=body, headers=headers, timeout=60
+        ).raise_for_status()
+
+
 def _drive(
     args: argparse.Namespace,
     plan: Plan,
@@ -444,27 +476,39 @@ def _drive(
         )
         servers.append(variant)
         results["ab"] = {"B": extra}
+    two = strict = None
     if not args.no_scaling:
         log("starting ekms serve --workers 2")
-        servers.append(
-            start_server(database_url=database_url, kms_url=kms_url, log=server_log, workers=2)
+        two = start_server(database_url=database_url, kms_url=kms_url, log=server_log, workers=2)
+        servers.append(two)
+    if not args.no_strict:
+        log("starting ekms serve (1 worker, EKMS_AUDIT_MODE=strict)")
+        strict = start_server(
+            database_url=database_url,
+            kms_url=kms_url,
+            log=server_log,
+            extra={"EKMS_AUDIT_MODE": "strict"},
         )
+        servers.append(strict)
     sealed64 = cases.seal_pool(one.grpc_target, app_token, 64, plan.batch_items)
     sealed1k = cases.seal_pool(one.grpc_target, app_token, 1024, cases.POOL)
+    for server in (one, strict):
+        if server is not None:
+            _warm_rest(server, app_token)
     results["idle"] = idle_window(one, plan.idle_seconds)
-    all_cases = [
-        case
-        for case in _cases(sealed64, sealed1k, plan)
-        if not args.only or case.name.startswith(tuple(args.only))
-    ]
-    # The scaling cases run on the 2-worker server right after the same case on the 1-worker
-    # one; with --ab, the single calls run on server B right after server A.
+    all_cases = [c for c in _cases(sealed64, sealed1k, plan) if _selected(c.name, args.only)]
+    # The scaling cases run on the 2-worker server, the strict ones on the strict-audit server,
+    # right after the same case on the 1-worker one; with --ab, the single calls run on server
+    # B right after server A.
     schedule: list[tuple[Case, Server]] = []
     for case in all_cases:
         schedule.append((case, one))
         if variant is not None and case.group in ("echo", "unary"):
             schedule.append((_as_b(case), variant))
-        schedule += [(case, s) for s in servers if s.workers > 1 and case.name in SCALING]
+        if two is not None and case.name in SCALING:
+            schedule.append((case, two))
+        if strict is not None and _named(case.name, STRICT):
+            schedule.append((replace(case, name=f"{case.name}@strict", group="strict"), strict))
     for number in range(plan.rounds):
         log(f"round {number + 1}/{plan.rounds}: {len(schedule)} cases")
         for case, server in schedule:
@@ -505,7 +549,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--only",
         action="append",
         metavar="PREFIX",
-        help="run only the cases whose name starts with PREFIX (repeatable), e.g. "
+        help="run only the cases whose name starts with PREFIX (repeatable or comma-separated), "
+        "e.g. "
         "--only grpc.echo.64 --only grpc.encrypt.64 --only grpc.decrypt.64 for the unary "
         "figures and the half-load p99",
     )
@@ -517,6 +562,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "single calls and the half-load cases on it right after server A, at the same rates "
         "(cases named '...[B]'), e.g. --ab EKMS_GC_FREEZE=false",
     )
+    parser.add_argument("--no-strict", action="store_true", help="skip the strict-audit server")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.seconds:

@@ -48,8 +48,8 @@ DESCRIPTIONS: dict[int, str] = {
     415: "The request body is not `application/json`",
     422: "Invalid input; `errors` names each offending field",
     500: "Internal error; the body carries only the correlation id (`request_id`)",
-    503: "A dependency is unavailable (KMS_UNAVAILABLE, DATABASE_UNAVAILABLE); retry after "
-    "`Retry-After`",
+    503: "A dependency is unavailable (KMS_UNAVAILABLE, DATABASE_UNAVAILABLE; in strict audit "
+    "mode AUDIT_UNAVAILABLE); retry after `Retry-After`",
 }
 
 

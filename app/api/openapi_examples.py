@@ -59,6 +59,7 @@ DETAILS: dict[str, str] = {
     "INTERNAL_ERROR": "internal error; quote the request id when reporting it",
     "KMS_UNAVAILABLE": "the external KMS did not answer; retry later",
     "DATABASE_UNAVAILABLE": "the database did not answer; retry later",
+    "AUDIT_UNAVAILABLE": "the audit trail cannot be written (strict audit mode); retry later",
 }
 _INVALID_NAME = FieldError(
     field="name",

@@ -8,6 +8,17 @@ ride along in the same transaction.
 Nothing is silently dropped: if a flush fails, its batch is merged back and retried. When
 more than ``capacity`` distinct aggregates are pending (the database has been away for a
 while), callers wait in ``wait_for_capacity()``: back-pressure, not loss.
+
+Strict mode (``strict=True``, ``EKMS_AUDIT_MODE=strict``) is group commit: a data-plane call
+records its event as in buffered mode, then awaits ``durable()``, which returns once a flush
+holding that event has committed. ``run()`` then flushes as soon as someone waits (not on the
+tick), one flush at a time: whoever arrives while a flush is in flight is written, with
+everyone else who arrived meanwhile, by the next one (one transaction for all). A flush that
+fails fails every call waiting on it with ``ServiceUnavailable`` (``AUDIT_UNAVAILABLE``): fail
+closed. Its events are still merged back and written later, so the trail may hold an event
+of a call that was answered UNAVAILABLE; it never lacks one of a call that was answered.
+A caller must call ``durable()`` with no ``await`` between its last ``record()`` and it: the
+events pending at that moment are the ones it waits for.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import structlog
 
 from app.application.ports import Clock, RandomSource, UnitOfWorkFactory
 from app.domain.audit import AuditEvent, AuditResult
+from app.domain.errors import Reason, ServiceUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -29,6 +41,20 @@ Extra = tuple[tuple[str, str], ...]
 """Further (name, value) pairs an event is aggregated by and that land in its ``details``."""
 AggregateKey = tuple[str, str, str | None, str | None, AuditResult, str | None, str | None, Extra]
 UsageKey = tuple[uuid.UUID, int]
+STRICT_RETRY_SECONDS = 0.1
+"""Strict mode: the pause after a failed flush before the next attempt (callers arriving
+meanwhile wait for that attempt)."""
+STRICT_FLUSH_TIMEOUT_SECONDS = 5.0
+"""Strict mode: a flush that has not committed by then fails (its callers answer UNAVAILABLE)
+rather than hold every caller while the database path hangs (a dropped, not refused, path)."""
+
+
+def audit_unavailable() -> ServiceUnavailable:
+    """What a data-plane call answers in strict mode when its event could not be written."""
+    return ServiceUnavailable(
+        "the audit trail cannot be written (strict audit mode); retry later",
+        reason=Reason.AUDIT_UNAVAILABLE,
+    )
 
 
 class AuditBuffer:
@@ -42,12 +68,17 @@ class AuditBuffer:
         *,
         capacity: int = 100_000,
         interval: float = 1.0,
+        strict: bool = False,
     ) -> None:
         self._uow_factory = uow_factory
         self._clock = clock
         self._rng = rng
         self.capacity = capacity
         self.interval = interval
+        self.strict = strict
+        self.flush_timeout = STRICT_FLUSH_TIMEOUT_SECONDS if strict else None
+        self._round: asyncio.Future[None] | None = None  # strict: who waits for the pending
+        self._wake = asyncio.Event()  # strict: someone waits; flush now
         self._pending: Counter[AggregateKey] = Counter()
         self._usage: Counter[UsageKey] = Counter()
         self._room = asyncio.Event()
@@ -97,10 +128,28 @@ class AuditBuffer:
         if not self._room.is_set():
             await self._room.wait()
 
+    async def durable(self) -> None:
+        """Strict mode: return once every event recorded so far is committed, or raise
+        ``ServiceUnavailable`` (``AUDIT_UNAVAILABLE``) if the flush holding them failed.
+        Buffered mode: return at once."""
+        if not self.strict:
+            return
+        waiting = self._round
+        if waiting is None:
+            waiting = self._round = asyncio.get_running_loop().create_future()
+            waiting.add_done_callback(_retrieved)  # every waiter may have gone: no warning
+        self._wake.set()
+        try:
+            await asyncio.shield(waiting)  # a caller that goes away does not cancel the others
+        except ServiceUnavailable:
+            raise audit_unavailable() from None
+
     async def flush(self) -> int:
         """Write what is pending. Returns the number of events written; re-queues on failure."""
         async with self._flush_lock:
+            waiting, self._round = self._round, None
             if not self._pending and not self._usage:
+                _settle(waiting, None)
                 return 0
             batch, self._pending = self._pending, Counter()
             usage, self._usage = self._usage, Counter()
@@ -108,24 +157,43 @@ class AuditBuffer:
             started = self._clock.monotonic()
             events = [_event(self._rng.uuid(), now, key, n) for key, n in batch.items()]
             try:
-                async with self._uow_factory() as uow:
-                    if usage:
-                        await uow.keys.add_usage(usage)
-                    if events:  # last: the append locks the audit chain's head until commit
-                        await uow.audit.append(events)
-                    await uow.commit()
+                async with asyncio.timeout(self.flush_timeout):
+                    await self._write(events, usage)
             except Exception as exc:  # whatever failed, the batch is kept and retried
                 self.failed_flushes += 1
                 self._merge_back(batch, usage)
+                _settle(waiting, audit_unavailable())
                 log.warning(
                     "audit_flush_failed", pending=len(self._pending), error=type(exc).__name__
                 )
                 raise
+            except BaseException:  # cancelled (shutdown): kept, and its waiters wait for the next
+                self._merge_back(batch, usage)
+                self._carry(waiting)
+                raise
+            _settle(waiting, None)
             self.flushed_events += sum(batch.values())
             self.last_flush_seconds = self._clock.monotonic() - started
             if len(self._pending) < self.capacity:
                 self._room.set()
             return len(events)
+
+    async def _write(self, events: list[AuditEvent], usage: Mapping[UsageKey, int]) -> None:
+        async with self._uow_factory() as uow:
+            if usage:
+                await uow.keys.add_usage(usage)
+            if events:  # last: the append locks the audit chain's head until commit
+                await uow.audit.append(events)
+            await uow.commit()
+
+    def _carry(self, waiting: asyncio.Future[None] | None) -> None:
+        """Hand the waiters of an interrupted flush on to the next one."""
+        if waiting is None:
+            return
+        if self._round is None:
+            self._round = waiting
+            return
+        self._round.add_done_callback(lambda done: _settle(waiting, _error_of(done)))
 
     def _merge_back(self, batch: Mapping[AggregateKey, int], usage: Mapping[UsageKey, int]) -> None:
         self._pending.update(batch)
@@ -134,13 +202,43 @@ class AuditBuffer:
             self._room.clear()
 
     async def run(self) -> None:
-        """Flush forever, every ``interval`` seconds; failures are retried on the next tick."""
+        """Flush forever, every ``interval`` seconds; failures are retried on the next tick.
+        Strict mode: also (and at once) whenever a caller waits in ``durable()``."""
         while True:
-            await asyncio.sleep(self.interval)
+            if self.strict:
+                await self._woken()
+            else:
+                await asyncio.sleep(self.interval)
             try:
                 await self.flush()
-            except Exception:  # noqa: S112 - logged in flush(); retried on the next tick
-                continue
+            except Exception:  # logged in flush(); retried on the next tick
+                if self.strict:
+                    await asyncio.sleep(STRICT_RETRY_SECONDS)
+
+    async def _woken(self) -> None:
+        """Until a caller waits, or ``interval`` seconds (what nobody waits for is written too)."""
+        try:
+            await asyncio.wait_for(self._wake.wait(), self.interval)
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+
+def _retrieved(done: asyncio.Future[None]) -> None:
+    _error_of(done)
+
+
+def _error_of(done: asyncio.Future[None]) -> BaseException | None:
+    return audit_unavailable() if done.cancelled() else done.exception()
+
+
+def _settle(waiting: asyncio.Future[None] | None, error: BaseException | None) -> None:
+    if waiting is None or waiting.done():
+        return
+    if error is None:
+        waiting.set_result(None)
+    else:
+        waiting.set_exception(error)
 
 
 def _event(event_id: uuid.UUID, now: datetime, key: AggregateKey, count: int) -> AuditEvent:

@@ -5,7 +5,9 @@ Each item runs every check once per kind (``dataplane.item_path``); later items 
 caller and kind are served from what it found (``dataplane.permits``, ``dataplane.shortcut``).
 Audit is aggregated in memory (``AuditBuffer``) and written in batches. A single call is a batch
 of one: every operation has one path. ``run_columns`` is the batch as an adapter holds it,
-column by column (``dataplane.columns``): nothing is built per item that is served.
+column by column (``dataplane.columns``): nothing is built per item that is served. In strict
+audit mode a call answers (result or error) only once its events are committed
+(``AuditBuffer.durable``, group commit), else ``ServiceUnavailable`` (``AUDIT_UNAVAILABLE``).
 
 Limits, before any of that: a batch's size (``run_batch``, before its entries are read), the
 caller's rate (``limits.RateLimiter``, a call costs its item count), and for AES-GCM the key
@@ -17,10 +19,10 @@ its unavailable-grace deadline (the one check that reads the clock).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from app.application.budget import EncryptionBudget, Lease
+from app.application.budget import EncryptionBudget
 from app.application.context import AppContext
 from app.application.dataplane.columns import (
     ColumnResults,
@@ -39,12 +41,13 @@ from app.application.dataplane.data_keys import (
 from app.application.dataplane.item_path import ItemPath
 from app.application.dataplane.items import Item, ItemResult, data_of, require_ok
 from app.application.dataplane.macs import MacPath, MacResult
+from app.application.dataplane.nonces import nonce_shortfall, target_runs
 from app.application.dataplane.shortcut import PermitCache, serve_batch
 from app.application.limits import DataPlaneLimits, StreamSlot
 from app.application.snapshot import Snapshot
 from app.application.targets import Target
 from app.domain.audit import AuditResult
-from app.domain.errors import EkmsError, InvalidInput, ResourceExhausted
+from app.domain.errors import EkmsError, InvalidInput, ResourceExhausted, ServiceUnavailable
 from app.domain.values import Caller, Operation
 
 __all__ = [
@@ -61,6 +64,7 @@ __all__ = [
 ]
 
 _Entry = TypeVar("_Entry")
+_Out = TypeVar("_Out")
 
 
 class CryptoService:
@@ -126,13 +130,15 @@ class CryptoService:
         self, caller: Caller, item: Item, key_version: int | None = None
     ) -> MacResult:
         """A blind-index MAC of ``item.data`` (the active key version unless named)."""
-        snap = await self._enter(caller, Operation.MAC, 1)
-        return self._macs.compute(snap, caller, item, key_version)
+        if self._audit.strict:
+            return await self._durable(self._compute_mac(caller, item, key_version))
+        return await self._compute_mac(caller, item, key_version)
 
     async def verify_mac(self, caller: Caller, item: Item, mac: bytes) -> int:
         """The key version of ``mac`` if it is ``item.data``'s MAC; else ``MacMismatch``."""
-        snap = await self._enter(caller, Operation.MAC, 1)
-        return self._macs.verify(snap, caller, item, mac)
+        if self._audit.strict:
+            return await self._durable(self._verify_mac(caller, item, mac))
+        return await self._verify_mac(caller, item, mac)
 
     async def run_batch(
         self,
@@ -169,6 +175,13 @@ class CryptoService:
         ``run_batch`` for the same items, with nothing built per item that is served. More
         than ``max_items`` items: ``InvalidInput``."""
         check_batch_size(len(batch.data), max_items)
+        if self._audit.strict:
+            return await self._durable(self._run_columns(operation, caller, batch))
+        return await self._run_columns(operation, caller, batch)
+
+    async def _run_columns(
+        self, operation: Operation, caller: Caller, batch: ItemColumns
+    ) -> ColumnResults:
         runs = batch.runs()
         needs = [
             (target, stop - start) for start, stop, target in runs if isinstance(target, Target)
@@ -178,7 +191,9 @@ class CryptoService:
             return refused(batch, runs)
         snap = await self._enter(caller, operation, cost)
         if operation is not Operation.DECRYPT:
-            short = self._nonce_shortfall(snap, needs, for_encrypt=operation is Operation.ENCRYPT)
+            short = nonce_shortfall(
+                self.item_path, self.budget, snap, needs, for_encrypt=operation is Operation.ENCRYPT
+            )
             if short is not None:
                 await self.budget.reserve_for(short)
         path = self.item_path
@@ -194,13 +209,43 @@ class CryptoService:
 
     # --- internals -------------------------------------------------------------------------------
 
+    async def _durable(self, work: Awaitable[_Out]) -> _Out:
+        """Strict audit mode: ``work``'s outcome, once the events it recorded are committed.
+        A ``ServiceUnavailable`` of its own is answered as it is (its store is away anyway)."""
+        try:
+            out = await work
+        except ServiceUnavailable:
+            raise
+        except EkmsError:
+            await self._audit.durable()
+            raise
+        await self._audit.durable()
+        return out
+
+    async def _compute_mac(self, caller: Caller, item: Item, key_version: int | None) -> MacResult:
+        snap = await self._enter(caller, Operation.MAC, 1)
+        return self._macs.compute(snap, caller, item, key_version)
+
+    async def _verify_mac(self, caller: Caller, item: Item, mac: bytes) -> int:
+        snap = await self._enter(caller, Operation.MAC, 1)
+        return self._macs.verify(snap, caller, item, mac)
+
     async def _serve(
+        self, operation: Operation, caller: Caller, items: Sequence[Item]
+    ) -> list[ItemResult]:
+        if self._audit.strict:
+            return await self._durable(self._serve_now(operation, caller, items))
+        return await self._serve_now(operation, caller, items)
+
+    async def _serve_now(
         self, operation: Operation, caller: Caller, items: Sequence[Item]
     ) -> list[ItemResult]:
         snap = await self._enter(caller, operation, len(items))
         if operation is not Operation.DECRYPT:
-            needs = _target_runs(items)
-            short = self._nonce_shortfall(snap, needs, for_encrypt=operation is Operation.ENCRYPT)
+            needs = target_runs(items)
+            short = nonce_shortfall(
+                self.item_path, self.budget, snap, needs, for_encrypt=operation is Operation.ENCRYPT
+            )
             if short is not None:
                 await self.budget.reserve_for(short)
         path = self.item_path
@@ -232,46 +277,9 @@ class CryptoService:
             )
             raise
 
-    def _nonce_shortfall(
-        self, snap: Snapshot, runs: Sequence[tuple[Target, int]], *, for_encrypt: bool
-    ) -> dict[Lease, int] | None:
-        """What runs of items (a target, how many) need from the GCM leases they will spend
-        from (see ``budget``), or ``None`` when every lease holds enough: the usual case, with
-        nothing to await. A rewrap is counted as if it re-encrypted (over-reserving is
-        harmless)."""
-        needs: dict[Lease, int] = {}
-        for target, count in runs:
-            try:
-                view = self.item_path.resolve(snap, target, for_encrypt=for_encrypt)
-                lease = self.budget.lease_for(view)
-            except EkmsError:
-                continue  # the items fail on their own path, with their own error
-            if lease is not None:
-                needs[lease] = needs.get(lease, 0) + count
-        for held, need in needs.items():
-            if held.left < need and not held.exhausted:
-                return needs
-        return None
-
 
 def check_batch_size(count: int, max_items: int) -> None:
     """``InvalidInput`` for a batch of more than ``max_items`` items: adapters call it before
     they read a batch's entries."""
     if count > max_items:
         raise InvalidInput(f"a batch holds at most {max_items} items", field="items")
-
-
-def _target_runs(items: Sequence[Item]) -> list[tuple[Target, int]]:
-    """The items' targets as runs (items of a batch mostly share one Target object)."""
-    runs: list[tuple[Target, int]] = []
-    last: Target | None = None
-    count = 0
-    for item in items:
-        if item.target is not last:
-            if last is not None:
-                runs.append((last, count))
-            last, count = item.target, 0
-        count += 1
-    if last is not None:
-        runs.append((last, count))
-    return runs

@@ -49,6 +49,7 @@ def wire_application(
     instance_id: str,
     unavailable_grace: timedelta,
     audit_interval: float = 1.0,
+    audit_strict: bool = False,
     limits: DataPlaneLimits | None = None,
     stalls: StallMeter | None = None,
     sync_lock: SyncLock | None = None,
@@ -57,9 +58,10 @@ def wire_application(
     ``kms``, ``clock`` and ``rng``. ``changes`` builds the change feed of the key chain (the
     feed applies every change to it); ``stalls``: how long the loop running KMS calls was held
     up (``None``: KMS calls share the caller's loop); ``sync_lock``: who runs the external key
-    sync among replicas (``None``: this process alone)."""
+    sync among replicas (``None``: this process alone); ``audit_strict``: data-plane calls
+    answer only once their audit events are committed (``EKMS_AUDIT_MODE=strict``)."""
     chain = KeyChain(uow, kms, clock, instance_id=instance_id, unavailable_grace=unavailable_grace)
-    audit = AuditBuffer(uow, clock, rng, interval=audit_interval)
+    audit = AuditBuffer(uow, clock, rng, interval=audit_interval, strict=audit_strict)
     feed = changes(chain)
     ctx = AppContext(
         uow,

@@ -128,6 +128,7 @@ def build_container(settings: Settings, **overrides: Unpack[Overrides]) -> Conta
         instance_id=settings.instance_id,
         unavailable_grace=timedelta(minutes=settings.unavailable_grace_minutes),
         audit_interval=settings.audit_flush_seconds,
+        audit_strict=settings.audit_mode == "strict",
         limits=build_limits(settings, clock),
         stalls=control,
         sync_lock=make_sync_lock(engine),

@@ -19,7 +19,8 @@
     │                              used its 2^32 encryptions, rotate the module key)
     ├── ResourceExhausted          a caller's limit: requests per second (RATE_LIMITED) or
     │                              concurrent streams (TOO_MANY_STREAMS); ``retry_after``
-    └── ServiceUnavailable         transient: KMS or database out of reach, throttled
+    └── ServiceUnavailable         transient: KMS or database out of reach, throttled; in strict
+                                   audit mode, a data-plane event that could not be written
 
 Every error carries a stable machine-readable ``reason`` (``Reason``) and a message that is safe
 to show a caller: messages never contain key material, tokens or plaintext, nor raw control
@@ -77,6 +78,7 @@ class Reason(StrEnum):
     KMS_UNAVAILABLE = "KMS_UNAVAILABLE"
     KMS_THROTTLED = "KMS_THROTTLED"
     DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+    AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"  # strict audit mode: the event could not be written
     KEY_USAGE_LIMIT_REACHED = "KEY_USAGE_LIMIT_REACHED"
     RATE_LIMITED = "RATE_LIMITED"
     TOO_MANY_STREAMS = "TOO_MANY_STREAMS"

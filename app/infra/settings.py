@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     audit_checkpoint_seconds: float = Field(
         default=300.0, ge=1, le=86_400, description="... or this often, when rows were added"
     )
+    audit_mode: Literal["buffered", "strict"] = Field(
+        default="buffered",
+        description="strict: a data-plane call answers only once its audit event is committed",
+    )
     scheduler_enabled: bool = True
     scheduler_tick_seconds: float = Field(default=60.0, gt=0, le=3600)
     reconcile_seconds: float = Field(default=30.0, gt=0, le=3600)

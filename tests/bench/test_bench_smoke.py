@@ -29,6 +29,9 @@ CASES = {
     "rest.decrypt.64",
     "grpc.encrypt.64@50%",
     "grpc.decrypt.64@50%",
+    "grpc.encrypt.64@strict",
+    "grpc.encrypt_batch.100x64@strict",
+    "rest.encrypt.64@strict",
 }
 # A bound for a run that hangs, not a speed figure: a quick run takes under a minute alone, and
 # took over 110 s once with bench.run and a second CI run sharing the 2 cores.
@@ -78,5 +81,8 @@ def test_a_quick_run_measures_every_case(tmp_path: Path, postgres_admin_url: str
     assert set(ratios["stream_groups_vs_one_item"]) >= {"encrypt", "decrypt"}
     assert set(ratios["per_field_vs_aws_sdk"]) >= {"encrypt_batch", "decrypt_stream"}
     assert set(ratios["workers_2_vs_1"]) >= set(SCALING)
+    strict = ratios["strict_vs_buffered"]
+    assert {"grpc.encrypt.64", "grpc.encrypt_batch.100x64", "rest.encrypt.64"} <= set(strict)
+    assert all(strict[name] > 0 for name in ("grpc.encrypt.64", "rest.encrypt.64"))
     assert {t["target"] for t in results["targets"]}
     assert results["machine"]["nproc"] >= 1 and results["machine"]["cpu_model"]

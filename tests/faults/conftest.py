@@ -1,8 +1,8 @@
 """Fixtures of the fault tests: a KMS server of the test's own, and tidy process cleanup.
 
 The suite runs short in CI; ``EKMS_FAULT_ROUNDS`` (kill -9 rounds), ``EKMS_RACE_ROUNDS``
-(racing rotations) and ``EKMS_FAULT_SECONDS`` (how long each outage and load phase lasts)
-make it longer.
+(racing rotations), ``EKMS_AUDIT_KILL_ROUNDS`` (kill -9 rounds per audit mode) and
+``EKMS_FAULT_SECONDS`` (how long each outage and load phase lasts) make it longer.
 """
 
 from __future__ import annotations

@@ -134,9 +134,16 @@ class TcpProxy:
                 _reset(client)
                 continue
             upstream.settimeout(None)
+            with self._lock:  # cut while connecting upstream: this one is cut too
+                is_open = self._open
+                if is_open:
+                    self._sockets.update((client, upstream))
+            if not is_open:
+                self.refused += 1
+                _reset(client)
+                _reset(upstream)
+                continue
             self.accepted += 1
-            with self._lock:
-                self._sockets.update((client, upstream))
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
@@ -159,9 +166,13 @@ class TcpProxy:
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close with RST (linger 0), the way a dropped path looks to the peer."""
+    """Close with RST (linger 0), the way a dropped path looks to the peer. The shutdown first
+    wakes a pump thread blocked in ``recv`` on it: until that returns, the kernel keeps the
+    socket open, and a peer waiting for an answer (a query in flight) would wait forever."""
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()
 
@@ -352,6 +363,15 @@ APP_TOKEN = token("svc", APP_ROLE)
 def ok(response: httpx.Response, *codes: int) -> Any:
     assert response.status_code in (codes or (200, 201)), (response.status_code, response.text)
     return response.json() if response.content else None
+
+
+def assert_audit_verifies(node: EkmsProcess) -> dict[str, Any]:
+    """``GET /audit/verify``: the whole chain intact (no false alarm after a fault run)."""
+    report: dict[str, Any] = ok(node.call("GET", "/api/v1/audit/verify", ADMIN_TOKEN))
+    assert report["ok"] is True and report["first_break"] is None, report
+    assert report["checked"] > 0, report
+    print(f"audit verify: ok, {report['checked']} chained rows")
+    return report
 
 
 def configure(node: EkmsProcess, key_id: str) -> None:

@@ -7,7 +7,8 @@ process and the shared server is cut; nobody else is affected), then comes back.
 - data-plane audit events are buffered in memory and reach ``audit_events`` after recovery:
   the sum of their ``count`` equals the successful data-plane calls made, exactly (none lost,
   none written twice);
-- the process recovers by itself, without a restart.
+- the process recovers by itself, without a restart;
+- ``audit verify`` reports the hash chain intact afterwards: no false alarm after the cut.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tests.faults.support import (
     EkmsProcess,
     OwnKms,
     TcpProxy,
+    assert_audit_verifies,
     configure,
     create_module,
     ekms_env,
@@ -138,5 +140,6 @@ def test_database_outage_serves_from_cache_buffers_audit_and_recovers(
                 f"{written} counted in audit_events; proxy refused {proxy.refused} connections"
             )
             assert written == made, "no audit event lost or written twice"
+            assert_audit_verifies(node)
     finally:
         proxy.close()

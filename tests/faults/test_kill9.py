@@ -11,7 +11,8 @@ most kills land while it is in flight), restarts it and checks:
 - an operation acknowledged before the kill is durable;
 - every value whose encryption was acknowledged before the kill decrypts to its plaintext,
   except values under a version that a destroy made unusable, which answer the documented
-  409 KEY_VERSION_DESTROYED.
+  409 KEY_VERSION_DESTROYED;
+- at the end, ``audit verify`` reports the hash chain intact: no false alarm after the kills.
 
 Operations: KEK rotation, module key rotation, key version destruction, and the EKEK rewrap
 after the external key rotates (moto ``rotate_key_on_demand`` + ``POST /ekms/sync``).
@@ -39,6 +40,7 @@ from tests.faults.support import (
     EkmsProcess,
     OwnKms,
     Sealed,
+    assert_audit_verifies,
     b64,
     bearer,
     check_chain,
@@ -254,3 +256,4 @@ def test_kill9_during_key_operations_never_breaks_the_chain(
             f"{ROUNDS} kills survived ({dict(landed)}); {len(world.values)} values checked; "
             f"restart to ready: median {sorted(restarts)[len(restarts) // 2] * 1000:.0f} ms"
         )
+        assert_audit_verifies(node)  # no false alarm after the kills
