@@ -74,6 +74,7 @@ def _path(rng: random.Random, template: str) -> str:
         policy_id=rng.choice(["00000000-0000-0000-0000-000000000000", odd]),
         config_id=rng.choice(["00000000-0000-0000-0000-000000000000", odd]),
         key_id=rng.choice(["00000000-0000-0000-0000-000000000000", odd]),
+        store_id=rng.choice(["00000000-0000-0000-0000-000000000000", odd]),
     )
 
 
