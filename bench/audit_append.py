@@ -101,9 +101,11 @@ async def _verify(url: str) -> Any:
         await engine.dispose()
 
 
-def main(flushes: int, rows: int) -> None:
+def run(flushes: int, rows: int, admin_url: str | None = None) -> dict[str, Any]:
+    """The figures of one run: rows/s with 1 and 2 writers, their ratio, and the verify."""
     admin = make_url(
-        os.environ.get("EKMS_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+        admin_url
+        or os.environ.get("EKMS_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
     )
     name = f"ekms_bench_{uuid.uuid4().hex[:12]}"
     dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -115,13 +117,18 @@ def main(flushes: int, rows: int) -> None:
         one = _phase(url_text, 1, flushes, rows)
         two = _phase(url_text, 2, flushes, rows)
         report = asyncio.run(_verify(url_text))
-        print(f"audit append on Postgres, {flushes} flushes of {rows} rows per writer")
-        print(f"  1 writer:  {one:,.0f} rows/s")
-        print(f"  2 writers: {two:,.0f} rows/s (both together)")
-        print(f"  ratio 2 writers / 1 writer: {two / one:.2f}")
-        print(f"  verify: {report.checked} rows, ok={report.ok}, first break: {report.first_break}")
     finally:
         asyncio.run(_admin(dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    return {"one": one, "two": two, "checked": report.checked, "ok": report.ok, "report": report}
+
+
+def main(flushes: int, rows: int) -> None:
+    f = run(flushes, rows)
+    print(f"audit append on Postgres, {flushes} flushes of {rows} rows per writer")
+    print(f"  1 writer:  {f['one']:,.0f} rows/s")
+    print(f"  2 writers: {f['two']:,.0f} rows/s (both together)")
+    print(f"  ratio 2 writers / 1 writer: {f['two'] / f['one']:.2f}")
+    print(f"  verify: {f['checked']} rows, ok={f['ok']}, first break: {f['report'].first_break}")
 
 
 async def _admin(dsn: str, statement: str) -> None:
