@@ -9,7 +9,7 @@ from dataclasses import dataclass
 _HEADER = re.compile(
     r"<(?P<pri>\d{1,3})>1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<proc>\S+) (?P<msgid>\S+) "
 )
-_NAME = re.compile(r'[!#-<>-\\^-~]{1,32}')  # printable ASCII but '=', ' ', ']', '"'
+_NAME = re.compile(r"[!#-<>-\\^-~]{1,32}")  # printable ASCII but '=', ' ', ']', '"'
 
 
 @dataclass

@@ -118,8 +118,9 @@ class _Emitter:
         self.hostname = socket.gethostname()
 
     def __call__(self, events: list[dict[str, Any]]) -> None:
-        for event in events if self.sender is not None else ():
-            self.sender.send(event)
+        if self.sender is not None:
+            for event in events:
+                self.sender.send(event)
         if self.fmt is None and self.sink is None:
             if self.output is Output.TABLE:
                 if events:

@@ -63,7 +63,9 @@ def rfc5424(event: dict[str, Any], hostname: str) -> str:
     action = str(event.get("action") or "")
     host = hostname if _printable(hostname, 255) else "-"
     where = event.get("module") or event.get("target")
-    summary = " ".join(str(x) for x in (event.get("actor"), action, event.get("result"), where) if x)
+    summary = " ".join(
+        str(x) for x in (event.get("actor"), action, event.get("result"), where) if x
+    )
     return (
         f"<{FACILITY_LOG_AUDIT * 8 + severity}>1 {event.get('at') or '-'} {host} ekms - "
         f"{action if _printable(action, 32) else '-'} [{SD_ID} {sd}] {BOM}{summary}"

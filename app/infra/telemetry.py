@@ -175,7 +175,9 @@ class ChainCollector(Collector):
         last = GaugeMetricFamily(
             "ekms_audit_last_flush_timestamp_seconds", "unix time the last non-empty flush ended"
         )
-        ok = GaugeMetricFamily("ekms_audit_last_flush_ok", "1 if the last non-empty flush committed")
+        ok = GaugeMetricFamily(
+            "ekms_audit_last_flush_ok", "1 if the last non-empty flush committed"
+        )
         strict = GaugeMetricFamily("ekms_audit_strict_mode", "1 in strict audit mode, 0 buffered")
         state = self.audit.state() if self.audit else None
         if state is not None:

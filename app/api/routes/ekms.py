@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Response
 from app.api.deps import Admin, AnyAdminRole, Ctx, KeyManager, Services
 from app.api.openapi import problems
 from app.api.schemas.config import ConfigIn, ConfigOut, StatusOut, SyncOut
-from app.api.schemas.kek import ConfigEndedOut, KekRotationOut
 from app.api.schemas.config_probe import ProbeOut
+from app.api.schemas.kek import ConfigEndedOut, KekRotationOut
 from app.api.security import SecuredRoute
 from app.application.audit_checkpoints import current_signing_key
 from app.application.config_end import end_ekms_config

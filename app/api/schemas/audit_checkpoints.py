@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.application.audit import AuditState
 from app.application.audit_checkpoints import SigningKeyInfo
 from app.domain.audit_checkpoint import Checkpoint
 from app.domain.errors import InvalidInput
