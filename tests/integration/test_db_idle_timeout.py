@@ -20,6 +20,7 @@ from app.domain.audit import AuditEvent, AuditResult
 from app.domain.errors import ServiceUnavailable
 from app.infra.db import tables as t
 from app.infra.db.engine import PG_IDLE_IN_TRANSACTION_TIMEOUT_S, create_engine
+from app.infra.db.leader import PgAdvisoryLeader
 from app.infra.db.uow import SqlaUnitOfWorkFactory
 from app.infra.settings import Settings
 
@@ -77,3 +78,23 @@ async def test_ekms_connections_carry_the_idle_timeout(pg_url: str) -> None:
     assert value == f"{int(PG_IDLE_IN_TRANSACTION_TIMEOUT_S)}s"
     assert server == "0"  # the server's default: off
     assert Settings().db_idle_in_transaction_timeout_seconds == PG_IDLE_IN_TRANSACTION_TIMEOUT_S
+
+
+async def test_the_leader_keeps_its_lock_across_idle_periods(pg_url: str) -> None:
+    """The leader's dedicated connection checks itself between ticks; each check ends its own
+    transaction, so the idle timeout never ends the session that holds the advisory lock."""
+    mine = create_engine(pg_url, idle_in_transaction_timeout=0.5)
+    theirs = create_engine(pg_url, idle_in_transaction_timeout=0.5)
+    leader, other = PgAdvisoryLeader(mine), PgAdvisoryLeader(theirs)
+    try:
+        assert await leader.acquire()
+        for _ in range(3):
+            assert await leader.acquire()  # the check, then idle past the timeout
+            await asyncio.sleep(1.0)
+            assert not await other.acquire()  # still held: the session was never ended
+        assert await leader.acquire()
+    finally:
+        await leader.release()
+        await other.release()
+        await mine.dispose()
+        await theirs.dispose()
