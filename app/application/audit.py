@@ -27,6 +27,7 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
@@ -55,6 +56,19 @@ def audit_unavailable() -> ServiceUnavailable:
         "the audit trail cannot be written (strict audit mode); retry later",
         reason=Reason.AUDIT_UNAVAILABLE,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditState:
+    """What status and metrics show of the buffer: its mode and its last flush."""
+
+    strict: bool
+    interval: float
+    last_flush_at: datetime | None  # the last flush that had something to write, when it ended
+    last_flush_ok: bool | None
+    pending: int
+    waiters: int
+    failed_flushes: int
 
 
 class AuditBuffer:
@@ -87,8 +101,22 @@ class AuditBuffer:
         self.flushed_events = 0
         self.failed_flushes = 0
         self.last_flush_seconds = 0.0
+        self.last_flush_at: datetime | None = None
+        self.last_flush_ok: bool | None = None
+        self.waiters = 0  # strict: calls waiting in durable()
         # Cumulative data-plane outcomes by (module or target, operation, outcome), for metrics.
         self.totals: Counter[tuple[str, str, str]] = Counter()
+
+    def state(self) -> AuditState:
+        return AuditState(
+            strict=self.strict,
+            interval=self.interval,
+            last_flush_at=self.last_flush_at,
+            last_flush_ok=self.last_flush_ok,
+            pending=self.depth,
+            waiters=self.waiters,
+            failed_flushes=self.failed_flushes,
+        )
 
     @property
     def depth(self) -> int:
@@ -139,10 +167,13 @@ class AuditBuffer:
             waiting = self._round = asyncio.get_running_loop().create_future()
             waiting.add_done_callback(_retrieved)  # every waiter may have gone: no warning
         self._wake.set()
+        self.waiters += 1
         try:
             await asyncio.shield(waiting)  # a caller that goes away does not cancel the others
         except ServiceUnavailable:
             raise audit_unavailable() from None
+        finally:
+            self.waiters -= 1
 
     async def flush(self) -> int:
         """Write what is pending. Returns the number of events written; re-queues on failure."""
@@ -161,6 +192,7 @@ class AuditBuffer:
                     await self._write(events, usage)
             except Exception as exc:  # whatever failed, the batch is kept and retried
                 self.failed_flushes += 1
+                self.last_flush_at, self.last_flush_ok = self._clock.now(), False
                 self._merge_back(batch, usage)
                 _settle(waiting, audit_unavailable())
                 log.warning(
@@ -172,6 +204,7 @@ class AuditBuffer:
                 self._carry(waiting)
                 raise
             _settle(waiting, None)
+            self.last_flush_at, self.last_flush_ok = self._clock.now(), True
             self.flushed_events += sum(batch.values())
             self.last_flush_seconds = self._clock.monotonic() - started
             if len(self._pending) < self.capacity:

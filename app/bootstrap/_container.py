@@ -108,7 +108,10 @@ def build_container(settings: Settings, **overrides: Unpack[Overrides]) -> Conta
     ``changes`` builds the change feed on the container's key chain."""
     uow, kms, rng = overrides.get("uow"), overrides.get("kms"), overrides.get("rng")
     changes = overrides.get("changes")
-    engine = create_engine(settings.effective_database_url)
+    engine = create_engine(
+        settings.effective_database_url,
+        idle_in_transaction_timeout=settings.db_idle_in_transaction_timeout_seconds,
+    )
     clock = overrides.get("clock") or SystemClock()
     control = ControlLoop()
 

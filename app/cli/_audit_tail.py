@@ -3,12 +3,16 @@
 It polls ``/audit`` oldest first from the newest event seen (``since`` its time, skipping the
 ids already printed at that time), following the cursor within each poll. With ``-o json`` the
 events are NDJSON, one a line; ``--out FILE`` appends them to FILE as JSON lines whatever
-``-o`` says, for a sidecar to ship to a SIEM.
+``-o`` says, for a sidecar to ship to a SIEM. ``--format rfc5424`` writes syslog messages
+(``_syslog``) instead, one a line, to stdout or ``--out``; ``--syslog udp://HOST:PORT`` also
+sends each event to a syslog receiver as one datagram.
 """
 
 from __future__ import annotations
 
+import enum
 import json
+import socket
 import time
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -19,6 +23,12 @@ from app.cli._audit import COLUMNS, IDS, audit_group, row
 from app.cli._http import Client
 from app.cli._options import with_client
 from app.cli._render import Output, stream, table
+from app.cli._syslog import UdpSyslog, rfc5424
+
+
+class Format(enum.StrEnum):
+    JSON = "json"
+    RFC5424 = "rfc5424"
 
 
 @audit_group.command("tail")
@@ -35,25 +45,39 @@ def tail(
     ] = None,
     action: Annotated[str | None, typer.Option()] = None,
     module: Annotated[str | None, typer.Option()] = None,
+    fmt: Annotated[
+        Format | None,
+        typer.Option("--format", help="lines to stdout or --out: JSON, or syslog RFC 5424"),
+    ] = None,
+    syslog: Annotated[
+        str | None, typer.Option(help="also send each event to udp://HOST[:PORT] (RFC 5424)")
+    ] = None,
 ) -> None:
     """The newest audit events; with -f, then every new one (ekms.auditor)."""
+    try:
+        sender = UdpSyslog(syslog) if syslog is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--syslog") from None
     filters = {"action": action, "module": module}
     newest: list[dict[str, Any]] = []
     if lines:
         answer = client.call("GET", "/audit", params={**filters, "order": "desc", "limit": lines})
         newest = list(reversed(answer["items"]))
     sink = out.open("a", encoding="utf-8") if out is not None else None
+    emit = _Emitter(client.output, fmt, sink, sender)
     try:
         cursor = _Mark()
-        _emit(client.output, sink, cursor.advance(newest))
+        emit(cursor.advance(newest))
         while follow:
             time.sleep(interval)
-            _emit(client.output, sink, cursor.advance(_since(client, filters, cursor.at)))
+            emit(cursor.advance(_since(client, filters, cursor.at)))
     except KeyboardInterrupt:
         return
     finally:
         if sink is not None:
             sink.close()
+        if sender is not None:
+            sender.close()
 
 
 class _Mark:
@@ -84,13 +108,34 @@ def _since(client: Client, filters: dict[str, Any], at: str | None) -> list[dict
             return found
 
 
-def _emit(output: Output, sink: IO[str] | None, events: list[dict[str, Any]]) -> None:
-    if sink is not None:
-        for event in events:
-            sink.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
-        sink.flush()
-    elif output is Output.TABLE:
-        if events:
-            table("audit", COLUMNS, [row(e) for e in events], IDS)
-    else:
-        stream(events, output)
+class _Emitter:
+    """Writes events where the options say: stdout or the file, and the syslog receiver."""
+
+    def __init__(
+        self, output: Output, fmt: Format | None, sink: IO[str] | None, sender: UdpSyslog | None
+    ) -> None:
+        self.output, self.fmt, self.sink, self.sender = output, fmt, sink, sender
+        self.hostname = socket.gethostname()
+
+    def __call__(self, events: list[dict[str, Any]]) -> None:
+        if self.sender is not None:
+            for event in events:
+                self.sender.send(event)
+        if self.fmt is None and self.sink is None:
+            if self.output is Output.TABLE:
+                if events:
+                    table("audit", COLUMNS, [row(e) for e in events], IDS)
+            else:
+                stream(events, self.output)
+            return
+        lines = "".join(self._line(event) + "\n" for event in events)
+        if self.sink is not None:
+            self.sink.write(lines)
+            self.sink.flush()
+        else:
+            typer.echo(lines, nl=False)
+
+    def _line(self, event: dict[str, Any]) -> str:
+        if self.fmt is Format.RFC5424:
+            return rfc5424(event, self.hostname)
+        return json.dumps(event, ensure_ascii=False, separators=(",", ":"))

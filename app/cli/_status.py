@@ -83,6 +83,8 @@ def status(client: Client) -> None:
             f"audit signing key [cyan]{e(signing['public_key'])}[/cyan]"
             f"  ({e(signing['algorithm'])}, id {signing['key_id']})"
         )
+    if data.get("audit"):
+        tree.add(_audit_line(data["audit"]))
     if data["alerts"]:
         alerts = tree.add("[bold red]open alerts[/bold red]")
         for alert in data["alerts"]:
@@ -92,6 +94,19 @@ def status(client: Client) -> None:
     else:
         tree.add("[green]no open alerts[/green]")
     whole(tree)
+
+
+def _audit_line(audit: dict[str, Any]) -> str:
+    if audit["last_flush_ok"] is None:
+        last = "no flush yet"
+    else:
+        outcome = "[green]ok[/green]" if audit["last_flush_ok"] else "[bold red]FAILED[/bold red]"
+        last = f"last flush {audit['last_flush_at']} {outcome}"
+    waiting = f", {audit['strict_waiters']} strict calls waiting" if audit["strict_waiters"] else ""
+    return (
+        f"audit [cyan]{audit['mode']}[/cyan], flush every {audit['flush_interval_seconds']:g} s;"
+        f" {last}; {audit['pending']} pending{waiting}, {audit['failed_flushes']} failed flushes"
+    )
 
 
 def _external_key_line(key: dict[str, Any]) -> str:

@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         default=None, ge=5, le=86400, description="prove the EKEK unwraps this often (off: None)"
     )
     audit_flush_seconds: float = Field(default=1.0, gt=0, le=60)
+    db_idle_in_transaction_timeout_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="Postgres ends a session idle in a transaction this long (0: server default)",
+    )
     audit_checkpoint_rows: int = Field(
         default=10_000, ge=1, description="sign the audit chain's head every this many rows"
     )

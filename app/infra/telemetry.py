@@ -151,6 +151,7 @@ class ChainCollector(Collector):
             "ekms_audit_last_flush_seconds", "duration of the last audit flush"
         )
         flush.add_metric([], self.audit.last_flush_seconds if self.audit else 0.0)
+        audit = self._audit_families()
         leader = GaugeMetricFamily(
             "ekms_scheduler_leader", "1 while this replica holds the scheduler lock"
         )
@@ -164,7 +165,29 @@ class ChainCollector(Collector):
             self.audit.totals.items() if self.audit else ()
         ):
             crypto.add_metric([module, operation, result], float(count))
-        yield from (state, per_key, last_sync, alerts, loads, flush, leader, crypto)
+        yield from (state, per_key, last_sync, alerts, loads, flush, leader, crypto, *audit)
+
+    def _audit_families(self) -> tuple[Any, ...]:
+        failures = CounterMetricFamily("ekms_audit_flush_failures", "audit flushes that failed")
+        waiters = GaugeMetricFamily(
+            "ekms_audit_strict_waiters", "strict-mode calls waiting for their audit flush"
+        )
+        last = GaugeMetricFamily(
+            "ekms_audit_last_flush_timestamp_seconds", "unix time the last non-empty flush ended"
+        )
+        ok = GaugeMetricFamily(
+            "ekms_audit_last_flush_ok", "1 if the last non-empty flush committed"
+        )
+        strict = GaugeMetricFamily("ekms_audit_strict_mode", "1 in strict audit mode, 0 buffered")
+        state = self.audit.state() if self.audit else None
+        if state is not None:
+            failures.add_metric([], float(state.failed_flushes))
+            waiters.add_metric([], float(state.waiters))
+            strict.add_metric([], 1.0 if state.strict else 0.0)
+            if state.last_flush_at is not None:
+                last.add_metric([], state.last_flush_at.timestamp())
+                ok.add_metric([], 1.0 if state.last_flush_ok else 0.0)
+        return (failures, waiters, last, ok, strict)
 
 
 COLLECTOR = ChainCollector()

@@ -8,15 +8,9 @@ from fastapi import APIRouter, Query, Response
 
 from app.api.deps import Admin, AnyAdminRole, Ctx, KeyManager, Services
 from app.api.openapi import problems
-from app.api.schemas.config import (
-    ConfigEndedOut,
-    ConfigIn,
-    ConfigOut,
-    KekRotationOut,
-    StatusOut,
-    SyncOut,
-)
+from app.api.schemas.config import ConfigIn, ConfigOut, StatusOut, SyncOut
 from app.api.schemas.config_probe import ProbeOut
+from app.api.schemas.kek import ConfigEndedOut, KekRotationOut
 from app.api.security import SecuredRoute
 from app.application.audit_checkpoints import current_signing_key
 from app.application.config_end import end_ekms_config
@@ -117,7 +111,8 @@ async def test_config(ctx: Ctx, caller: Admin) -> ProbeOut:
     summary="Key chain status: external key, KEK, open alerts",
 )
 async def read_status(ctx: Ctx, _caller: AnyAdminRole) -> StatusOut:
-    return StatusOut.of(await get_status(ctx), await current_signing_key(ctx))
+    signing_key = await current_signing_key(ctx)
+    return StatusOut.of(await get_status(ctx), signing_key, ctx.audit.state())
 
 
 @router.post(

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.application.audit import AuditState
 from app.application.audit_checkpoints import SigningKeyInfo
 from app.domain.audit_checkpoint import Checkpoint
 from app.domain.errors import InvalidInput
@@ -71,3 +72,29 @@ class SigningKeyOut(BaseModel):
     @classmethod
     def of(cls, key: SigningKeyInfo | None) -> SigningKeyOut | None:
         return None if key is None else cls(key_id=key.key_id, public_key=_b64(key.public_key))
+
+
+class AuditStateOut(BaseModel):
+    """How this replica writes data-plane audit events (``EKMS_AUDIT_MODE``)."""
+
+    mode: Literal["buffered", "strict"]
+    flush_interval_seconds: float = Field(description="EKMS_AUDIT_FLUSH_SECONDS")
+    last_flush_at: datetime | None = Field(
+        description="when the last flush that had events to write ended (null: none yet)"
+    )
+    last_flush_ok: bool | None = Field(description="whether it committed (null: none yet)")
+    pending: int = Field(description="aggregated events waiting for the next flush")
+    strict_waiters: int = Field(description="strict calls waiting for their flush to commit")
+    failed_flushes: int = Field(description="flushes that failed since this replica started")
+
+    @classmethod
+    def of(cls, state: AuditState) -> AuditStateOut:
+        return cls(
+            mode="strict" if state.strict else "buffered",
+            flush_interval_seconds=state.interval,
+            last_flush_at=state.last_flush_at,
+            last_flush_ok=state.last_flush_ok,
+            pending=state.pending,
+            strict_waiters=state.waiters,
+            failed_flushes=state.failed_flushes,
+        )

@@ -8,13 +8,12 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from app.api.schemas.audit_checkpoints import SigningKeyOut
+from app.api.schemas.audit_checkpoints import AuditStateOut, SigningKeyOut
 from app.api.schemas.common import InputModel
 from app.api.schemas.external_keys import ExternalKeyItemOut, KeySyncOut, SyncFields
+from app.application.audit import AuditState
 from app.application.audit_checkpoints import SigningKeyInfo
-from app.application.config_end import ConfigEnded
 from app.application.configuration import ConfigInput, EkmsStatus
-from app.application.kek import KekRotationResult
 from app.application.sync import SyncReport
 from app.domain.alerts import Alert
 from app.domain.ekms_config import ExternalKmsConfig
@@ -211,10 +210,19 @@ class StatusOut(BaseModel):
     local_kek_fingerprint: str | None = Field(
         default=None, description="the local KEK of external_wrap=false modules, if any"
     )
+    audit: AuditStateOut | None = Field(
+        default=None, description="this replica's audit mode and its last flush"
+    )
 
     @classmethod
-    def of(cls, status: EkmsStatus, signing_key: SigningKeyInfo | None = None) -> StatusOut:
+    def of(
+        cls,
+        status: EkmsStatus,
+        signing_key: SigningKeyInfo | None = None,
+        audit: AuditState | None = None,
+    ) -> StatusOut:
         return cls(
+            audit=AuditStateOut.of(audit) if audit else None,
             audit_signing_key=SigningKeyOut.of(signing_key),
             configured=status.configured,
             active=status.active,
@@ -266,35 +274,3 @@ class SyncOut(SyncFields):
     @classmethod
     def of(cls, report: SyncReport) -> SyncOut:
         return cls(**cls.fields_of(report), keys=[KeySyncOut.of(k) for k in report.keys])
-
-
-class KekRotationOut(BaseModel):
-    old_kek_id: str
-    new_kek_id: str
-    new_fingerprint: str
-    rewrapped_keys: int = Field(description="module key versions rewrapped under the new KEK")
-
-    @classmethod
-    def of(cls, result: KekRotationResult) -> KekRotationOut:
-        return cls(
-            old_kek_id=result.old_kek_id,
-            new_kek_id=result.new_kek_id,
-            new_fingerprint=result.new_fingerprint,
-            rewrapped_keys=result.rewrapped_keys,
-        )
-
-
-class ConfigEndedOut(BaseModel):
-    """What ending the configuration removed; a new PUT starts a fresh chain."""
-
-    lost_key_versions: int = Field(description="key versions under the old KEK, now lost")
-    external_keys: int
-    ekeks: int
-
-    @classmethod
-    def of(cls, ended: ConfigEnded) -> ConfigEndedOut:
-        return cls(
-            lost_key_versions=ended.lost_versions,
-            external_keys=ended.external_keys,
-            ekeks=ended.ekeks,
-        )

@@ -18,6 +18,12 @@ would not share the writes' snapshot.)
 
 Engines hide bound parameters from error messages: a parameter may be a wrapped key.
 
+Postgres connections run with ``idle_in_transaction_session_timeout`` (default
+``PG_IDLE_IN_TRANSACTION_TIMEOUT_S``, ``EKMS_DB_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS``): a
+session that sits idle inside a transaction that long (its process frozen or cut off without
+the connection being closed) is ended by the server, which releases its locks, among them the
+audit chain head's row lock every appender queues on (docs/audit.md).
+
 A SQLite file that does not exist yet is created here, empty, with mode 0600 (its directory
 0700 if missing): SQLite gives its ``-wal`` and ``-shm`` files the database file's mode, so
 the three are private to the ekms user whatever the umask (``app/infra/files.py``).
@@ -50,6 +56,7 @@ PG_POOL_SIZE = 10
 PG_MAX_OVERFLOW = 10
 PG_CONNECT_TIMEOUT_S = 10.0
 PG_POOL_TIMEOUT_S = 10.0
+PG_IDLE_IN_TRANSACTION_TIMEOUT_S = 30.0
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -70,15 +77,25 @@ def normalize_url(url: str | URL) -> URL:
     return parsed
 
 
-def create_engine(url: str | URL) -> AsyncEngine:
-    """An engine for ``url`` (see the module docstring for what is accepted)."""
+def create_engine(
+    url: str | URL, *, idle_in_transaction_timeout: float | None = PG_IDLE_IN_TRANSACTION_TIMEOUT_S
+) -> AsyncEngine:
+    """An engine for ``url`` (see the module docstring for what is accepted).
+
+    ``idle_in_transaction_timeout`` (seconds, Postgres only; ``None`` or 0: the server's own
+    setting) bounds how long a session may stay idle inside a transaction."""
     parsed = normalize_url(url)
     if parsed.drivername == SQLITE_DRIVER:
         return _sqlite_engine(parsed)
-    return _postgres_engine(parsed)
+    return _postgres_engine(parsed, idle_in_transaction_timeout)
 
 
-def _postgres_engine(url: URL) -> AsyncEngine:
+def _postgres_engine(url: URL, idle_timeout: float | None) -> AsyncEngine:
+    server_settings = {"application_name": "ekms"}
+    if idle_timeout:
+        server_settings["idle_in_transaction_session_timeout"] = str(
+            max(1, round(idle_timeout * 1000))
+        )
     return create_async_engine(
         url,
         pool_size=PG_POOL_SIZE,
@@ -89,7 +106,7 @@ def _postgres_engine(url: URL) -> AsyncEngine:
         hide_parameters=True,
         connect_args={
             "timeout": PG_CONNECT_TIMEOUT_S,
-            "server_settings": {"application_name": "ekms"},
+            "server_settings": server_settings,
         },
     )
 

@@ -36,6 +36,9 @@ class PgAdvisoryLeader:
         if self._conn is not None:
             try:
                 await self._conn.execute(text("SELECT 1"))
+                # End the transaction the check began: a session left idle in it would be
+                # ended by idle_in_transaction_session_timeout, and the lock with it.
+                await self._conn.commit()
                 return True
             except Exception:  # the connection died: the lock went with it
                 await self._drop()
