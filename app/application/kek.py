@@ -98,9 +98,7 @@ async def rotate_kek(ctx: AppContext, caller: Caller) -> KekRotationResult:
     ctx.chain.remember_kek(new_kek)
     await ctx.changes.publish("kek")
     await erase_dead_rows(ctx, KeyStore.INSTANCE_KEYS, KeyStore.MODULE_KEYS)
-    return KekRotationResult(
-        str(old_kek.id), str(new_id), new_kek.fingerprint, count, resealed_xks
-    )
+    return KekRotationResult(str(old_kek.id), str(new_id), new_kek.fingerprint, count, resealed_xks)
 
 
 @dataclass(frozen=True, slots=True)

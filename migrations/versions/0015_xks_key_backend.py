@@ -28,9 +28,7 @@ oldest_serving_head = "0003"  # migrations/compat.py: expand only, as 0013
 
 def upgrade() -> None:
     with op.batch_alter_table("xks_keys") as batch:
-        batch.add_column(
-            sa.Column("backend", sa.String(32), nullable=False, server_default="ekms")
-        )
+        batch.add_column(sa.Column("backend", sa.String(32), nullable=False, server_default="ekms"))
     compat.record(revision, oldest_serving_head)
 
 

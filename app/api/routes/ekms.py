@@ -12,11 +12,11 @@ from app.api.schemas.config import (
     ConfigEndedOut,
     ConfigIn,
     ConfigOut,
-    KekRotationOut,
     StatusOut,
     SyncOut,
 )
 from app.api.schemas.config_probe import ProbeOut
+from app.api.schemas.kek import KekRotationOut
 from app.api.security import SecuredRoute
 from app.application.audit_checkpoints import current_signing_key
 from app.application.config_end import end_ekms_config

@@ -14,7 +14,6 @@ from app.api.schemas.external_keys import ExternalKeyItemOut, KeySyncOut, SyncFi
 from app.application.audit_checkpoints import SigningKeyInfo
 from app.application.config_end import ConfigEnded
 from app.application.configuration import ConfigInput, EkmsStatus
-from app.application.kek import KekRotationResult
 from app.application.sync import SyncReport
 from app.domain.alerts import Alert
 from app.domain.ekms_config import ExternalKmsConfig
@@ -266,26 +265,6 @@ class SyncOut(SyncFields):
     @classmethod
     def of(cls, report: SyncReport) -> SyncOut:
         return cls(**cls.fields_of(report), keys=[KeySyncOut.of(k) for k in report.keys])
-
-
-class KekRotationOut(BaseModel):
-    old_kek_id: str
-    new_kek_id: str
-    new_fingerprint: str
-    rewrapped_keys: int = Field(description="module key versions rewrapped under the new KEK")
-    resealed_xks: int = Field(
-        default=0, description="XKS keys and SigV4 secrets resealed under the new KEK"
-    )
-
-    @classmethod
-    def of(cls, result: KekRotationResult) -> KekRotationOut:
-        return cls(
-            old_kek_id=result.old_kek_id,
-            new_kek_id=result.new_kek_id,
-            new_fingerprint=result.new_fingerprint,
-            rewrapped_keys=result.rewrapped_keys,
-            resealed_xks=result.resealed_xks,
-        )
 
 
 class ConfigEndedOut(BaseModel):

@@ -205,5 +205,3 @@ async def delete_store(ctx: AppContext, caller: Caller, store_id: uuid.UUID) -> 
         await ctx.commit_audited(uow, ctx.event(caller, "xks.store.delete", target=store.name))
     await ctx.changes.publish("xks")
     await erase_dead_rows(ctx, KeyStore.XKS_KEYS, KeyStore.XKS_STORES)
-
-
