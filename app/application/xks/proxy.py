@@ -196,6 +196,8 @@ class XksProxy:
         if opened != probe:
             raise XksRejected(XksErrorName.INTERNAL, "the key chain failed its self-test")
         return {
+            # ekms keeps no registry of live replicas (NOTIFY has no membership): each
+            # replica answers for itself, as the spec allows (a count of at least 1).
             "xksProxyFleetSize": 1,
             "xksProxyVendor": VENDOR,
             "xksProxyModel": self._model,
