@@ -1,6 +1,7 @@
 """``ekms xks stores|keys``: the CLI against a real server (uvicorn on port 0, SQLite, the
 embedded default): a store is created with its AWS console file printed once, rotated, a key
-created, disabled and deleted, the store moved to another region; the server's refusals reach the operator."""
+created, disabled and deleted, the store moved to another region; the server's refusals reach
+the operator."""
 
 from __future__ import annotations
 
