@@ -70,7 +70,10 @@ class XksStoreView:
                 raise XksRejected(
                     XksErrorName.INVALID_STATE, "the key is in an HSM this process cannot reach"
                 )
-            material = HsmCipher(hsm, raw.decode("ascii"))
+            try:
+                material = HsmCipher(hsm, raw.decode("ascii"))
+            except UnicodeDecodeError:
+                raise XksRejected(XksErrorName.INTERNAL, "the key cannot be opened") from None
         else:
             material = ChainCipher(XksKeyMaterial(key.external_key_id, raw))
         del raw
