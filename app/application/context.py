@@ -19,6 +19,7 @@ from app.application.ports import (
     SyncLock,
     UnitOfWork,
     UnitOfWorkFactory,
+    XksHsm,
 )
 from app.application.single_flight import SingleFlight
 from app.domain.audit import AuditEvent, AuditResult
@@ -57,6 +58,8 @@ class AppContext:
     changes: ChangeFeed
     stalls: StallMeter = field(default_factory=lambda: NeverStalled())
     sync_lock: SyncLock = field(default_factory=lambda: SoleReplica())
+    # The PKCS#11 token for HSM-resident XKS keys (None: the pkcs11 provider is not set up).
+    xks_hsm: XksHsm | None = None
     # The external key sync of this process: every caller asking while it runs shares it.
     sync_runs: SingleFlight[SyncReport] = field(default_factory=lambda: SingleFlight())
 

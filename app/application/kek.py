@@ -19,12 +19,14 @@ from app.domain.values import Caller
 
 @dataclass(frozen=True, slots=True)
 class KekRotationResult:
-    """What a KEK rotation did: the old and new KEK and how many DEKs it rewrapped."""
+    """What a KEK rotation did: the old and new KEK, how many DEKs it rewrapped, and how many
+    sealed XKS values (keys and SigV4 secrets) it resealed."""
 
     old_kek_id: str
     new_kek_id: str
     new_fingerprint: str
     rewrapped_keys: int
+    resealed_xks: int = 0
 
 
 async def rotate_kek(ctx: AppContext, caller: Caller) -> KekRotationResult:
@@ -71,7 +73,7 @@ async def rotate_kek(ctx: AppContext, caller: Caller) -> KekRotationResult:
             await uow.keys.save(key)
             count += 1
         await reseal_signing_keys(ctx, uow, old_kek, new_kek)
-        await reseal_under(uow, old_kek, new_kek, ctx.rng.token_bytes)  # XKS keys, secrets
+        resealed_xks = await reseal_under(uow, old_kek, new_kek, ctx.rng.token_bytes)
         # Every DEK with material now names the new KEK: no row references the others.
         retired = [k.id for k in await uow.instance_keys.list() if k.wraps != new_id]
         for kek_id in retired:
@@ -86,6 +88,7 @@ async def rotate_kek(ctx: AppContext, caller: Caller) -> KekRotationResult:
                         "new_kek_id": str(new_id),
                         "new_fingerprint": new_kek.fingerprint,
                         "rewrapped_keys": count,
+                        "resealed_xks": resealed_xks,
                         "deleted_kek_ids": [str(k) for k in retired],
                     },
                 )
@@ -95,7 +98,7 @@ async def rotate_kek(ctx: AppContext, caller: Caller) -> KekRotationResult:
     ctx.chain.remember_kek(new_kek)
     await ctx.changes.publish("kek")
     await erase_dead_rows(ctx, KeyStore.INSTANCE_KEYS, KeyStore.MODULE_KEYS)
-    return KekRotationResult(str(old_kek.id), str(new_id), new_kek.fingerprint, count)
+    return KekRotationResult(str(old_kek.id), str(new_id), new_kek.fingerprint, count, resealed_xks)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from app.application.ports import (
     StallMeter,
     SyncLock,
     UnitOfWorkFactory,
+    XksHsm,
 )
 
 Feed = TypeVar("Feed", bound=ChangeFeed)
@@ -53,13 +54,15 @@ def wire_application(
     limits: DataPlaneLimits | None = None,
     stalls: StallMeter | None = None,
     sync_lock: SyncLock | None = None,
+    xks_hsm: XksHsm | None = None,
 ) -> Application[Feed]:
     """The key chain, the audit buffer, the use cases' context and the data plane on ``uow``,
     ``kms``, ``clock`` and ``rng``. ``changes`` builds the change feed of the key chain (the
     feed applies every change to it); ``stalls``: how long the loop running KMS calls was held
     up (``None``: KMS calls share the caller's loop); ``sync_lock``: who runs the external key
     sync among replicas (``None``: this process alone); ``audit_strict``: data-plane calls
-    answer only once their audit events are committed (``EKMS_AUDIT_MODE=strict``)."""
+    answer only once their audit events are committed (``EKMS_AUDIT_MODE=strict``);
+    ``xks_hsm``: the token of HSM-resident XKS keys (``None``: none)."""
     chain = KeyChain(uow, kms, clock, instance_id=instance_id, unavailable_grace=unavailable_grace)
     audit = AuditBuffer(uow, clock, rng, interval=audit_interval, strict=audit_strict)
     feed = changes(chain)
@@ -73,5 +76,6 @@ def wire_application(
         feed,
         stalls=stalls or NeverStalled(),
         sync_lock=sync_lock or SoleReplica(),
+        xks_hsm=xks_hsm,
     )
     return Application(ctx, CryptoService(ctx, limits=limits), feed)

@@ -29,7 +29,7 @@ from app.application.ports import (
 )
 from app.bootstrap._application import wire_application
 from app.bootstrap._errors import StartupError
-from app.bootstrap._providers import build_kms
+from app.bootstrap._providers import build_kms, build_xks_hsm
 from app.bootstrap._tokens import build_verifier
 from app.domain.errors import AlreadyExists
 from app.domain.values import SYSTEM, KmsProvider
@@ -41,6 +41,7 @@ from app.infra.db.notify import LocalReconcilingFeed, PgChangeFeed
 from app.infra.db.sync_lock import make_sync_lock
 from app.infra.db.uow import SqlaUnitOfWorkFactory
 from app.infra.kms.isolated import IsolatedKmsConnector
+from app.infra.kms.pkcs11.xks import Pkcs11XksHsm
 from app.infra.scheduler import MaintenanceScheduler
 from app.infra.settings import Settings
 from app.infra.system import SystemClock, SystemRandom
@@ -84,6 +85,7 @@ class Container:
     changes: RunningChangeFeed
     scheduler: MaintenanceScheduler
     checkpointer: Checkpointer
+    xks_hsm: Pkcs11XksHsm | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def schema_state(self) -> str:
@@ -114,6 +116,7 @@ def build_container(settings: Settings, **overrides: Unpack[Overrides]) -> Conta
     )
     clock = overrides.get("clock") or SystemClock()
     control = ControlLoop()
+    xks_hsm = build_xks_hsm(settings)
 
     def change_feed(chain: KeyChain) -> RunningChangeFeed:
         if changes is not None:
@@ -135,6 +138,7 @@ def build_container(settings: Settings, **overrides: Unpack[Overrides]) -> Conta
         limits=build_limits(settings, clock),
         stalls=control,
         sync_lock=make_sync_lock(engine),
+        xks_hsm=xks_hsm,
     )
     ctx = app.ctx
     leader = make_leader(engine)
@@ -150,7 +154,7 @@ def build_container(settings: Settings, **overrides: Unpack[Overrides]) -> Conta
         ctx, rows=settings.audit_checkpoint_rows, seconds=settings.audit_checkpoint_seconds
     )
     return Container(
-        settings, engine, ctx, app.crypto, verifier, app.changes, scheduler, checkpointer
+        settings, engine, ctx, app.crypto, verifier, app.changes, scheduler, checkpointer, xks_hsm
     )
 
 
@@ -222,6 +226,8 @@ async def running(settings: Settings, **overrides: Unpack[Overrides]) -> AsyncIt
         with contextlib.suppress(Exception):
             await container.ctx.audit.flush()
         await container.ctx.kms.aclose()
+        if container.xks_hsm is not None:
+            await container.xks_hsm.aclose()
         if container.verifier is not None:
             await container.verifier.aclose()
         await container.engine.dispose()

@@ -21,6 +21,7 @@ from app.infra.kms.kmip.connector import KmipKmsConnector, KmipSettings
 from app.infra.kms.local import open_local_kms
 from app.infra.kms.pkcs11 import Pkcs11Config, Pkcs11KmsConnector
 from app.infra.kms.pkcs11.config import resolve_pin
+from app.infra.kms.pkcs11.xks import Pkcs11XksHsm
 from app.infra.kms.routing import RoutingKmsConnector
 from app.infra.settings import Settings
 
@@ -47,18 +48,32 @@ def _local(settings: Settings) -> KmsConnector | None:
     )
 
 
-def _pkcs11(settings: Settings) -> KmsConnector | None:
+def _pkcs11_config(settings: Settings, *, read_write: bool = False) -> Pkcs11Config | None:
     if settings.pkcs11_token_label is None:
         return None
     try:
         pin = resolve_pin(settings.pkcs11_pin, settings.pkcs11_pin_file)
     except EkmsError as exc:  # no PIN, or an unreadable / too open PIN file
         raise StartupError(f"the pkcs11 provider cannot start: {exc.message}") from None
-    return Pkcs11KmsConnector(
-        Pkcs11Config(
-            token_label=settings.pkcs11_token_label, pin=pin, library=settings.pkcs11_library
-        )
+    return Pkcs11Config(
+        token_label=settings.pkcs11_token_label,
+        pin=pin,
+        library=settings.pkcs11_library,
+        read_write=read_write,
     )
+
+
+def _pkcs11(settings: Settings) -> KmsConnector | None:
+    config = _pkcs11_config(settings)
+    return None if config is None else Pkcs11KmsConnector(config)
+
+
+def build_xks_hsm(settings: Settings) -> Pkcs11XksHsm | None:
+    """HSM-resident XKS keys on the pkcs11 provider's token, when it is set up: a connector of
+    its own with a read/write session (it makes and destroys token objects; the KEK's session
+    stays read-only)."""
+    config = _pkcs11_config(settings, read_write=True)
+    return None if config is None else Pkcs11XksHsm(Pkcs11KmsConnector(config))
 
 
 def _kmip(settings: Settings) -> KmsConnector | None:

@@ -22,5 +22,6 @@ def kek_rotate(client: Client, yes: YesOpt = False) -> None:
         client.output,
         data,
         f"KEK rotated: {data['old_kek_id']} -> {data['new_kek_id']} "
-        f"(fingerprint {data['new_fingerprint']}), {data['rewrapped_keys']} key versions rewrapped",
+        f"(fingerprint {data['new_fingerprint']}), {data['rewrapped_keys']} key versions "
+        f"rewrapped, {data.get('resealed_xks', 0)} XKS keys and secrets resealed",
     )

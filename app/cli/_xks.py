@@ -100,6 +100,14 @@ def stores_remove_credential(client: Client, store_id: str, access_key_id: str) 
     done(client.output, store, f"credential {access_key_id} removed")
 
 
+@stores.command("set-region")
+@with_client
+def stores_set_region(client: Client, store_id: str, region: str) -> None:
+    """Sign-check the store's requests for another AWS region (audited)."""
+    store = client.call("PATCH", f"{STORES}/{store_id}", body={"region": region})
+    done(client.output, store, f"store {store['name']} now in {store['region']}")
+
+
 @stores.command("delete")
 @with_client
 def stores_delete(client: Client, store_id: str, yes: YesOpt = False) -> None:
@@ -115,11 +123,12 @@ def keys_list(client: Client) -> None:
         client.call("GET", KEYS)["items"],
         client.output,
         "external key store keys",
-        ["id", "store", "externalKeyId", "usage", "status"],
+        ["id", "store", "externalKeyId", "backend", "usage", "status"],
         lambda k: [
             k["id"],
             k["store_id"],
             k["external_key_id"],
+            k["backend"],
             ",".join(k["usage"]),
             styled(k["status"].lower()),
         ],
@@ -135,9 +144,13 @@ def keys_create(
     usage: UsageOpt = None,
     allow_principal: PrincipalOpt = None,
     allow_operation: OperationOpt = None,
+    backend: Annotated[
+        str, typer.Option(help="ekms (sealed under the KEK) or pkcs11 (resident in the HSM)")
+    ] = "ekms",
 ) -> None:
     """Create an AES-256 key in a store: give AWS its externalKeyId."""
     body: dict[str, Any] = {"store_id": store_id, "external_key_id": external_key_id}
+    body["backend"] = backend.lower()
     if usage:
         body["usage"] = [u.upper() for u in usage]
     body["allowed_principals"] = allow_principal or []

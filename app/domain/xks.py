@@ -70,6 +70,14 @@ class XksKeyStatus(StrEnum):
     DISABLED = "DISABLED"
 
 
+class XksKeyBackend(StrEnum):
+    """Where a key's material lives: sealed in ekms's chain, or resident in the PKCS#11 HSM
+    (generated there, non-extractable; the row holds only its object label, sealed)."""
+
+    EKMS = "ekms"
+    PKCS11 = "pkcs11"
+
+
 class XksOperation(StrEnum):
     """The four XKS API operations (what ``kmsOperation`` rules and the audit name)."""
 
@@ -118,6 +126,7 @@ class XksKey:
     allowed_operations: tuple[str, ...] = ()
     created_at: datetime | None = None
     revision: int = 0
+    backend: XksKeyBackend = XksKeyBackend.EKMS
 
     def allows(self, principal: str, kms_operation: str) -> bool:
         """The secondary authorisation on the request metadata (the spec's "Authorization")."""
@@ -157,3 +166,19 @@ def secret_binding(store_id: uuid.UUID, access_key_id: str) -> bytes:
 def key_binding(key_id: uuid.UUID) -> bytes:
     """What a sealed XKS key is bound to: its own id."""
     return b"ekms/xks-key/v1|" + key_id.bytes
+
+
+def hsm_binding(key_id: uuid.UUID) -> bytes:
+    """What the sealed HSM object label of a ``pkcs11`` key is bound to: its own id (another
+    purpose than ``key_binding``, so neither opens as the other)."""
+    return b"ekms/xks-hsm-key/v1|" + key_id.bytes
+
+
+def hsm_label(key_id: uuid.UUID) -> str:
+    """The CKA_LABEL of a ``pkcs11`` key's object in the token."""
+    return f"ekms-xks-{key_id}"
+
+
+def sealed_binding(key: XksKey) -> bytes:
+    """What ``key.sealed_key`` is bound to, by backend."""
+    return hsm_binding(key.id) if key.backend is XksKeyBackend.PKCS11 else key_binding(key.id)

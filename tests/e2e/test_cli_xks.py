@@ -1,6 +1,7 @@
 """``ekms xks stores|keys``: the CLI against a real server (uvicorn on port 0, SQLite, the
 embedded default): a store is created with its AWS console file printed once, rotated, a key
-created, disabled and deleted; the server's refusals reach the operator."""
+created, disabled and deleted, the store moved to another region; the server's refusals reach
+the operator."""
 
 from __future__ import annotations
 
@@ -47,7 +48,16 @@ async def test_stores_and_keys_through_the_cli(live_server: LiveServer) -> None:
         "--usage", "encrypt", "-o", "json", role=KEY_MANAGER,
     )  # fmt: skip
     key = json.loads(made.stdout)
-    assert key["usage"] == ["ENCRYPT"] and key["status"] == "ENABLED"
+    assert key["usage"] == ["ENCRYPT"] and key["status"] == "ENABLED" and key["backend"] == "ekms"
+    # No PKCS#11 token on this server: the HSM backend is refused, nothing is made.
+    no_hsm = await ekms(
+        live_server, "keys", "create", store["id"], "--backend", "pkcs11",
+        role=KEY_MANAGER, code=1,
+    )  # fmt: skip
+    assert "PKCS#11" in no_hsm.output
+    moved = await ekms(live_server, "stores", "set-region", store["id"], "us-west-2")
+    assert "now in us-west-2" in moved.stdout
+    await ekms(live_server, "stores", "set-region", store["id"], "mars", code=1)
     await ekms(live_server, "keys", "create", store["id"], role=ADMIN, code=1)  # wrong role
     disabled = await ekms(live_server, "keys", "disable", key["id"], role=KEY_MANAGER)
     assert "k1 disabled" in disabled.stdout

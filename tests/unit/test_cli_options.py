@@ -80,8 +80,8 @@ def test_every_admin_command_takes_url_and_token_after_its_name() -> None:
         if path not in process and not path.startswith("local-key")
     ]
     # 27 + keys external (3) + encrypt|decrypt|mac|rewrap + audit tail|verify|checkpoints
-    # + policies explain, less audit itself (a group now) + xks stores (6) and xks keys (6)
-    assert len(admin) == 49
+    # + policies explain, less audit itself (a group now) + xks stores (7) and xks keys (6)
+    assert len(admin) == 50
     for path, command in admin:
         names = {param.name for param in command.params}
         assert {"url", "token"} <= names, path

@@ -141,3 +141,49 @@ async def test_deleting_key_material_asks_the_database_to_forget_it(
     await admin.delete_store(world.ctx, ADMIN, made.id)
     assert world.db.erased[-1] == (KeyStore.XKS_KEYS, KeyStore.XKS_STORES)
     assert await admin.list_stores(world.ctx) == []
+
+
+async def test_kek_rotation_counts_resealed_xks_keys_and_secrets_apart(
+    world: World, store: tuple[Any, admin.IssuedCredential]
+) -> None:
+    from app.application.kek import rotate_kek
+
+    await admin.add_store_credential(world.ctx, ADMIN, store[0].id)  # two secrets
+    await admin.create_key(world.ctx, ADMIN, admin.KeyInput(store[0].id, "k2"))  # two keys
+    result = await rotate_kek(world.ctx, ADMIN)
+    assert result.resealed_xks == 4 and result.rewrapped_keys == 0
+    keys = await admin.list_keys(world.ctx)
+    assert len(keys) == 2 and all(str(k.kek_id) == result.new_kek_id for k in keys)
+
+
+async def test_a_store_region_change_is_checked_audited_and_changes_only_the_region(
+    world: World, store: tuple[Any, admin.IssuedCredential]
+) -> None:
+    before = await admin.get_store(world.ctx, store[0].id)
+    with pytest.raises(InvalidInput):
+        await admin.change_store_region(world.ctx, ADMIN, store[0].id, "mars")
+    with pytest.raises(NotFound):
+        await admin.change_store_region(world.ctx, ADMIN, world.ctx.rng.uuid(), "us-west-2")
+    after = await admin.change_store_region(world.ctx, ADMIN, store[0].id, "us-west-2")
+    assert after.region == "us-west-2"
+    assert (after.name, after.uri_prefix, after.credentials) == (
+        before.name,
+        before.uri_prefix,
+        before.credentials,
+    )
+    events = [e for e in world.db.committed.audit if e.action == "xks.store.region"]
+    assert [(e.details["old_region"], e.details["region"]) for e in events] == [
+        (REGION, "us-west-2")
+    ]
+
+
+async def test_a_pkcs11_key_without_a_token_is_refused_before_any_write(
+    world: World, store: tuple[Any, admin.IssuedCredential]
+) -> None:
+    from app.domain.xks import XksKeyBackend
+
+    data = admin.KeyInput(store[0].id, "hsm", backend=XksKeyBackend.PKCS11)
+    with pytest.raises(InvalidInput) as refused:
+        await admin.create_key(world.ctx, ADMIN, data)
+    assert refused.value.field == "backend"
+    assert [k.external_key_id for k in await admin.list_keys(world.ctx)] == ["k1"]

@@ -63,20 +63,23 @@ async def get_store(store_id: StoreId, ctx: Ctx, _caller: AnyAdminRole) -> XksSt
 @router.patch(
     "/stores/{store_id}",
     tags=["xks"],
-    summary="Rotate the store's SigV4 credentials: add a second one, remove the old one",
+    summary="Rotate the store's SigV4 credentials (add a second one, remove the old one), "
+    "or change its region",
     responses=problems(404, 409, _409="Two credentials already, or the last one"),
 )
 async def update_store(
     store_id: StoreId, body: XksStoreUpdate, ctx: Ctx, caller: Admin
 ) -> XksStoreOut:
     issued = None
+    if body.region is not None:
+        store = await admin.change_store_region(ctx, caller, store_id, body.region)
     if body.remove_access_key_id is not None:
         store = await admin.remove_store_credential(
             ctx, caller, store_id, body.remove_access_key_id
         )
     if body.add_credential:
         store, issued = await admin.add_store_credential(ctx, caller, store_id)
-    if body.remove_access_key_id is None and not body.add_credential:
+    if body.remove_access_key_id is None and not body.add_credential and body.region is None:
         store = await admin.get_store(ctx, store_id)
     return XksStoreOut.of(store, issued)
 
@@ -101,7 +104,7 @@ async def list_keys(ctx: Ctx, _caller: AnyAdminRole) -> XksKeyListOut:
 @router.post(
     "/keys",
     tags=["xks"],
-    summary="Create an AES-256 key in a store (generated in ekms, sealed under the KEK)",
+    summary="Create an AES-256 key in a store (sealed under the KEK, or in the PKCS#11 HSM)",
     status_code=status.HTTP_201_CREATED,
     responses=problems(404, 409, _404="No such store", _409="External key id taken, or " + _CHAIN),
 )

@@ -13,6 +13,9 @@ class KekRotationOut(BaseModel):
     new_kek_id: str
     new_fingerprint: str
     rewrapped_keys: int = Field(description="module key versions rewrapped under the new KEK")
+    resealed_xks: int = Field(
+        default=0, description="XKS keys and SigV4 secrets resealed under the new KEK"
+    )
 
     @classmethod
     def of(cls, result: KekRotationResult) -> KekRotationOut:
@@ -21,6 +24,7 @@ class KekRotationOut(BaseModel):
             new_kek_id=result.new_kek_id,
             new_fingerprint=result.new_fingerprint,
             rewrapped_keys=result.rewrapped_keys,
+            resealed_xks=result.resealed_xks,
         )
 
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from app.api.schemas.common import InputModel
 from app.application.xks.admin import IssuedCredential, KeyChanges, KeyInput, StoreInput
-from app.domain.xks import XksKey, XksKeyStatus, XksKeyUsage, XksStore
+from app.domain.xks import XksKey, XksKeyBackend, XksKeyStatus, XksKeyUsage, XksStore
 
 _RULES = Field(default=None, max_length=32)
 
@@ -29,10 +29,12 @@ class XksStoreIn(InputModel):
 
 
 class XksStoreUpdate(InputModel):
-    """Credential rotation: add a second credential, then remove the old one."""
+    """Credential rotation: add a second credential, then remove the old one; or move the
+    store to another AWS region (its requests are then signed for that one)."""
 
     add_credential: bool = False
     remove_access_key_id: str | None = Field(default=None, max_length=30)
+    region: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class XksCredentialOut(BaseModel):
@@ -85,7 +87,8 @@ class XksStoreListOut(BaseModel):
 
 
 class XksKeyIn(InputModel):
-    """An AES-256 key generated in ekms and sealed under its KEK."""
+    """An AES-256 key: generated in ekms and sealed under its KEK (``backend`` ``ekms``), or
+    generated in the PKCS#11 HSM, non-extractable, encrypting there (``pkcs11``)."""
 
     store_id: uuid.UUID
     external_key_id: str | None = Field(
@@ -99,6 +102,9 @@ class XksKeyIn(InputModel):
     )
     allowed_principals: list[str] = Field(default_factory=list, max_length=32)
     allowed_operations: list[str] = Field(default_factory=list, max_length=32)
+    backend: XksKeyBackend = Field(
+        default=XksKeyBackend.EKMS, description="`ekms` (default) or `pkcs11` (in the HSM)"
+    )
 
     def to_input(self) -> KeyInput:
         return KeyInput(
@@ -107,6 +113,7 @@ class XksKeyIn(InputModel):
             frozenset(self.usage),
             tuple(self.allowed_principals),
             tuple(self.allowed_operations),
+            self.backend,
         )
 
 
@@ -133,6 +140,7 @@ class XksKeyOut(BaseModel):
     store_id: uuid.UUID
     external_key_id: str
     key_spec: str = "AES_256"
+    backend: XksKeyBackend
     usage: list[XksKeyUsage]
     status: XksKeyStatus
     allowed_principals: list[str]
@@ -145,6 +153,7 @@ class XksKeyOut(BaseModel):
             id=key.id,
             store_id=key.store_id,
             external_key_id=key.external_key_id,
+            backend=key.backend,
             usage=sorted(key.usage),
             status=key.status,
             allowed_principals=list(key.allowed_principals),

@@ -10,7 +10,7 @@ One module per concern, every name re-exported here (``from app.application.port
   ``SyncLock`` (who runs the external key sync);
 - ``identity``: ``TokenVerifier`` and the ``VerifiedToken`` it returns;
 - ``telemetry``: ``CallMetrics``;
-- ``xks``: the external key store's repositories and ``SigV4Verifier``.
+- ``xks``: the external key store's repositories, ``SigV4Verifier`` and ``XksHsm``.
 
 Adapters live in ``app.infra`` (``AwsKms``, ``LocalKms``, ``SqlaUnitOfWork``, ``JwtVerifier``,
 ...); test doubles in ``tests/fakes.py`` (``InMemoryUnitOfWork``, ``FakeKms``, ``FakeClock``).
@@ -52,6 +52,7 @@ from app.application.ports.xks import (
     SignedRequest,
     SigV4Claim,
     SigV4Verifier,
+    XksHsm,
     XksKeyRepository,
     XksStoreRepository,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "SignedRequest",
     "SigV4Claim",
     "SigV4Verifier",
+    "XksHsm",
     "XksKeyRepository",
     "XksStoreRepository",
     "ExternalKeyRepository",

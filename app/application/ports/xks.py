@@ -79,3 +79,28 @@ class SigV4Verifier(Protocol):
         """Raise ``XksRejected(AuthenticationFailedException)`` unless the signature is the
         one ``secret`` makes over the request (compared in constant time)."""
         ...
+
+
+class XksHsm(Protocol):
+    """AES-256 keys resident in a PKCS#11 token for the XKS proxy (``Pkcs11XksHsm``). Each
+    key is one secret-key object named by its label: generated in the token (sensitive,
+    non-extractable), used there with CKM_AES_GCM, never read out. Errors are the ekms tree
+    (``ServiceUnavailable`` when the token is away, ``KeyUnavailable`` when the object is gone
+    or refuses); a ciphertext the token will not open is the one ``DecryptionFailed``."""
+
+    async def generate(self, label: str) -> None:
+        """A new AES-256 token object named ``label``."""
+        ...
+
+    async def encrypt(self, label: str, iv: bytes, plaintext: bytes, aad: bytes) -> bytes:
+        """AES-GCM in the token with this IV and AAD: the ciphertext followed by the
+        16-byte tag."""
+        ...
+
+    async def decrypt(self, label: str, iv: bytes, sealed: bytes, aad: bytes) -> bytes:
+        """The plaintext of ``sealed`` (ciphertext || tag); ``DecryptionFailed`` otherwise."""
+        ...
+
+    async def destroy(self, label: str) -> bool:
+        """Destroy the object(s) named ``label``; ``False`` if there was none."""
+        ...

@@ -1,6 +1,7 @@
-"""Admin use cases of the external key store: stores (with their SigV4 credentials and the
-rotation overlap) and their AES-256 keys. Every change is audited in its transaction and then
-published, so every replica's snapshot (which the proxy serves from) reloads.
+"""Admin use cases of the external key store: stores (with their SigV4 credentials, the
+rotation overlap and their region); their AES-256 keys are ``admin_keys``'s, re-exported.
+Every change is audited in its transaction and then published, so every replica's snapshot
+(which the proxy serves from) reloads.
 
 Secrets are generated here and shown once: the SigV4 secret in the answer to the call that
 made it, never again (it is stored sealed under the KEK).
@@ -16,28 +17,50 @@ from dataclasses import dataclass
 
 from app.application.context import AppContext
 from app.application.erasure import erase_dead_rows
-from app.application.ports import KeyStore, UnitOfWork
+from app.application.ports import KeyStore
+from app.application.xks.admin_common import load_store, serving_kek
+from app.application.xks.admin_keys import (
+    KeyChanges,
+    KeyInput,
+    create_key,
+    delete_key,
+    destroy_hsm_objects,
+    get_key,
+    list_keys,
+    update_key,
+)
 from app.domain.errors import Conflict, InvalidInput, NotFound
 from app.domain.keys import KeyEncryptionKey
 from app.domain.values import Caller
 from app.domain.xks import (
     MAX_CREDENTIALS,
     XksCredential,
-    XksKey,
-    XksKeyStatus,
-    XksKeyUsage,
     XksStore,
-    key_binding,
     secret_binding,
     valid_access_key_id,
-    valid_external_key_id,
     valid_prefix,
     valid_region,
     valid_store_name,
 )
-from app.domain.xks_crypto import XKS_KEY_SIZE
 
-MAX_RULES = 32
+__all__ = [
+    "IssuedCredential",
+    "KeyChanges",
+    "KeyInput",
+    "StoreInput",
+    "add_store_credential",
+    "change_store_region",
+    "create_key",
+    "create_store",
+    "delete_key",
+    "delete_store",
+    "get_key",
+    "get_store",
+    "list_keys",
+    "list_stores",
+    "remove_store_credential",
+    "update_key",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,27 +78,6 @@ class IssuedCredential:
     secret_access_key: str = dataclasses.field(repr=False)
 
 
-@dataclass(frozen=True, slots=True)
-class KeyInput:
-    store_id: uuid.UUID
-    external_key_id: str | None = None
-    usage: frozenset[XksKeyUsage] = frozenset(XksKeyUsage)
-    allowed_principals: tuple[str, ...] = ()
-    allowed_operations: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class KeyChanges:
-    enabled: bool | None = None
-    usage: frozenset[XksKeyUsage] | None = None
-    allowed_principals: tuple[str, ...] | None = None
-    allowed_operations: tuple[str, ...] | None = None
-
-
-async def _kek(ctx: AppContext) -> KeyEncryptionKey:
-    return ctx.chain.check_serving(await ctx.chain.snapshot(), None)
-
-
 def _credential(
     ctx: AppContext, kek: KeyEncryptionKey, store_id: uuid.UUID
 ) -> tuple[XksCredential, IssuedCredential]:
@@ -89,20 +91,6 @@ def _credential(
     return credential, IssuedCredential(access_key_id, secret)
 
 
-async def _store(uow: UnitOfWork, store_id: uuid.UUID) -> XksStore:
-    store = await uow.xks_stores.get(store_id)
-    if store is None:
-        raise NotFound(f"XKS store {store_id} does not exist")
-    return store
-
-
-async def _key(uow: UnitOfWork, key_id: uuid.UUID) -> XksKey:
-    key = await uow.xks_keys.get(key_id)
-    if key is None:
-        raise NotFound(f"XKS key {key_id} does not exist")
-    return key
-
-
 async def list_stores(ctx: AppContext) -> Sequence[XksStore]:
     async with ctx.uow() as uow:
         return await uow.xks_stores.list()
@@ -110,7 +98,7 @@ async def list_stores(ctx: AppContext) -> Sequence[XksStore]:
 
 async def get_store(ctx: AppContext, store_id: uuid.UUID) -> XksStore:
     async with ctx.uow() as uow:
-        return await _store(uow, store_id)
+        return await load_store(uow, store_id)
 
 
 async def create_store(
@@ -126,7 +114,7 @@ async def create_store(
         )
     if not valid_region(data.region):
         raise InvalidInput("region: an AWS region such as eu-west-1", field="region")
-    kek = await _kek(ctx)
+    kek = await serving_kek(ctx)
     store_id = ctx.rng.uuid()
     credential, issued = _credential(ctx, kek, store_id)
     store = XksStore(
@@ -143,9 +131,9 @@ async def add_store_credential(
     ctx: AppContext, caller: Caller, store_id: uuid.UUID
 ) -> tuple[XksStore, IssuedCredential]:
     """A second credential, accepted alongside the first until one is removed (rotation)."""
-    kek = await _kek(ctx)
+    kek = await serving_kek(ctx)
     async with ctx.uow() as uow:
-        store = await _store(uow, store_id)
+        store = await load_store(uow, store_id)
         if len(store.credentials) >= MAX_CREDENTIALS:
             raise Conflict("the store has two credentials: remove one first")
         credential, issued = _credential(ctx, kek, store.id)
@@ -168,7 +156,7 @@ async def remove_store_credential(
     if not valid_access_key_id(access_key_id):
         raise InvalidInput("not an access key id", field="remove_access_key_id")
     async with ctx.uow() as uow:
-        store = await _store(uow, store_id)
+        store = await load_store(uow, store_id)
         kept = tuple(c for c in store.credentials if c.access_key_id != access_key_id)
         if len(kept) == len(store.credentials):
             raise NotFound("the store has no credential with that access key id")
@@ -188,95 +176,32 @@ async def remove_store_credential(
     return store
 
 
-async def delete_store(ctx: AppContext, caller: Caller, store_id: uuid.UUID) -> None:
-    """The store and every key of it (their material is gone for good)."""
+async def change_store_region(
+    ctx: AppContext, caller: Caller, store_id: uuid.UUID, region: str
+) -> XksStore:
+    """The AWS region the store's requests are signed for (a store moved with its AWS key
+    store); calls signed for the old region fail authentication from then on."""
+    if not valid_region(region):
+        raise InvalidInput("region: an AWS region such as eu-west-1", field="region")
     async with ctx.uow() as uow:
-        store = await _store(uow, store_id)
+        store = await load_store(uow, store_id)
+        old, store.region = store.region, region
+        await uow.xks_stores.save(store)
+        details: dict[str, object] = {"old_region": old, "region": region}
+        event = ctx.event(caller, "xks.store.region", target=store.name, details=details)
+        await ctx.commit_audited(uow, event)
+    await ctx.changes.publish("xks")
+    return store
+
+
+async def delete_store(ctx: AppContext, caller: Caller, store_id: uuid.UUID) -> None:
+    """The store and every key of it (their material is gone for good: HSM objects too)."""
+    async with ctx.uow() as uow:
+        store = await load_store(uow, store_id)
+        keys = [k for k in await uow.xks_keys.list() if k.store_id == store_id]
+    await destroy_hsm_objects(ctx, keys)
+    async with ctx.uow() as uow:
         await uow.xks_stores.delete(store_id)
         await ctx.commit_audited(uow, ctx.event(caller, "xks.store.delete", target=store.name))
     await ctx.changes.publish("xks")
     await erase_dead_rows(ctx, KeyStore.XKS_KEYS, KeyStore.XKS_STORES)
-
-
-def _check_rules(principals: Sequence[str], operations: Sequence[str]) -> None:
-    for name, values in (("allowed_principals", principals), ("allowed_operations", operations)):
-        if len(values) > MAX_RULES or any(not v or len(v) > 2048 for v in values):
-            raise InvalidInput(f"{name}: at most {MAX_RULES} non-empty strings", field=name)
-
-
-async def list_keys(ctx: AppContext) -> Sequence[XksKey]:
-    async with ctx.uow() as uow:
-        return await uow.xks_keys.list()
-
-
-async def get_key(ctx: AppContext, key_id: uuid.UUID) -> XksKey:
-    async with ctx.uow() as uow:
-        return await _key(uow, key_id)
-
-
-async def create_key(ctx: AppContext, caller: Caller, data: KeyInput) -> XksKey:
-    """A new AES-256 key, generated here and sealed under the KEK."""
-    key_id = ctx.rng.uuid()
-    external_key_id = data.external_key_id or str(key_id)
-    if not valid_external_key_id(external_key_id):
-        raise InvalidInput("external_key_id: 1-128 of A-Z, a-z, 0-9, '.', '-', '_'")
-    if not data.usage:
-        raise InvalidInput("usage: ENCRYPT, DECRYPT or both", field="usage")
-    _check_rules(data.allowed_principals, data.allowed_operations)
-    kek = await _kek(ctx)
-    raw = ctx.rng.token_bytes(XKS_KEY_SIZE)
-    sealed = kek.seal(raw, key_binding(key_id), ctx.rng.token_bytes(12))
-    del raw
-    key = XksKey(
-        id=key_id,
-        store_id=data.store_id,
-        external_key_id=external_key_id,
-        usage=data.usage,
-        status=XksKeyStatus.ENABLED,
-        sealed_key=sealed,
-        kek_id=kek.id,
-        allowed_principals=data.allowed_principals,
-        allowed_operations=data.allowed_operations,
-        created_at=ctx.clock.now(),
-    )
-    async with ctx.uow() as uow:
-        store = await _store(uow, data.store_id)
-        await uow.xks_keys.add(key)
-        target = f"{store.name}/{external_key_id}"
-        await ctx.commit_audited(uow, ctx.event(caller, "xks.key.create", target=target))
-    await ctx.changes.publish("xks")
-    return key
-
-
-async def update_key(
-    ctx: AppContext, caller: Caller, key_id: uuid.UUID, changes: KeyChanges
-) -> XksKey:
-    async with ctx.uow() as uow:
-        key = await _key(uow, key_id)
-        if changes.enabled is not None:
-            key.status = XksKeyStatus.ENABLED if changes.enabled else XksKeyStatus.DISABLED
-        if changes.usage is not None:
-            if not changes.usage:
-                raise InvalidInput("usage: ENCRYPT, DECRYPT or both", field="usage")
-            key.usage = changes.usage
-        if changes.allowed_principals is not None:
-            key.allowed_principals = changes.allowed_principals
-        if changes.allowed_operations is not None:
-            key.allowed_operations = changes.allowed_operations
-        _check_rules(key.allowed_principals, key.allowed_operations)
-        await uow.xks_keys.save(key)
-        details: dict[str, object] = {"status": key.status.value, "usage": sorted(key.usage)}
-        event = ctx.event(caller, "xks.key.update", target=key.external_key_id, details=details)
-        await ctx.commit_audited(uow, event)
-    await ctx.changes.publish("xks")
-    return key
-
-
-async def delete_key(ctx: AppContext, caller: Caller, key_id: uuid.UUID) -> None:
-    async with ctx.uow() as uow:
-        key = await _key(uow, key_id)
-        await uow.xks_keys.delete(key_id)
-        event = ctx.event(caller, "xks.key.delete", target=key.external_key_id)
-        await ctx.commit_audited(uow, event)
-    await ctx.changes.publish("xks")
-    await erase_dead_rows(ctx, KeyStore.XKS_KEYS)  # a deleted key's material is gone for good

@@ -7,15 +7,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from app.application.ports import XksHsm
+from app.application.xks.ciphers import ChainCipher, HsmCipher, XksCipher
 from app.domain.errors import DecryptionFailed
 from app.domain.keys import KeyEncryptionKey
 from app.domain.xks import (
     XksCredential,
     XksErrorName,
     XksKey,
+    XksKeyBackend,
     XksRejected,
     XksStore,
-    key_binding,
+    sealed_binding,
     secret_binding,
 )
 from app.domain.xks_crypto import XksKeyMaterial
@@ -31,7 +34,7 @@ class XksStoreView:
     store: XksStore
     keys: dict[str, XksKey]  # by external key id
     secrets: dict[str, str] = field(default_factory=dict, repr=False)  # by access key id
-    materials: dict[str, XksKeyMaterial] = field(default_factory=dict, repr=False)
+    materials: dict[str, XksCipher] = field(default_factory=dict, repr=False)
 
     def secret(self, kek: KeyEncryptionKey, credential: XksCredential) -> str:
         cached = self.secrets.get(credential.access_key_id)
@@ -49,17 +52,30 @@ class XksStoreView:
         self.secrets[credential.access_key_id] = secret
         return secret
 
-    def material(self, kek: KeyEncryptionKey, key: XksKey) -> XksKeyMaterial:
+    def material(self, kek: KeyEncryptionKey, key: XksKey, hsm: XksHsm | None) -> XksCipher:
+        """The key's cipher: its AES key unsealed here, or (``pkcs11``) its HSM object, whose
+        label is sealed under the KEK too, so such a key also stops with the chain."""
         cached = self.materials.get(key.external_key_id)
         if cached is not None:
             return cached
         if key.kek_id != kek.id:
             raise _lost()
         try:
-            raw = kek.unseal(key.sealed_key, key_binding(key.id))
+            raw = kek.unseal(key.sealed_key, sealed_binding(key))
         except DecryptionFailed:
             raise XksRejected(XksErrorName.INTERNAL, "the key cannot be opened") from None
-        material = XksKeyMaterial(key.external_key_id, raw)
+        material: XksCipher
+        if key.backend is XksKeyBackend.PKCS11:
+            if hsm is None:
+                raise XksRejected(
+                    XksErrorName.INVALID_STATE, "the key is in an HSM this process cannot reach"
+                )
+            try:
+                material = HsmCipher(hsm, raw.decode("ascii"))
+            except UnicodeDecodeError:
+                raise XksRejected(XksErrorName.INTERNAL, "the key cannot be opened") from None
+        else:
+            material = ChainCipher(XksKeyMaterial(key.external_key_id, raw))
         del raw
         self.materials[key.external_key_id] = material
         return material

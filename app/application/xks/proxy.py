@@ -94,7 +94,7 @@ class XksProxy:
             if call.external_key_id is not None:
                 target += f"/{call.external_key_id}"
             data, meta = m.parse_body(call.request.body, call.operation)
-            answer = self._serve(served, call, data, meta)
+            answer = await self._serve(served, call, data, meta)
         except XksRejected as exc:
             self._audit(call, meta, target, exc.name)
             raise
@@ -152,7 +152,7 @@ class XksProxy:
 
     # --- the operations ---------------------------------------------------------------------
 
-    def _serve(
+    async def _serve(
         self, served: _Served, call: XksCall, data: dict[str, Any], meta: m.RequestMetadata
     ) -> dict[str, Any]:
         if call.operation is XksOperation.HEALTH:
@@ -169,15 +169,15 @@ class XksProxy:
         if call.operation is XksOperation.ENCRYPT:
             request = m.parse_encrypt(data)
             self._require_usage(key, XksKeyUsage.ENCRYPT)
-            return self._encrypt(served, key, request)
+            return await self._encrypt(served, key, request)
         request_d = m.parse_decrypt(data)
         self._require_usage(key, XksKeyUsage.DECRYPT)
-        material = served.view.material(served.kek, key)
+        material = served.view.material(served.kek, key, self._ctx.xks_hsm)
         sealed = XksCiphertext(
             request_d.ciphertext, request_d.iv, request_d.tag, request_d.metadata or b""
         )
         try:
-            plaintext = material.decrypt(sealed, request_d.aad)
+            plaintext = await material.decrypt(sealed, request_d.aad)
         except DecryptionFailed:
             raise XksRejected(
                 XksErrorName.INVALID_CIPHERTEXT,
@@ -196,6 +196,8 @@ class XksProxy:
         if opened != probe:
             raise XksRejected(XksErrorName.INTERNAL, "the key chain failed its self-test")
         return {
+            # ekms keeps no registry of live replicas (NOTIFY has no membership): each
+            # replica answers for itself, as the spec allows (a count of at least 1).
             "xksProxyFleetSize": 1,
             "xksProxyVendor": VENDOR,
             "xksProxyModel": self._model,
@@ -227,9 +229,12 @@ class XksProxy:
                 XksErrorName.INVALID_KEY_USAGE, f"the key does not allow {usage.value}"
             )
 
-    def _encrypt(self, served: _Served, key: XksKey, request: m.EncryptRequest) -> dict[str, Any]:
-        material = served.view.material(served.kek, key)
-        out = material.encrypt(request.plaintext, request.aad, self._ctx.rng.token_bytes(IV_SIZE))
+    async def _encrypt(
+        self, served: _Served, key: XksKey, request: m.EncryptRequest
+    ) -> dict[str, Any]:
+        material = served.view.material(served.kek, key, self._ctx.xks_hsm)
+        iv = self._ctx.rng.token_bytes(IV_SIZE)
+        out = await material.encrypt(request.plaintext, request.aad, iv)
         answer = {
             "ciphertext": m.b64(out.ciphertext),
             "ciphertextMetadata": m.b64(out.metadata),
@@ -240,7 +245,7 @@ class XksProxy:
             # Appendix C: the CDIV first, then the round trip it vouches for.
             cdiv = cdiv_sha256(request.aad, out)
             try:
-                material.decrypt(out, request.aad)
+                await material.decrypt(out, request.aad)
             except DecryptionFailed:
                 raise XksRejected(XksErrorName.INTERNAL, "the encryption did not verify") from None
             answer["ciphertextDataIntegrityValue"] = m.b64(cdiv)

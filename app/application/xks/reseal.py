@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from app.application.ports import UnitOfWork
 from app.domain.keys import KeyEncryptionKey
-from app.domain.xks import XksCredential, key_binding, secret_binding
+from app.domain.xks import XksCredential, sealed_binding, secret_binding
 
 NonceSource = Callable[[int], bytes]
 
@@ -16,11 +16,13 @@ async def reseal_under(
     uow: UnitOfWork, old: KeyEncryptionKey, new: KeyEncryptionKey, nonce: NonceSource
 ) -> int:
     """KEK rotation: every XKS key and SigV4 secret resealed from ``old`` to ``new`` in the
-    rotation's transaction. Returns how many were resealed."""
+    rotation's transaction (an HSM-resident key's sealed object label too: its AES key stays
+    in the token). Returns how many sealed values were resealed: keys plus secrets."""
     count = 0
     for key in await uow.xks_keys.list():
-        raw = old.unseal(key.sealed_key, key_binding(key.id))
-        key.sealed_key, key.kek_id = new.seal(raw, key_binding(key.id), nonce(12)), new.id
+        binding = sealed_binding(key)
+        raw = old.unseal(key.sealed_key, binding)
+        key.sealed_key, key.kek_id = new.seal(raw, binding, nonce(12)), new.id
         del raw
         await uow.xks_keys.save(key)
         count += 1

@@ -4,7 +4,9 @@
   JSON list of ``{access_key_id, sealed_secret (base64 of the KEK-sealed secret), kek_id,
   created_at}`` (one or two: the rotation overlap);
 - ``xks_keys``: AES-256 keys, the material sealed under the KEK (``sealed_key``, ``kek_id``);
-  ``external_key_id`` unique within its store; deleted with their store.
+  ``external_key_id`` unique within its store; deleted with their store. ``backend``: ``ekms``
+  (``sealed_key`` is the AES key) or ``pkcs11`` (the key is an HSM object; ``sealed_key`` is
+  its label, sealed under the KEK with its own binding). Added by 0015.
 """
 
 from __future__ import annotations
@@ -42,5 +44,6 @@ xks_keys = Table(
     Column("allowed_operations", json_type(), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     revision_column(),
+    Column("backend", String(ENUM), nullable=False, server_default="ekms"),
     UniqueConstraint("store_id", "external_key_id"),
 )

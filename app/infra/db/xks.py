@@ -14,7 +14,14 @@ from typing import Any
 from sqlalchemy import RowMapping, delete, select
 
 from app.domain.errors import AlreadyExists
-from app.domain.xks import XksCredential, XksKey, XksKeyStatus, XksKeyUsage, XksStore
+from app.domain.xks import (
+    XksCredential,
+    XksKey,
+    XksKeyBackend,
+    XksKeyStatus,
+    XksKeyUsage,
+    XksStore,
+)
 from app.infra.db._base import SqlRepository
 from app.infra.db.tables_xks import xks_keys as _k
 from app.infra.db.tables_xks import xks_stores as _s
@@ -73,6 +80,7 @@ def _key_values(k: XksKey) -> dict[str, Any]:
         "allowed_principals": list(k.allowed_principals),
         "allowed_operations": list(k.allowed_operations),
         "created_at": k.created_at,
+        "backend": k.backend.value,
     }
 
 
@@ -89,6 +97,7 @@ def _key(r: RowMapping) -> XksKey:
         allowed_operations=tuple(r["allowed_operations"]),
         created_at=r["created_at"],
         revision=r["revision"],
+        backend=XksKeyBackend(r["backend"]),
     )
 
 

@@ -29,6 +29,9 @@ class Pkcs11Config:
     pin: SecretStr = field(repr=False)
     library: str = DEFAULT_LIBRARY
     call_timeout: float = 5.0
+    # A read/write session (C_OpenSession with CKF_RW_SESSION): only the XKS keys' connector
+    # needs one, to generate and destroy token objects; the KEK's stays read-only.
+    read_write: bool = False
 
     def __post_init__(self) -> None:
         if not self.library:

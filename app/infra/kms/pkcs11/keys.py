@@ -29,7 +29,7 @@ from app.infra.kms.pkcs11 import blob
 
 _READ = [Attribute.ID, Attribute.KEY_TYPE, Attribute.ENCRYPT, Attribute.DECRYPT]
 # What a token answers for a GCM tag or ciphertext it will not open (SoftHSM2: GeneralError).
-_BAD_CIPHERTEXT = (
+BAD_CIPHERTEXT = (
     p11.GeneralError,
     p11.FunctionFailed,
     p11.EncryptedDataInvalid,
@@ -102,7 +102,7 @@ def wrap(
     header = blob.WrappedBlob(key_id=version.key_id, iv=iv, sealed=b"").header
     params = pkcs11.GCMParams(iv, blob.aad(header, label, context), blob.TAG_BITS)
     sealed = handle.encrypt(key_to_wrap, mechanism=Mechanism.AES_GCM, mechanism_param=params)
-    wrapped = blob.WrappedBlob(key_id=version.key_id, iv=iv, sealed=_joined(sealed))
+    wrapped = blob.WrappedBlob(key_id=version.key_id, iv=iv, sealed=joined(sealed))
     return wrapped.encode(), object_uri(session, label, version.key_id)
 
 
@@ -126,9 +126,9 @@ def unwrap(
     params = pkcs11.GCMParams(wrapped.iv, blob.aad(wrapped.header, label, context), blob.TAG_BITS)
     try:
         plain = handle.decrypt(wrapped.sealed, mechanism=Mechanism.AES_GCM, mechanism_param=params)
-    except _BAD_CIPHERTEXT as exc:
+    except BAD_CIPHERTEXT as exc:
         raise DecryptionFailed() from exc
-    return _joined(plain)
+    return joined(plain)
 
 
 def object_uri(session: pkcs11.Session, label: str, key_id: bytes) -> str:
@@ -160,6 +160,6 @@ def _check_value(obj: pkcs11.Object) -> bytes | None:
     return bytes(value) if value else None
 
 
-def _joined(result: bytes | Iterator[bytes]) -> bytes:
+def joined(result: bytes | Iterator[bytes]) -> bytes:
     """python-pkcs11 returns bytes for bytes in (an iterator only for chunked input)."""
     return result if isinstance(result, bytes) else b"".join(result)

@@ -98,7 +98,9 @@ class SessionPool:
         token = lib.get_token(token_label=self._config.token_label)
         try:
             self.logins += 1
-            session = token.open(user_pin=self._config.pin.get_secret_value())
+            session = token.open(
+                rw=self._config.read_write, user_pin=self._config.pin.get_secret_value()
+            )
         except PIN_REFUSED as exc:
             self._pin_refused = type(exc)
             raise
@@ -106,7 +108,7 @@ class SessionPool:
             # Another part of this process is logged in to the token, and sessions share the
             # login. (The session python-pkcs11 opened before C_Login failed stays open until
             # C_Finalize.)
-            session = token.open()
+            session = token.open(rw=self._config.read_write)
         self._session = session
         self.sessions_opened += 1
         log.info(
