@@ -65,3 +65,23 @@ async def test_a_version_names_the_kek_it_is_wrapped_under_local_or_external(
     async with uow_factory() as uow:
         moved = await uow.keys.get(module.id, 1)
         assert moved is not None and not moved.local_wrap and moved.kek_id == ekek.id
+
+
+async def test_a_replace_overwrites_the_row_it_names_and_no_other(
+    uow_factory: SqlaUnitOfWorkFactory,
+) -> None:
+    first, second, third = _local_kek(), _local_kek(), _local_kek()
+    async with uow_factory() as uow:
+        await uow.local_keks.add(first)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.local_keks.get(share=True) == first
+        await uow.local_keks.replace(first.id, second)  # a rotation
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await uow.local_keks.get() == second
+        with pytest.raises(Conflict) as err:
+            await uow.local_keks.replace(first.id, third)  # a rotation that read the old one
+        assert err.value.reason is Reason.CONCURRENT_UPDATE
+    async with uow_factory() as uow:
+        assert await uow.local_keks.get() == second
