@@ -1,4 +1,5 @@
-"""Rotating the local KEK: a new one (under its protector), every DEK of the modules with
+"""Rotating the local KEK: a new one (under the protector configured now, so a rotation also
+moves it to a new ``EKMS_LOCAL_KEK_PROVIDER``), every DEK of the modules with
 ``external_wrap=false`` rewrapped under it, and the old one overwritten, in one transaction.
 
 The same discipline as the external KEK's rotation (``app/application/kek``): a crash (kill -9)
@@ -37,7 +38,8 @@ async def rotate_local_kek(ctx: AppContext, caller: Caller) -> KekRotationResult
     ever had ``external_wrap=false``) or its protector cannot unwrap it; ``InvalidInput`` when
     this process has no protector for it."""
     old = ctx.chain.local_kek(await ctx.chain.snapshot())
-    row, new = await mint_local_kek(ctx.kms, ctx.rng, ctx.chain.instance_id, ctx.clock.now())
+    now = ctx.clock.now()
+    row, new = await mint_local_kek(ctx.kms, ctx.rng, ctx.chain.instance_id, now, ctx.local_kek_ref)
     count = 0
     async with ctx.uow() as uow:
         await uow.local_keks.replace(old.id, row)  # locks it: DEK writers wait, or we wait
@@ -57,6 +59,7 @@ async def rotate_local_kek(ctx: AppContext, caller: Caller) -> KekRotationResult
             "new_kek_id": str(new.id),
             "new_fingerprint": new.fingerprint,
             "rewrapped_keys": count,
+            "protector": ctx.local_kek_ref.provider.value,
         }
         await uow.audit.append([ctx.event(caller, "local_kek.rotate", details=details)])
         await uow.commit()

@@ -40,7 +40,9 @@ async def ensure_local_kek(ctx: AppContext, caller: Caller) -> KeyEncryptionKey:
     async with ctx.uow() as uow:
         existing = await uow.local_keks.get()
     if existing is None:
-        row, kek = await mint_local_kek(ctx.kms, ctx.rng, ctx.chain.instance_id, ctx.clock.now())
+        row, kek = await mint_local_kek(
+            ctx.kms, ctx.rng, ctx.chain.instance_id, ctx.clock.now(), ctx.local_kek_ref
+        )
         try:
             async with ctx.uow() as uow:
                 await uow.local_keks.add(row)

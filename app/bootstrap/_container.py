@@ -29,7 +29,7 @@ from app.application.ports import (
 )
 from app.bootstrap._application import wire_application
 from app.bootstrap._errors import StartupError
-from app.bootstrap._providers import build_kms
+from app.bootstrap._providers import build_kms, local_kek_ref
 from app.bootstrap._tokens import build_verifier
 from app.domain.errors import AlreadyExists
 from app.domain.values import SYSTEM, KmsProvider
@@ -132,6 +132,7 @@ def build_container(settings: Settings, **overrides: Unpack[Overrides]) -> Conta
         limits=build_limits(settings, clock),
         stalls=control,
         sync_lock=make_sync_lock(engine),
+        local_kek_ref=local_kek_ref(settings),
     )
     ctx = app.ctx
     leader = make_leader(engine)
