@@ -1,5 +1,6 @@
 """The local KEK protected by a provider of the operator's choice (``EKMS_LOCAL_KEK_PROVIDER``):
-a real SoftHSM2 token, no local root key in the process at all, Postgres."""
+a real SoftHSM2 token, and PyKMIP's real server, no local root key in the process at all,
+Postgres."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from app.domain.local_kek import PROTECTOR, PROTECTOR_KEY
 from app.domain.values import AccessResult, KmsProvider, Operation, TargetType
 from app.infra.settings import Settings
 from tests.chain_support import ADMIN, APP, node_settings, open_module
+from tests.fixtures.kmip import KmipAdmin, KmipServer
 from tests.fixtures.pkcs11 import HsmAdmin, SoftHsmToken
 
 LOCAL = Target(module="global.catalog")
@@ -73,6 +75,42 @@ async def test_the_local_kek_under_an_hsm_key_serves_rotates_and_stops_with_that
         with pytest.raises(KeyUnavailable) as err:
             await node.crypto.decrypt(APP, Item(LOCAL, sku))
         assert err.value.reason is Reason.LOCAL_KEK_UNAVAILABLE
+
+
+async def test_the_local_kek_under_a_kmip_key_serves_and_rotates_across_restarts(
+    pg_url: str, kmip_server: KmipServer, kmip_admin: KmipAdmin, kmip_key: str, tmp_path: Path
+) -> None:
+    protector = kmip_admin.create()
+    settings = node_settings(
+        pg_url,
+        tmp_path,
+        secret="z" * 40,
+        kms_provider="kmip",
+        kmip_host=kmip_server.host,
+        kmip_port=kmip_server.port,
+        kmip_cert_file=kmip_server.pki.client_cert,
+        kmip_key_file=kmip_server.pki.client_key,
+        kmip_ca_file=kmip_server.pki.ca,
+        local_kek_provider="kmip",
+        local_kek_key_id=protector,
+    )
+    async with running(settings) as node:
+        await open_module(node.ctx, KmsProvider.KMIP, kmip_key, EXTERNAL.module or "")
+        await create_module(node.ctx, ADMIN, ModuleInput("global.catalog", external_wrap=False))
+        grant = PolicyInput(TargetType.ROLE, "svc", frozenset(Operation), AccessResult.TRACK)
+        await create_policy(node.ctx, ADMIN, "global.catalog", grant)
+        sku = (await node.crypto.encrypt(APP, Item(LOCAL, b"sku 7"))).data
+        assert sku is not None
+        async with node.ctx.uow() as uow:
+            row = await uow.local_keks.get()
+        assert row is not None and row.encryption_context[PROTECTOR_KEY] == protector
+        kmip_admin.revoke(kmip_key)  # the customer revokes the external key: not this module
+        assert (await node.crypto.decrypt(APP, Item(LOCAL, sku))).data == b"sku 7"
+    async with running(settings) as node:  # a restart unwraps it through the KMIP server
+        assert (await node.crypto.decrypt(APP, Item(LOCAL, sku))).data == b"sku 7"
+        assert (await rotate_local_kek(node.ctx, ADMIN)).rewrapped_keys == 1
+    async with running(settings) as node:
+        assert (await node.crypto.decrypt(APP, Item(LOCAL, sku))).data == b"sku 7"
 
 
 def test_a_protector_without_its_key_or_its_provider_does_not_start(tmp_path: Path) -> None:
