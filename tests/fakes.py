@@ -443,13 +443,18 @@ class InMemoryLocalKeyRepository:
     def __init__(self, store: Store) -> None:
         self.s = store
 
-    async def get(self) -> Any:
+    async def get(self, *, share: bool = False) -> Any:
         return copy.deepcopy(self.s.local_kek)
 
     async def add(self, key: Any) -> None:
         if self.s.local_kek is not None:
             raise Conflict("the local KEK exists", reason=Reason.CONCURRENT_UPDATE)
         self.s.local_kek = copy.deepcopy(key)
+
+    async def replace(self, old_id: Any, new: Any) -> None:
+        if self.s.local_kek is None or self.s.local_kek.id != old_id:
+            raise Conflict("the local KEK changed", reason=Reason.CONCURRENT_UPDATE)
+        self.s.local_kek = copy.deepcopy(new)
 
 
 class InMemoryUnitOfWork:

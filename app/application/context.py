@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING
 
 from app.application.audit import AuditBuffer
 from app.application.keychain import KeyChain
+from app.application.local_kek import LOCAL_KEK_REF
 from app.application.ports import (
     ChangeFeed,
     Clock,
+    ExternalKeyRef,
     KmsConnector,
     RandomSource,
     StallMark,
@@ -62,6 +64,8 @@ class AppContext:
     xks_hsm: XksHsm | None = None
     # The external key sync of this process: every caller asking while it runs shares it.
     sync_runs: SingleFlight[SyncReport] = field(default_factory=lambda: SingleFlight())
+    # What wraps a new local KEK (EKMS_LOCAL_KEK_PROVIDER): the local root key by default.
+    local_kek_ref: ExternalKeyRef = LOCAL_KEK_REF
 
     def event(
         self,

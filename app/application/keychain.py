@@ -17,11 +17,11 @@ from datetime import timedelta
 
 import structlog
 
+from app.application.keychain_read import read_chain
 from app.application.local_kek import unwrap_local_kek
-from app.application.lookups import key_ref, load_keys, load_wraps
+from app.application.lookups import key_ref
 from app.application.ports import Clock, KmsConnector, UnitOfWorkFactory
 from app.application.snapshot import ModuleView, Snapshot
-from app.application.xks.directory import XksDirectory
 from app.domain.ekms_config import ExternalInstanceKey, ExternalKmsConfig
 from app.domain.errors import (
     DecryptionFailed,
@@ -128,18 +128,16 @@ class KeyChain:
 
     async def _load(self) -> Snapshot:
         self.loads += 1
-        async with self._uow_factory() as uow:
-            config = await uow.config.get()
-            ekek = await uow.instance_keys.get_active()
-            local_row = await uow.local_keks.get()
-            keys = await load_keys(uow, config) if config is not None else []
-            wraps = await load_wraps(uow, keys, ekek)
-            modules = await uow.modules.list()
-            keys_versions = await uow.keys.list_all()
-            policies = await uow.policies.list_all()
-            fields = await uow.fields.list()
-            alerts = await uow.status.open_alerts()
-            xks = XksDirectory.of(await uow.xks_stores.list(), await uow.xks_keys.list())
+        rows = await read_chain(self._uow_factory)
+        config, ekek, local_row, keys, wraps = (
+            rows.config,
+            rows.ekek,
+            rows.local_row,
+            rows.keys,
+            rows.wraps,
+        )
+        modules, keys_versions, policies = rows.modules, rows.keys_versions, rows.policies
+        fields, alerts, xks = rows.fields, rows.alerts, rows.xks
         kek, kek_error, fail_closed_at = await self._kek_for(config, ekek, keys, wraps)
         local_kek, local_error = None, None
         if local_row is not None:

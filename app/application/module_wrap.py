@@ -40,7 +40,9 @@ async def ensure_local_kek(ctx: AppContext, caller: Caller) -> KeyEncryptionKey:
     async with ctx.uow() as uow:
         existing = await uow.local_keks.get()
     if existing is None:
-        row, kek = await mint_local_kek(ctx.kms, ctx.rng, ctx.chain.instance_id, ctx.clock.now())
+        row, kek = await mint_local_kek(
+            ctx.kms, ctx.rng, ctx.chain.instance_id, ctx.clock.now(), ctx.local_kek_ref
+        )
         try:
             async with ctx.uow() as uow:
                 await uow.local_keks.add(row)
@@ -69,7 +71,7 @@ async def check_wrapping(uow: UnitOfWork, module: CryptoModule, kek: KeyEncrypti
         if active is None or active.id != kek.id:
             raise _moved_meanwhile()
     else:
-        local = await uow.local_keks.get()
+        local = await uow.local_keks.get(share=True)  # a local KEK rotation waits for us
         if local is None or local.id != kek.id:
             raise _moved_meanwhile()
     await uow.modules.save(module)
@@ -121,6 +123,9 @@ async def rewrap_module_keys(
         active = await uow.instance_keys.get_active()
         if active is None or active.id != move.target.id:
             raise _moved_meanwhile()
+    local = await uow.local_keks.get(share=True)  # a local KEK rotation waits for us
+    if local is None or local.id != (move.source if move.to_external else move.target).id:
+        raise _moved_meanwhile()
     count = 0
     for key in await uow.keys.list_for_module(module.id):
         if key.wrapped_dek is None:

@@ -16,9 +16,11 @@ from app.application.context import AppContext, NeverStalled, SoleReplica
 from app.application.crypto import CryptoService
 from app.application.keychain import KeyChain
 from app.application.limits import DataPlaneLimits
+from app.application.local_kek import LOCAL_KEK_REF
 from app.application.ports import (
     ChangeFeed,
     Clock,
+    ExternalKeyRef,
     KmsConnector,
     RandomSource,
     StallMeter,
@@ -55,6 +57,7 @@ def wire_application(
     stalls: StallMeter | None = None,
     sync_lock: SyncLock | None = None,
     xks_hsm: XksHsm | None = None,
+    local_kek_ref: ExternalKeyRef = LOCAL_KEK_REF,
 ) -> Application[Feed]:
     """The key chain, the audit buffer, the use cases' context and the data plane on ``uow``,
     ``kms``, ``clock`` and ``rng``. ``changes`` builds the change feed of the key chain (the
@@ -77,5 +80,6 @@ def wire_application(
         stalls=stalls or NeverStalled(),
         sync_lock=sync_lock or SoleReplica(),
         xks_hsm=xks_hsm,
+        local_kek_ref=local_kek_ref,
     )
     return Application(ctx, CryptoService(ctx, limits=limits), feed)

@@ -29,7 +29,7 @@ from app.application.ports import (
 )
 from app.bootstrap._application import wire_application
 from app.bootstrap._errors import StartupError
-from app.bootstrap._providers import build_kms, build_xks_hsm
+from app.bootstrap._providers import build_kms, build_xks_hsm, local_kek_ref
 from app.bootstrap._tokens import build_verifier
 from app.domain.errors import AlreadyExists
 from app.domain.values import SYSTEM, KmsProvider
@@ -139,6 +139,7 @@ def build_container(settings: Settings, **overrides: Unpack[Overrides]) -> Conta
         stalls=control,
         sync_lock=make_sync_lock(engine),
         xks_hsm=xks_hsm,
+        local_kek_ref=local_kek_ref(settings),
     )
     ctx = app.ctx
     leader = make_leader(engine)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from app.application.ports import KmsConnector
+from app.application.local_kek import LOCAL_KEK_REF
+from app.application.ports import ExternalKeyRef, KmsConnector
 from app.bootstrap._errors import StartupError
 from app.domain.errors import EkmsError
 from app.domain.values import KmsProvider
@@ -90,6 +91,26 @@ PROVIDERS: dict[KmsProvider, ProviderFactory] = {
     KmsProvider.PKCS11: _pkcs11,
     KmsProvider.KMIP: _kmip,
 }
+
+
+def local_kek_ref(settings: Settings) -> ExternalKeyRef:
+    """What wraps a new local KEK: the local root key, or ``EKMS_LOCAL_KEK_KEY_ID`` of
+    ``EKMS_LOCAL_KEK_PROVIDER`` (whose provider settings must be set too)."""
+    if settings.local_kek_provider == "local":
+        return LOCAL_KEK_REF
+    if not settings.local_kek_key_id:
+        raise StartupError(
+            f"EKMS_LOCAL_KEK_PROVIDER={settings.local_kek_provider} needs EKMS_LOCAL_KEK_KEY_ID "
+            "(the PKCS#11 key label or the KMIP unique identifier)"
+        )
+    provider = KmsProvider(settings.local_kek_provider)
+    unset = settings.pkcs11_token_label if provider is KmsProvider.PKCS11 else settings.kmip_host
+    if unset is None:
+        raise StartupError(
+            f"EKMS_LOCAL_KEK_PROVIDER={provider.value}, but that provider is not set up "
+            "(EKMS_PKCS11_TOKEN_LABEL / EKMS_KMIP_HOST and their settings)"
+        )
+    return ExternalKeyRef(provider, settings.local_kek_key_id)
 
 
 def build_kms(settings: Settings) -> KmsConnector:

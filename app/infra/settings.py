@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     kms_provider: Literal["local", "aws", "pkcs11", "kmip"] = "local"
     local_root_key: SecretStr | None = None
     local_root_key_file: Path | None = None
+    local_kek_provider: Literal["local", "pkcs11", "kmip"] = Field(
+        default="local", description="what wraps the local KEK (modules with external_wrap=false)"
+    )
+    local_kek_key_id: str | None = Field(
+        default=None, description="its key: PKCS#11 label or KMIP unique id (pkcs11, kmip)"
+    )
     aws_endpoint_url: str | None = Field(
         default=None, description="an emulator's endpoint; https unless explicitly allowed"
     )

@@ -7,6 +7,7 @@ import json
 
 from tests.e2e.rest_support import (
     AUDITOR,
+    KEY_MANAGER,
     Cli,
     LiveServer,
     live_server,  # noqa: F401 - fixture
@@ -46,3 +47,19 @@ async def test_the_cli_creates_lists_moves_and_shows_local_modules(
     }
     bad = await ekms("modules", "update", "global.nothing", "--no-external-wrap", code=1)
     assert "MODULE_NOT_FOUND" in bad.output or "does not exist" in bad.output
+
+
+async def test_the_cli_rotates_the_local_kek(live_server: LiveServer) -> None:  # noqa: F811
+    ekms = Cli(live_server.url)
+    refused = await ekms("kek", "rotate", "--local", "--yes", roles=(KEY_MANAGER,), code=1)
+    assert "LOCAL_KEK_UNAVAILABLE" in refused.output  # no local module yet: no local KEK
+    await ekms("modules", "create", "global.catalog", "--no-external-wrap")
+    before = json.loads((await ekms("keys", "list", "global.catalog", "-o", "json")).stdout)
+    done = await ekms("kek", "rotate", "--local", "--yes", "-o", "json", roles=(KEY_MANAGER,))
+    rotated = json.loads(done.stdout)
+    assert rotated["old_kek_id"] == before[0]["kek_id"] != rotated["new_kek_id"]
+    assert rotated["rewrapped_keys"] == 1
+    after = json.loads((await ekms("keys", "list", "global.catalog", "-o", "json")).stdout)
+    assert [k["kek_id"] for k in after] == [rotated["new_kek_id"]]
+    text = await ekms("kek", "rotate", "--local", "--yes", roles=(KEY_MANAGER,))
+    assert "local KEK rotated" in text.stdout and "1 key versions rewrapped" in text.stdout

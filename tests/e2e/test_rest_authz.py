@@ -59,6 +59,7 @@ CASES = [
     Case("GET", "/api/v1/ekms/status", ALL),
     Case("POST", "/api/v1/ekms/sync", frozenset({KEY_MANAGER})),
     Case("POST", "/api/v1/ekms/kek/rotate", frozenset({KEY_MANAGER})),
+    Case("POST", "/api/v1/ekms/local-kek/rotate", frozenset({KEY_MANAGER})),
     Case("GET", "/api/v1/ekms/external-keys", ALL),
     Case(
         "POST",

@@ -1,14 +1,16 @@
 """No key material, token or protected value in any log line, error body, metric or table.
 
 A realistic session runs against a real ``ekms serve`` (Postgres, moto's KMS, DEBUG logs in the
-production JSON form, captured to a file) over REST and gRPC: configuration, two modules,
-fields, policies, encrypt/decrypt/rewrap/batches/streams, key rotation, suspend/resume,
-revoke, destroy, KEK rotation, the EKEK rewrap after an external rotation, a restart, and every
-kind of error (bad, expired, forged and unprivileged tokens, unknown names, conflicts, bad
+production JSON form, captured to a file) over REST and gRPC: configuration, two modules and
+one with ``external_wrap=false`` (its DEKs under the local KEK), fields, policies,
+encrypt/decrypt/rewrap/batches/streams, key rotation, suspend/resume, revoke, destroy, KEK
+rotation, the local KEK's rotation, the EKEK rewrap after an external rotation, a restart, and
+every kind of error (bad, expired, forged and unprivileged tokens, unknown names, conflicts, bad
 bodies, oversized bodies, wrong content types, ciphertexts that do not verify).
 
 Then it reconstructs every secret it can: each KEK (every EKEK row decrypted through moto with
-the EncryptionContext stored on the row), each DEK (unwrapped with its KEK, snapshots taken
+the EncryptionContext stored on the row), the local root key and the local KEK (unwrapped by
+it, each one the session saw), each DEK (unwrapped with its KEK, snapshots taken
 before any destroy), every token it sent and its signature, the HS256 secret, and the protected
 plaintexts. It scans the log file, every HTTP error body and gRPC error, ``/metrics`` and a dump
 of every table for each secret as raw bytes, hex (both cases), and standard and URL-safe base64
@@ -39,9 +41,11 @@ import pytest
 from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
 from ekms_client.gen.ekms.v1 import crypto_pb2_grpc as pb_grpc
 
+from app.application.local_kek import LOCAL_KEK_REF
 from app.domain.audit_checkpoint import AuditSigner, seal_purpose
 from app.domain.keys import KeyEncryptionKey
 from app.infra.db.engine import create_engine
+from app.infra.kms.local import LocalKms
 from tests.faults.support import (
     ADMIN_ROLES,
     APP_ROLE,
@@ -54,7 +58,8 @@ from tests.faults.support import (
 )
 from tests.fixtures.db import dump_all_tables
 
-PAYROLL, LOOKUP = "global.payroll", "global.lookup"
+PAYROLL, LOOKUP, LOCAL = "global.payroll", "global.lookup", "global.localwrap"
+ROOT_KEY = os.urandom(32)
 FOREIGN_ORIGIN = "https://evil.example"
 SECURITY_HEADERS = (
     "x-content-type-options",
@@ -149,9 +154,21 @@ def reconstruct_keys(pg_url: str, kms: OwnKms, secrets: Secrets, label: str) -> 
         )["Plaintext"]
         secrets.add(f"KEK {row['id']}", raw)
         keks[row["id"]] = KeyEncryptionKey(row["id"], raw)
-    deks = 0
+    local_keks = 0
+    for row in query(pg_url, "SELECT * FROM local_instance_keys"):
+        context = row["encryption_context"]
+        context = json.loads(context) if isinstance(context, str) else dict(context)
+        root = LocalKms(LOCAL_KEK_REF, ROOT_KEY)
+        raw = asyncio.run(root.unwrap(bytes(row["wrapped_kek"]), context))
+        local = KeyEncryptionKey(row["id"], raw)
+        assert local.fingerprint == row["fingerprint"]
+        secrets.add(f"KEK local {row['id']}", raw)
+        keks[row["id"]] = local
+        local_keks += 1
+    deks = local_deks = 0
     for row in query(pg_url, "SELECT * FROM module_keys WHERE wrapped_dek IS NOT NULL"):
-        dek = keks[row["kek_id"]].unwrap(
+        local_deks += row["local_kek_id"] is not None
+        dek = keks[row["local_kek_id"] or row["kek_id"]].unwrap(
             bytes(row["wrapped_dek"]), row["module_id"], row["version"]
         )
         secrets.add(f"DEK {row['module_id']} v{row['version']}", dek)
@@ -165,7 +182,35 @@ def reconstruct_keys(pg_url: str, kms: OwnKms, secrets: Secrets, label: str) -> 
         assert AuditSigner(row["id"], seed).public_key == public_key
         secrets.add(f"audit signing seed {row['id']}", seed)
         seeds += 1
-    return {"at": label, "keks": len(keks), "deks": deks, "signing_seeds": seeds}
+    return {
+        "at": label,
+        "keks": len(keks),
+        "local_keks": local_keks,
+        "deks": deks,
+        "local_deks": local_deks,
+        "signing_seeds": seeds,
+    }
+
+
+def seal_local(rec: Recorder, svc: str, secrets: Secrets, tag: str) -> list[tuple[str, bytes]]:
+    """Two values sealed by the module under the local KEK (``external_wrap=false``)."""
+    sealed = []
+    for i in range(2):
+        value = b"LOCAL-SECRET-%s%d-%s" % (tag.encode(), i, os.urandom(8).hex().encode())
+        secrets.add(f"plaintext local {tag}{i}", value)
+        body = rec.ok(
+            "POST", "/api/v1/crypto/encrypt", svc, json={"module": LOCAL, "plaintext": b64(value)}
+        )
+        sealed.append((body["ciphertext"], value))
+    return sealed
+
+
+def open_local(rec: Recorder, svc: str, sealed: list[tuple[str, bytes]]) -> None:
+    for text, value in sealed:
+        opened = rec.ok(
+            "POST", "/api/v1/crypto/decrypt", svc, json={"module": LOCAL, "ciphertext": text}
+        )
+        assert base64.b64decode(opened["plaintext"]) == value
 
 
 def grpc_session(node: EkmsProcess, secrets: Secrets, errors: list[bytes]) -> int:
@@ -271,6 +316,7 @@ def test_a_realistic_session_leaks_no_key_material_or_token(
 ) -> None:
     secrets = Secrets()
     secrets.add("HS256 secret", SECRET)
+    secrets.add("local root key", ROOT_KEY)
     key_id = own_kms.create_key()
     node = EkmsProcess(
         "leak-check",
@@ -283,6 +329,7 @@ def test_a_realistic_session_leaks_no_key_material_or_token(
             EKMS_LOG_JSON="true",
             EKMS_SCHEDULER_TICK_SECONDS="1",
             EKMS_AUDIT_CHECKPOINT_SECONDS="1",  # a signed checkpoint, hence a signing seed
+            EKMS_LOCAL_ROOT_KEY=b64(ROOT_KEY),
         ),
         tmp_path / "ekms.log",
     )
@@ -298,13 +345,14 @@ def test_a_realistic_session_leaks_no_key_material_or_token(
         rec.ok("POST", "/api/v1/ekms/config/test", admin)
         rec.ok("POST", "/api/v1/modules", admin, json={"name": PAYROLL})
         rec.ok("POST", "/api/v1/modules", admin, json={"name": LOOKUP, "algorithm": "AES-256-SIV"})
+        rec.ok("POST", "/api/v1/modules", admin, json={"name": LOCAL, "external_wrap": False})
         policy = {
             "target_type": "role",
             "target": APP_ROLE,
             "operations": ["encrypt", "decrypt", "rewrap"],
             "result": "track",
         }
-        for module in (PAYROLL, LOOKUP):
+        for module in (PAYROLL, LOOKUP, LOCAL):
             rec.ok("POST", f"/api/v1/modules/{module}/policies", admin, json=policy)
         for column, module in (("iban", PAYROLL), ("email", LOOKUP)):
             rec.ok(
@@ -334,6 +382,9 @@ def test_a_realistic_session_leaks_no_key_material_or_token(
                 json={**target, "ciphertext": text, "context": b64(context)},
             )
             assert base64.b64decode(opened["plaintext"]) == value
+        local_sealed = seal_local(rec, svc, secrets, "a")
+        rec.ok("POST", f"/api/v1/modules/{LOCAL}/keys/rotate", admin)
+        local_sealed += seal_local(rec, svc, secrets, "b")
         grpc_calls = grpc_session(node, secrets, grpc_errors)
         snapshots.append(reconstruct_keys(pg_url, own_kms, secrets, "after setup"))
         # --- key lifecycle ----------------------------------------------------------------------
@@ -344,6 +395,8 @@ def test_a_realistic_session_leaks_no_key_material_or_token(
         snapshots.append(reconstruct_keys(pg_url, own_kms, secrets, "before destroy"))
         rec.ok("POST", f"/api/v1/modules/{PAYROLL}/keys/1/destroy", admin)
         rec.ok("POST", "/api/v1/ekms/kek/rotate", admin)
+        rec.ok("POST", "/api/v1/ekms/local-kek/rotate", admin)  # the old one must be gone
+        open_local(rec, svc, local_sealed)
         own_kms.admin.rotate_key_on_demand(KeyId=key_id)
         assert rec.ok("POST", "/api/v1/ekms/sync", admin)["rewrapped"] is True
         for path in (
@@ -440,6 +493,7 @@ def test_a_realistic_session_leaks_no_key_material_or_token(
             json={**target, "ciphertext": text, "context": b64(context)},
         )
         assert base64.b64decode(opened["plaintext"]) == value
+        open_local(rec, svc, local_sealed)
         for path in ("/livez", "/readyz", "/openapi.json", "/docs"):
             assert rec.call("GET", path).status_code == 200, path
         assert rec.call("GET", "/metrics").status_code == 404  # finding 8: not on the public port
@@ -493,6 +547,8 @@ def test_a_realistic_session_leaks_no_key_material_or_token(
     )
     assert len([n for n in secrets.items if n.startswith("KEK")]) >= 2
     assert len([n for n in secrets.items if n.startswith("DEK")]) >= 4
+    assert len([n for n in secrets.items if n.startswith("KEK local")]) == 2  # before, after
+    assert snapshots[-1]["local_deks"] == 2  # the local module's two versions
     assert snapshots[-1]["signing_seeds"] == 1  # one signing key, resealed by the KEK rotation
     assert len(error_bodies) >= 19
     assert leaks == [], leaks

@@ -26,7 +26,7 @@ PARTIAL_UNIQUE_INDEXES = {
 
 
 def test_head_revision() -> None:
-    assert migrate.head_revision() == "0015"
+    assert migrate.head_revision() == "0014"
     assert migrate.MIGRATIONS_DIR.joinpath("env.py").is_file()
 
 

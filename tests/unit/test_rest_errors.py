@@ -159,7 +159,7 @@ def test_status_shows_the_open_alerts() -> None:
 def test_every_api_route_declares_exactly_one_access_rule() -> None:
     routes = [r for r in api_routes() if r.path.startswith("/api/v1")]
     # 26 + 3 /ekms/external-keys + 8 /crypto + DELETE /ekms/config + /audit/verify + explain
-    assert len(routes) == 51  # with GET /audit/checkpoints and the 10 XKS admin routes
+    assert len(routes) == 52  # with GET /audit/checkpoints, the 10 XKS admin routes, local-kek
     for route in routes:
         assert isinstance(route, SecuredRoute), route.path
         assert len(access_of(route)) == 1, route.path

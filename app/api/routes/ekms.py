@@ -1,4 +1,5 @@
-"""/api/v1/ekms: the configuration, its probe, the key chain status, sync and KEK rotation."""
+"""/api/v1/ekms: the configuration, its probe, the key chain status, sync and KEK rotation
+(the external chain's and the local one's)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from app.application.configuration import (
 )
 from app.application.context import AppContext
 from app.application.kek import rotate_kek
+from app.application.local_kek_rotation import rotate_local_kek
 from app.application.sync_flight import sync_or_join
 from app.domain.ekms_config import ExternalKmsConfig
 from app.domain.errors import NotFound, Reason
@@ -142,6 +144,22 @@ async def sync_now(ctx: Ctx, caller: KeyManager) -> SyncOut:
 )
 async def rotate_kek_now(ctx: Ctx, caller: KeyManager) -> KekRotationOut:
     return KekRotationOut.of(await rotate_kek(ctx, caller))
+
+
+@router.post(
+    "/local-kek/rotate",
+    tags=["status"],
+    summary="Rotate the local KEK: the keys of external_wrap=false modules rewrapped",
+    responses=problems(
+        409,
+        422,
+        _409="No local KEK yet, it cannot be unwrapped (LOCAL_KEK_UNAVAILABLE), or a "
+        "concurrent change (CONCURRENT_UPDATE)",
+        _422="This process has no protector for the local KEK (field external_wrap)",
+    ),
+)
+async def rotate_local_kek_now(ctx: Ctx, caller: KeyManager) -> KekRotationOut:
+    return KekRotationOut.of(await rotate_local_kek(ctx, caller))
 
 
 def _out(ctx: AppContext, config: ExternalKmsConfig) -> ConfigOut:

@@ -55,9 +55,19 @@ class InstanceKeyRepository(Protocol):
 
 
 class LocalKeyRepository(Protocol):
-    """The instance's one local KEK (``app/domain/local_kek``); never deleted."""
+    """The instance's one local KEK (``app/domain/local_kek``); never deleted, only replaced
+    by a rotation (``app/application/local_kek_rotation``)."""
 
-    async def get(self) -> LocalInstanceKey | None: ...
+    async def get(self, *, share: bool = False) -> LocalInstanceKey | None:
+        """The row; ``share`` locks it until the transaction ends (``FOR SHARE``), so that a
+        rotation waits for a transaction writing DEKs under it, and that one sees the rotation
+        that committed before it."""
+        ...
+
+    async def replace(self, old_id: uuid.UUID, new: LocalInstanceKey) -> None:
+        """Overwrite the row of ``old_id`` with ``new`` (locked until the transaction ends);
+        ``Conflict(CONCURRENT_UPDATE)`` if the row is another one now."""
+        ...
 
     async def add(self, key: LocalInstanceKey) -> None:
         """``Conflict(CONCURRENT_UPDATE)`` if another replica added one first."""
@@ -251,6 +261,7 @@ class KeyStore(StrEnum):
     INSTANCE_KEYS = "instance_keys"
     XKS_KEYS = "xks_keys"  # XKS keys, sealed under the KEK
     XKS_STORES = "xks_stores"  # their stores' SigV4 secrets, sealed under the KEK
+    LOCAL_KEKS = "local_keks"  # the local KEK, under the local root key
 
 
 class UnitOfWorkFactory(Protocol):

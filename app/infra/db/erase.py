@@ -37,6 +37,7 @@ from app.domain.errors import Reason, ServiceUnavailable
 from app.infra.db import tables as t
 from app.infra.db import tables_xks
 from app.infra.db.errors import sqlstate, translate_unavailable
+from app.infra.db.tables_local import local_instance_keys
 
 VACUUM_LOCK_TIMEOUT_MS = 2_000
 HORIZON_WAIT_SECONDS = 10.0
@@ -48,6 +49,7 @@ TABLES = {
     KeyStore.INSTANCE_KEYS: t.external_instance_keys.name,
     KeyStore.XKS_KEYS: tables_xks.xks_keys.name,
     KeyStore.XKS_STORES: tables_xks.xks_stores.name,
+    KeyStore.LOCAL_KEKS: local_instance_keys.name,
 }
 
 

@@ -6,7 +6,7 @@
 - ``xks_keys``: AES-256 keys, the material sealed under the KEK (``sealed_key``, ``kek_id``);
   ``external_key_id`` unique within its store; deleted with their store. ``backend``: ``ekms``
   (``sealed_key`` is the AES key) or ``pkcs11`` (the key is an HSM object; ``sealed_key`` is
-  its label, sealed under the KEK with its own binding). Added by 0015.
+  its label, sealed under the KEK with its own binding). Added by 0014.
 """
 
 from __future__ import annotations

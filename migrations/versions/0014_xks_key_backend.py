@@ -5,8 +5,8 @@ nor writes; its rows get the default. A ``pkcs11`` row's ``sealed_key`` is its H
 label sealed under another binding than a key's, so a previous-head replica fails such a key
 closed (it cannot open it as AES material) rather than using it wrongly. Self-contained.
 
-Revision ID: 0015
-Revises: 0013 (the lead re-chains it after 0014)
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-02
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 
 from migrations import compat
 
-revision: str = "0015"
+revision: str = "0014"
 down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
