@@ -37,7 +37,6 @@ from app.bootstrap import build_grpc_server, build_rest_app, running
 from app.grpc.server import GrpcOptions
 from tests.e2e.rest_support import SECRET, asgi_client, settings_for
 
-NOW = int(time.time())
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
 ATTACKER_RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -56,7 +55,8 @@ def _b64(data: bytes) -> str:
 
 
 def _claims() -> dict[str, Any]:
-    return {"sub": "mallory", "roles": ["ekms.auditor"], "iat": NOW, "exp": NOW + 600}
+    now = int(time.time())  # at signing, not at collection: a long suite outlives 10 minutes
+    return {"sub": "mallory", "roles": ["ekms.auditor"], "iat": now, "exp": now + 600}
 
 
 def _hmac_token(header: dict[str, Any], key: bytes) -> str:

@@ -27,6 +27,24 @@ def restored_gc() -> Iterator[None]:
         gc_tuning.publish()
 
 
+@pytest.fixture
+def only_this_collector() -> Iterator[None]:
+    """No automatic collection and no other ``GcPauses`` on ``gc.callbacks`` while a test
+    counts collections: a server an earlier test ran in this process may have installed the
+    process-wide one, and other threads' allocations would trigger collections of their own."""
+    others = [cb for cb in gc.callbacks if isinstance(cb, gc_tuning.GcPauses)]
+    for cb in others:
+        gc.callbacks.remove(cb)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+        gc.callbacks.extend(others)
+
+
 def _gauge(name: str, **labels: str) -> float | None:
     return REGISTRY.get_sample_value(name, labels)
 
@@ -59,7 +77,7 @@ def test_objects_frozen_at_start_up_are_left_out_of_later_collections(restored_g
     assert id(survivor) not in tracked and id(later) in tracked
 
 
-def test_pauses_are_timed_by_generation() -> None:
+def test_pauses_are_timed_by_generation(only_this_collector: None) -> None:
     pauses = gc_tuning.GcPauses()
     count = "ekms_gc_pause_seconds_count"
     before = [_gauge(count, generation=str(g)) or 0.0 for g in range(3)]
@@ -96,7 +114,7 @@ def test_settings_gen0_threshold_blank_is_pythons_and_tiny_is_refused(
 
 
 def test_the_first_full_collection_after_start_up_freezes_its_survivors_once(
-    restored_gc: None,
+    restored_gc: None, only_this_collector: None
 ) -> None:
     pauses = gc_tuning.GcPauses()
     scheduled: list[Callable[[], None]] = []
@@ -118,7 +136,9 @@ def test_the_first_full_collection_after_start_up_freezes_its_survivors_once(
     assert _gauge("ekms_gc_frozen_objects") == gc.get_freeze_count()
 
 
-def test_a_refreeze_whose_loop_is_gone_is_dropped(restored_gc: None) -> None:
+def test_a_refreeze_whose_loop_is_gone_is_dropped(
+    restored_gc: None, only_this_collector: None
+) -> None:
     """A server that stopped before its first full collection leaves nothing to run."""
     loop = asyncio.new_event_loop()
     loop.close()
