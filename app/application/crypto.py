@@ -190,16 +190,21 @@ class CryptoService:
         if not cost:
             return refused(batch, runs)
         snap = await self._enter(caller, operation, cost)
+        permits = self._permits.table(snap, caller, operation)
         if operation is not Operation.DECRYPT:
             short = nonce_shortfall(
-                self.item_path, self.budget, snap, needs, for_encrypt=operation is Operation.ENCRYPT
+                self.item_path,
+                self.budget,
+                snap,
+                needs,
+                for_encrypt=operation is Operation.ENCRYPT,
+                permits=permits,
             )
             if short is not None:
                 await self.budget.reserve_for(short)
         path = self.item_path
         if snap.fail_closed_at is not None:
             return serve_items(path, operation, snap, caller, batch, runs)
-        permits = self._permits.table(snap, caller, operation)
         return serve_columns(path, self._audit, operation, snap, caller, batch, runs, permits)
 
     def open_stream(self, caller: Caller) -> StreamSlot:
@@ -241,17 +246,22 @@ class CryptoService:
         self, operation: Operation, caller: Caller, items: Sequence[Item]
     ) -> list[ItemResult]:
         snap = await self._enter(caller, operation, len(items))
+        permits = self._permits.table(snap, caller, operation)
         if operation is not Operation.DECRYPT:
             needs = target_runs(items)
             short = nonce_shortfall(
-                self.item_path, self.budget, snap, needs, for_encrypt=operation is Operation.ENCRYPT
+                self.item_path,
+                self.budget,
+                snap,
+                needs,
+                for_encrypt=operation is Operation.ENCRYPT,
+                permits=permits,
             )
             if short is not None:
                 await self.budget.reserve_for(short)
         path = self.item_path
         if snap.fail_closed_at is not None:
             return [path.run(operation, snap, caller, item)[0] for item in items]
-        permits = self._permits.table(snap, caller, operation)
         return serve_batch(path, self._audit, operation, snap, caller, items, permits)
 
     async def _enter(self, caller: Caller, operation: Operation, cost: int) -> Snapshot:
