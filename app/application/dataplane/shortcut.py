@@ -33,8 +33,8 @@ MAX_CALLERS = 4096  # distinct callers remembered per snapshot; then it starts o
 
 _CallerKey = tuple[str, frozenset[str], JustificationCode | None]
 PermitTable = dict[tuple[str, str, str], dict[bytes, Permit]]
-"""One caller's permits for one operation: by target (its ``key``), then by ciphertext header (encrypts,
-which have none, by ``b""``)."""
+"""One caller's permits for one operation: by target (its ``key``), then by ciphertext header
+(encrypts, which have none, by ``b""``)."""
 
 
 class PermitCache:
