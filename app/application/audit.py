@@ -127,6 +127,11 @@ class AuditBuffer:
         """Count encryptions per key version, persisted with the next flush."""
         self._usage[(module_id.int, version)] += n
 
+    @property
+    def has_room(self) -> bool:
+        """The buffer takes events now: ``wait_for_capacity`` would return at once."""
+        return self._room.is_set()
+
     async def wait_for_capacity(self) -> None:
         """Wait while the buffer is full (back-pressure), rather than drop events."""
         if not self._room.is_set():
