@@ -3,7 +3,8 @@ batch that mixes every kind of item (served, an unknown module, two targets, a m
 or tampered ciphertext, the wrong context, a draft module, an inactive field configuration,
 items interleaving targets) answers what the same item answers alone on the single route, in
 order, with its id (the problem's status, reason and type; a single route may word the
-detail of a body that does not validate otherwise); and the audit counts are those of the items one by one. See conftest."""
+detail of a body that does not validate otherwise); and the audit counts are those of the
+items one by one. See conftest."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.bootstrap import build_rest_app
 from app.application.ports.persistence import AuditQuery
+from app.bootstrap import build_rest_app
 from tests.e2e.conftest import BILLING, DRAFT, Ekms, mint
 from tests.e2e.rest_support import asgi_client
 
