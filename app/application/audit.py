@@ -42,6 +42,10 @@ Extra = tuple[tuple[str, str], ...]
 """Further (name, value) pairs an event is aggregated by and that land in its ``details``."""
 AggregateKey = tuple[str, str, str | None, str | None, AuditResult, str | None, str | None, Extra]
 UsageKey = tuple[uuid.UUID, int]
+_CountKey = tuple[int, int]
+"""A usage count's key while it waits for a flush: the module id's 128-bit integer (a slot of
+``uuid.UUID``, read in C) and the version. ``uuid.UUID.__hash__`` is Python code, and every
+encrypt counts its usage; a tuple of two ints hashes in C."""
 STRICT_RETRY_SECONDS = 0.1
 """Strict mode: the pause after a failed flush before the next attempt (callers arriving
 meanwhile wait for that attempt)."""
@@ -94,7 +98,7 @@ class AuditBuffer:
         self._round: asyncio.Future[None] | None = None  # strict: who waits for the pending
         self._wake = asyncio.Event()  # strict: someone waits; flush now
         self._pending: Counter[AggregateKey] = Counter()
-        self._usage: Counter[UsageKey] = Counter()
+        self._usage: Counter[_CountKey] = Counter()
         self._room = asyncio.Event()
         self._room.set()
         self._flush_lock = asyncio.Lock()
@@ -149,7 +153,12 @@ class AuditBuffer:
 
     def count_usage(self, module_id: uuid.UUID, version: int, n: int = 1) -> None:
         """Count encryptions per key version, persisted with the next flush."""
-        self._usage[(module_id, version)] += n
+        self._usage[(module_id.int, version)] += n
+
+    @property
+    def has_room(self) -> bool:
+        """The buffer takes events now: ``wait_for_capacity`` would return at once."""
+        return self._room.is_set()
 
     async def wait_for_capacity(self) -> None:
         """Wait while the buffer is full (back-pressure), rather than drop events."""
@@ -189,7 +198,7 @@ class AuditBuffer:
             events = [_event(self._rng.uuid(), now, key, n) for key, n in batch.items()]
             try:
                 async with asyncio.timeout(self.flush_timeout):
-                    await self._write(events, usage)
+                    await self._write(events, _by_uuid(usage))
             except Exception as exc:  # whatever failed, the batch is kept and retried
                 self.failed_flushes += 1
                 self.last_flush_at, self.last_flush_ok = self._clock.now(), False
@@ -228,7 +237,9 @@ class AuditBuffer:
             return
         self._round.add_done_callback(lambda done: _settle(waiting, _error_of(done)))
 
-    def _merge_back(self, batch: Mapping[AggregateKey, int], usage: Mapping[UsageKey, int]) -> None:
+    def _merge_back(
+        self, batch: Mapping[AggregateKey, int], usage: Mapping[_CountKey, int]
+    ) -> None:
         self._pending.update(batch)
         self._usage.update(usage)
         if len(self._pending) >= self.capacity:
@@ -290,3 +301,8 @@ def _event(event_id: uuid.UUID, now: datetime, key: AggregateKey, count: int) ->
         details=details,
         count=count,
     )
+
+
+def _by_uuid(usage: Mapping[_CountKey, int]) -> dict[UsageKey, int]:
+    """The counts keyed as the key store takes them: ``(module id, version)``."""
+    return {(uuid.UUID(int=module), version): n for (module, version), n in usage.items()}

@@ -190,16 +190,21 @@ class CryptoService:
         if not cost:
             return refused(batch, runs)
         snap = await self._enter(caller, operation, cost)
+        permits = self._permits.table(snap, caller, operation)
         if operation is not Operation.DECRYPT:
             short = nonce_shortfall(
-                self.item_path, self.budget, snap, needs, for_encrypt=operation is Operation.ENCRYPT
+                self.item_path,
+                self.budget,
+                snap,
+                needs,
+                for_encrypt=operation is Operation.ENCRYPT,
+                permits=permits,
             )
             if short is not None:
                 await self.budget.reserve_for(short)
         path = self.item_path
         if snap.fail_closed_at is not None:
             return serve_items(path, operation, snap, caller, batch, runs)
-        permits = self._permits.table(snap, caller, operation)
         return serve_columns(path, self._audit, operation, snap, caller, batch, runs, permits)
 
     def open_stream(self, caller: Caller) -> StreamSlot:
@@ -230,35 +235,41 @@ class CryptoService:
         snap = await self._enter(caller, Operation.MAC, 1)
         return self._macs.verify(snap, caller, item, mac)
 
-    async def _serve(
+    def _serve(
         self, operation: Operation, caller: Caller, items: Sequence[Item]
-    ) -> list[ItemResult]:
-        if self._audit.strict:
-            return await self._durable(self._serve_now(operation, caller, items))
-        return await self._serve_now(operation, caller, items)
+    ) -> Awaitable[list[ItemResult]]:
+        work = self._serve_now(operation, caller, items)  # one coroutine less per call
+        return self._durable(work) if self._audit.strict else work
 
     async def _serve_now(
         self, operation: Operation, caller: Caller, items: Sequence[Item]
     ) -> list[ItemResult]:
         snap = await self._enter(caller, operation, len(items))
+        permits = self._permits.table(snap, caller, operation)
         if operation is not Operation.DECRYPT:
             needs = target_runs(items)
             short = nonce_shortfall(
-                self.item_path, self.budget, snap, needs, for_encrypt=operation is Operation.ENCRYPT
+                self.item_path,
+                self.budget,
+                snap,
+                needs,
+                for_encrypt=operation is Operation.ENCRYPT,
+                permits=permits,
             )
             if short is not None:
                 await self.budget.reserve_for(short)
         path = self.item_path
         if snap.fail_closed_at is not None:
             return [path.run(operation, snap, caller, item)[0] for item in items]
-        permits = self._permits.table(snap, caller, operation)
         return serve_batch(path, self._audit, operation, snap, caller, items, permits)
 
     async def _enter(self, caller: Caller, operation: Operation, cost: int) -> Snapshot:
         """The rate limit, room in the audit buffer, and the snapshot a call is served from."""
         self._admit(caller, operation, cost)
-        await self._audit.wait_for_capacity()
-        return await self._chain.snapshot()
+        if not self._audit.has_room:  # awaited only when it waits: a coroutine costs
+            await self._audit.wait_for_capacity()
+        snap = self._chain.cached
+        return snap if snap is not None else await self._chain.snapshot()
 
     def _admit(self, caller: Caller, operation: Operation, cost: int) -> None:
         limiter = self.limits.rate

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from app.domain.ciphertext import binding_for_field, binding_for_module
@@ -15,12 +16,19 @@ class Target:
 
     field: FieldRef | None = None
     module: str | None = None
+    key: tuple[str, str, str] = dataclasses.field(init=False, repr=False, compare=False)
+    """``(module, table, column)``, the absent parts empty: equal exactly when the targets
+    are, and hashed in C (a dataclass's ``__hash__`` and ``__eq__`` are Python code), for the
+    tables the data plane looks targets up in on every call."""
 
     def __post_init__(self) -> None:
         if (self.field is None) == (self.module is None):
             raise InvalidInput("name exactly one target: a field (table, column) or a module")
         if self.module is not None:
             validate_module_name(self.module)
+            object.__setattr__(self, "key", (self.module, "", ""))
+        elif self.field is not None:
+            object.__setattr__(self, "key", ("", self.field.table, self.field.column))
 
     @classmethod
     def of(cls, *, table: str = "", column: str = "", module: str = "") -> Target:

@@ -11,13 +11,13 @@ import pytest
 
 from app.application.budget import EncryptionBudget
 from app.application.configuration import get_status
-from app.application.crypto import CryptoService, Item, ItemResult
+from app.application.crypto import CryptoService, Item, ItemColumns, ItemResult
 from app.application.maintenance import automate_key_lifecycle, scheduler_caller
 from app.application.modules import rotate_module_key
 from app.application.targets import Target
 from app.domain.errors import KeyUnavailable, Reason, ServiceUnavailable
 from app.domain.module import GCM_SAFE_LIMIT, NONCE_WARN_AT, key_usage_alert_kind
-from app.domain.values import Algorithm
+from app.domain.values import Algorithm, Operation
 from tests.unit.conftest import ADMIN, APP, World
 
 MODULE = "global.payroll"
@@ -164,3 +164,33 @@ async def test_the_scheduler_opens_the_alert_for_counts_it_finds(ready: World) -
     kinds = {a.kind for a in ready.db.committed.alerts if a.closed_at is None}
     assert kinds == {key_usage_alert_kind(_key(ready).module_id, 1)}  # type: ignore[attr-defined]
     assert uuid.UUID(next(iter(kinds)).split(":")[1])
+
+
+async def test_a_permits_lease_short_for_the_sum_of_its_runs_is_reserved_first(
+    ready: World,
+) -> None:
+    """The per-call short-circuit (a permit that tells its lease) sums runs of equal targets
+    that are different objects: each run alone fits what is left, the whole batch does not."""
+    crypto = _service(ready, block=4)
+    await crypto.encrypt(APP, Item(TARGET, b"warm"))  # the permit, and 3 nonces left
+    targets = [Target(module=MODULE) for _ in range(4)]  # equal, not the same object
+    results = await crypto.encrypt_batch(APP, [Item(t, b"v") for t in targets])
+    assert _reasons(results) == ["ok"] * 4
+    assert crypto.budget.reservations == 2
+    columns = ItemColumns(targets, [b"w"] * 4, [b""] * 4)
+    served = await crypto.run_columns(Operation.ENCRYPT, APP, columns, max_items=10)
+    assert served.errors == {}
+    assert all(served.data)
+    assert crypto.budget.reservations == 3
+
+
+async def test_a_warm_single_encrypt_within_the_lease_reserves_nothing(ready: World) -> None:
+    crypto = _service(ready, block=3)
+    for i in range(3):
+        await crypto.encrypt(APP, Item(Target(module=MODULE), b"%d" % i))
+    assert crypto.budget.reservations == 1
+    await crypto.encrypt(APP, Item(TARGET, b"the 4th"))
+    assert crypto.budget.reservations == 2
+    await ready.ctx.audit.flush()
+    key = _key(ready)
+    assert key.encryption_count == 4  # type: ignore[attr-defined]

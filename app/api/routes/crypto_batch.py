@@ -1,6 +1,8 @@
 """/api/v1/crypto/{encrypt,decrypt,rewrap}-batch: the batch data plane for callers without
-gRPC. Translation only: ``CryptoService.run_batch`` (the use case gRPC's batches call) does
-the work, with the same item limit (``EKMS_MAX_BATCH_ITEMS``) and one result per item."""
+gRPC. Translation only: ``CryptoService.run_columns`` (the use case gRPC's batches call) does
+the work, with the same item limit (``EKMS_MAX_BATCH_ITEMS``) and one result per item. An
+entry that cannot be translated (no target, bad base64, a malformed ciphertext) has that
+error as its result and is not served, as ``run_batch`` would answer it."""
 
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ from app.api.errors import http_status
 from app.api.openapi import problems
 from app.api.problems import Problem, problem_type, title_for
 from app.api.schemas.crypto_batch import (
-    BatchItem,
     CiphertextBatchIn,
     CiphertextBatchItem,
     DecryptBatchOut,
@@ -29,7 +30,8 @@ from app.api.schemas.crypto_batch import (
 )
 from app.api.security import SecuredRoute
 from app.api.services import services_of
-from app.application.crypto import Item, ItemResult, data_of
+from app.application.crypto import ColumnResults, ItemColumns, check_batch_size
+from app.application.targets import Target
 from app.domain import ciphertext as ct
 from app.domain.errors import EkmsError
 from app.domain.values import Caller, Operation
@@ -53,15 +55,27 @@ async def _run(
     caller: Caller,
     operation: Operation,
     body: EncryptBatchIn | CiphertextBatchIn,
-) -> list[ItemResult]:
+) -> ColumnResults:
     services = services_of(request)
+    check_batch_size(len(body.items), services.max_batch_items)  # before any entry is read
     default = body.default_target()
-
-    def to_item(entry: BatchItem) -> Item:
-        return entry.item(default)
-
-    return await services.crypto.run_batch(
-        operation, caller, body.items, to_item, max_items=services.max_batch_items
+    targets: list[Target | EkmsError] = []
+    data: list[bytes] = []
+    contexts: list[bytes] = []
+    for entry in body.items:
+        try:
+            target, value, context = entry.parts(default)
+        except EkmsError as exc:  # this item's result; it is not served
+            targets.append(exc)
+            data.append(b"")
+            contexts.append(b"")
+            continue
+        targets.append(target)
+        data.append(value)
+        contexts.append(context)
+    batch = ItemColumns(targets, data, contexts)
+    return await services.crypto.run_columns(
+        operation, caller, batch, max_items=services.max_batch_items
     )
 
 
@@ -79,17 +93,17 @@ def item_problem(error: EkmsError) -> Problem:
 
 def _each(
     entries: list[_Entry],
-    results: list[ItemResult],
+    results: ColumnResults,
     ok: Callable[[_Entry, bytes], dict[str, Any]],
 ) -> list[dict[str, Any]]:
     """Each entry's row: its id and either its answer (``ok``) or its problem."""
     out: list[dict[str, Any]] = []
-    for entry, result in zip(entries, results, strict=True):
-        if result.error is not None:
-            out.append({"id": entry.id, "error": item_problem(result.error)})
+    rows = zip(entries, results.data, results.key_versions, strict=True)
+    for i, (entry, value, version) in enumerate(rows):
+        if value is None:
+            out.append({"id": entry.id, "error": item_problem(results.errors[i])})
         else:
-            row = ok(entry, data_of(result))
-            out.append({"id": entry.id, "key_version": result.key_version, **row})
+            out.append({"id": entry.id, "key_version": version, **ok(entry, value)})
     return out
 
 

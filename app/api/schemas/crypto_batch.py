@@ -29,12 +29,17 @@ class BatchItem(TargetFields):
 
     def item(self, default: Target | None) -> Item:
         """The use case's item; ``InvalidInput``/``DecryptionFailed`` are this item's error."""
+        return Item(*self.parts(default))
+
+    def parts(self, default: Target | None) -> tuple[Target, bytes, bytes]:
+        """The item as (target, data, context), checked in that order; an ``EkmsError``
+        (``InvalidInput``/``DecryptionFailed``) is this item's error."""
         target = self.target_if_named() or default
         if target is None:
             raise InvalidInput(
                 "name a target on the item or a default target on the batch", field="target"
             )
-        return Item(target, self.data(), decode_b64(self.context))
+        return target, self.data(), decode_b64(self.context)
 
     def data(self) -> bytes:
         raise NotImplementedError

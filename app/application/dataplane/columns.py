@@ -100,7 +100,7 @@ def serve_columns(
         for start, stop, target in runs:
             if isinstance(target, Target):
                 _Run(path, operation, snap, caller, batch, results, served).serve(
-                    target, permits.setdefault(target, {}), start, stop
+                    target, permits.setdefault(target.key, {}), start, stop
                 )
     finally:
         for permit, count in served.items():

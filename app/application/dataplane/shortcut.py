@@ -32,9 +32,9 @@ from app.domain.values import Caller, Operation
 MAX_CALLERS = 4096  # distinct callers remembered per snapshot; then it starts over
 
 _CallerKey = tuple[str, frozenset[str], JustificationCode | None]
-PermitTable = dict[Target, dict[bytes, Permit]]
-"""One caller's permits for one operation: by target, then by ciphertext header (encrypts,
-which have none, by ``b""``)."""
+PermitTable = dict[tuple[str, str, str], dict[bytes, Permit]]
+"""One caller's permits for one operation: by target (its ``key``), then by ciphertext header
+(encrypts, which have none, by ``b""``)."""
 
 
 class PermitCache:
@@ -92,7 +92,7 @@ def serve_batch(
             data = item.data
             if item.target is not last_target:
                 last_target = item.target
-                by_key = permits.setdefault(last_target, {})
+                by_key = permits.setdefault(last_target.key, {})
             key = data[:key_size]
             permit = by_key.get(key)
             if permit is not None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import grpc
 
 from ekms_client import _common as c
+from ekms_client import _groups as g
 from ekms_client._base import ClientBase
 from ekms_client._errors import EkmsRpcError
 from ekms_client._types import (
@@ -23,6 +24,9 @@ from ekms_client._types import (
     Rewrapped,
     Target,
 )
+from ekms_client.gen.ekms.v1 import crypto_pb2 as pb
+
+_R = TypeVar("_R")
 
 
 class AsyncEkmsClient(ClientBase[grpc.aio.Channel]):
@@ -191,6 +195,33 @@ class AsyncEkmsClient(ClientBase[grpc.aio.Channel]):
         ):
             yield result
 
+    async def encrypt_groups(
+        self,
+        groups: Iterable[Sequence[EncryptItem]] | AsyncIterable[Sequence[EncryptItem]],
+        *,
+        target: Target | None = None,
+        deadline: float | None = None,
+    ) -> AsyncIterator[list[ItemResult]]:
+        """As ``EkmsClient.encrypt_groups``: one list of item results per non-empty group."""
+        sent: g.Sent = {}
+        requests = g.agroup_requests(groups, sent, target, c.encrypt_item_pb, pb.EncryptItem)
+        convert = g.group_results(sent, c.encrypt_result)
+        async for results in self._stream(self._stub.EncryptStream, requests, convert, deadline):
+            yield results
+
+    async def decrypt_groups(
+        self,
+        groups: Iterable[Sequence[DecryptItem]] | AsyncIterable[Sequence[DecryptItem]],
+        *,
+        target: Target | None = None,
+        deadline: float | None = None,
+    ) -> AsyncIterator[list[ItemResult]]:
+        sent: g.Sent = {}
+        requests = g.agroup_requests(groups, sent, target, c.decrypt_item_pb, pb.DecryptItem)
+        convert = g.group_results(sent, c.decrypt_result)
+        async for results in self._stream(self._stub.DecryptStream, requests, convert, deadline):
+            yield results
+
     # --- plumbing -------------------------------------------------------------------------------
 
     async def _unary(self, method: Any, request: Any, deadline: float | None) -> Any:
@@ -208,9 +239,9 @@ class AsyncEkmsClient(ClientBase[grpc.aio.Channel]):
         self,
         method: Any,
         requests: AsyncIterator[Any],
-        convert: Callable[[Any], ItemResult],
+        convert: Callable[[Any], _R],
         deadline: float | None,
-    ) -> AsyncIterator[ItemResult]:
+    ) -> AsyncIterator[_R]:
         call = method(requests, metadata=self._metadata(), timeout=deadline)
         try:
             async for message in call:
