@@ -32,20 +32,16 @@ from datetime import datetime
 
 import structlog
 
+from app.application.audit_keys import AggregateKey as AggregateKey
+from app.application.audit_keys import CountKey, aggregate_event, by_uuid
+from app.application.audit_keys import Extra as Extra
+from app.application.audit_keys import UsageKey as UsageKey
 from app.application.ports import Clock, RandomSource, UnitOfWorkFactory
 from app.domain.audit import AuditEvent, AuditResult
 from app.domain.errors import Reason, ServiceUnavailable
 
 log = structlog.get_logger(__name__)
 
-Extra = tuple[tuple[str, str], ...]
-"""Further (name, value) pairs an event is aggregated by and that land in its ``details``."""
-AggregateKey = tuple[str, str, str | None, str | None, AuditResult, str | None, str | None, Extra]
-UsageKey = tuple[uuid.UUID, int]
-_CountKey = tuple[int, int]
-"""A usage count's key while it waits for a flush: the module id's 128-bit integer (a slot of
-``uuid.UUID``, read in C) and the version. ``uuid.UUID.__hash__`` is Python code, and every
-encrypt counts its usage; a tuple of two ints hashes in C."""
 STRICT_RETRY_SECONDS = 0.1
 """Strict mode: the pause after a failed flush before the next attempt (callers arriving
 meanwhile wait for that attempt)."""
@@ -98,7 +94,7 @@ class AuditBuffer:
         self._round: asyncio.Future[None] | None = None  # strict: who waits for the pending
         self._wake = asyncio.Event()  # strict: someone waits; flush now
         self._pending: Counter[AggregateKey] = Counter()
-        self._usage: Counter[_CountKey] = Counter()
+        self._usage: Counter[CountKey] = Counter()
         self._room = asyncio.Event()
         self._room.set()
         self._flush_lock = asyncio.Lock()
@@ -195,10 +191,10 @@ class AuditBuffer:
             usage, self._usage = self._usage, Counter()
             now = self._clock.now()
             started = self._clock.monotonic()
-            events = [_event(self._rng.uuid(), now, key, n) for key, n in batch.items()]
+            events = [aggregate_event(self._rng.uuid(), now, key, n) for key, n in batch.items()]
             try:
                 async with asyncio.timeout(self.flush_timeout):
-                    await self._write(events, _by_uuid(usage))
+                    await self._write(events, by_uuid(usage))
             except Exception as exc:  # whatever failed, the batch is kept and retried
                 self.failed_flushes += 1
                 self.last_flush_at, self.last_flush_ok = self._clock.now(), False
@@ -237,9 +233,7 @@ class AuditBuffer:
             return
         self._round.add_done_callback(lambda done: _settle(waiting, _error_of(done)))
 
-    def _merge_back(
-        self, batch: Mapping[AggregateKey, int], usage: Mapping[_CountKey, int]
-    ) -> None:
+    def _merge_back(self, batch: Mapping[AggregateKey, int], usage: Mapping[CountKey, int]) -> None:
         self._pending.update(batch)
         self._usage.update(usage)
         if len(self._pending) >= self.capacity:
@@ -283,26 +277,3 @@ def _settle(waiting: asyncio.Future[None] | None, error: BaseException | None) -
         waiting.set_result(None)
     else:
         waiting.set_exception(error)
-
-
-def _event(event_id: uuid.UUID, now: datetime, key: AggregateKey, count: int) -> AuditEvent:
-    actor, action, module, target, result, reason, decided_by, extra = key
-    details: dict[str, object] = {"decided_by": decided_by} if decided_by else {}
-    details.update(extra)
-    return AuditEvent(
-        id=event_id,
-        at=now,
-        actor=actor,
-        action=action,
-        result=result,
-        module=module,
-        target=target,
-        reason=reason,
-        details=details,
-        count=count,
-    )
-
-
-def _by_uuid(usage: Mapping[_CountKey, int]) -> dict[UsageKey, int]:
-    """The counts keyed as the key store takes them: ``(module id, version)``."""
-    return {(uuid.UUID(int=module), version): n for (module, version), n in usage.items()}
