@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from app.application.budget import EncryptionBudget
+from app.application.budget import EncryptionBudget, Lease
 from app.application.context import AppContext
 from app.application.dataplane.columns import (
     ColumnResults,
@@ -42,7 +42,7 @@ from app.application.dataplane.item_path import ItemPath
 from app.application.dataplane.items import Item, ItemResult, data_of, require_ok
 from app.application.dataplane.macs import MacPath, MacResult
 from app.application.dataplane.nonces import nonce_shortfall, target_runs
-from app.application.dataplane.shortcut import PermitCache, serve_batch
+from app.application.dataplane.shortcut import PermitCache, PermitTable, serve_batch
 from app.application.limits import DataPlaneLimits, StreamSlot
 from app.application.snapshot import Snapshot
 from app.application.targets import Target
@@ -192,14 +192,7 @@ class CryptoService:
         snap = await self._enter(caller, operation, cost)
         permits = self._permits.table(snap, caller, operation)
         if operation is not Operation.DECRYPT:
-            short = nonce_shortfall(
-                self.item_path,
-                self.budget,
-                snap,
-                needs,
-                for_encrypt=operation is Operation.ENCRYPT,
-                permits=permits,
-            )
+            short = self._shortfall(snap, operation, needs, permits)
             if short is not None:
                 await self.budget.reserve_for(short)
         path = self.item_path
@@ -227,6 +220,23 @@ class CryptoService:
         await self._audit.durable()
         return out
 
+    def _shortfall(
+        self,
+        snap: Snapshot,
+        operation: Operation,
+        needs: Sequence[tuple[Target, int]],
+        permits: PermitTable,
+    ) -> dict[Lease, int] | None:
+        """What an encrypting or rewrapping call must reserve first (``nonces``), if anything."""
+        return nonce_shortfall(
+            self.item_path,
+            self.budget,
+            snap,
+            needs,
+            for_encrypt=operation is Operation.ENCRYPT,
+            permits=permits,
+        )
+
     async def _compute_mac(self, caller: Caller, item: Item, key_version: int | None) -> MacResult:
         snap = await self._enter(caller, Operation.MAC, 1)
         return self._macs.compute(snap, caller, item, key_version)
@@ -247,15 +257,7 @@ class CryptoService:
         snap = await self._enter(caller, operation, len(items))
         permits = self._permits.table(snap, caller, operation)
         if operation is not Operation.DECRYPT:
-            needs = target_runs(items)
-            short = nonce_shortfall(
-                self.item_path,
-                self.budget,
-                snap,
-                needs,
-                for_encrypt=operation is Operation.ENCRYPT,
-                permits=permits,
-            )
+            short = self._shortfall(snap, operation, target_runs(items), permits)
             if short is not None:
                 await self.budget.reserve_for(short)
         path = self.item_path

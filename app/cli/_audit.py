@@ -77,10 +77,30 @@ def audit(
         "result": result,
         "limit": limit,
     }
+    again = "ekms audit" if order is Order.ASC else "ekms audit --order desc"
+    print_pages(client, "/audit", params, cursor, all_pages, ("audit", COLUMNS, IDS, row), again)
+
+
+Rows = tuple[str, list[str], frozenset[str], Callable[[dict[str, Any]], list[Text]]]
+"""How a page prints as a table: its title, columns, the columns that are ids, and a row."""
+
+
+def print_pages(
+    client: Client,
+    path: str,
+    params: dict[str, Any],
+    cursor: str | None,
+    all_pages: bool,
+    rows: Rows,
+    again: str,
+) -> None:
+    """A cursor-paged listing: one page (and how to ask for the next: ``again --cursor ...``),
+    or with ``all_pages`` every page (NDJSON with -o json)."""
+    title, columns, ids, row_of = rows
     while True:
-        page = client.call("GET", "/audit", params={**params, "cursor": cursor})
+        page = client.call("GET", path, params={**params, "cursor": cursor})
         if client.output is Output.TABLE:
-            table("audit", COLUMNS, [row(event) for event in page["items"]], IDS)
+            table(title, columns, [row_of(item) for item in page["items"]], ids)
         elif all_pages:
             stream(page["items"], client.output)
         else:
@@ -89,10 +109,7 @@ def audit(
         if cursor is None:
             return
         if not all_pages:
-            again = "" if order is Order.ASC else "--order desc "
-            errors.print(
-                f"more: ekms audit {again}--cursor {escape(cursor)}  (or --all)", soft_wrap=True
-            )
+            errors.print(f"more: {again} --cursor {escape(cursor)}  (or --all)", soft_wrap=True)
             return
 
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.text import Text
 
-from app.cli._audit import audit_group
+from app.cli._audit import audit_group, print_pages
 from app.cli._http import Client
 from app.cli._options import with_client
-from app.cli._render import Output, cell, dump, errors, stream, table
+from app.cli._render import cell
 
 COLUMNS = ["seq", "at", "count", "hash", "key_id"]
 IDS = frozenset({"seq", "at", "hash", "key_id"})
@@ -34,23 +33,11 @@ def checkpoints(
     ] = False,
 ) -> None:
     """Signed checkpoints of the audit chain, oldest first (ekms.auditor)."""
-    while True:
-        page = client.call("GET", "/audit/checkpoints", params={"limit": limit, "cursor": cursor})
-        if client.output is Output.TABLE:
-            table("audit checkpoints", COLUMNS, [_row(c) for c in page["items"]], IDS)
-        elif all_pages:
-            stream(page["items"], client.output)
-        else:
-            dump(page, client.output)
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return
-        if not all_pages:
-            errors.print(
-                f"more: ekms audit checkpoints --cursor {escape(cursor)}  (or --all)",
-                soft_wrap=True,
-            )
-            return
+    rows = ("audit checkpoints", COLUMNS, IDS, _row)
+    params = {"limit": limit}
+    print_pages(
+        client, "/audit/checkpoints", params, cursor, all_pages, rows, "ekms audit checkpoints"
+    )
 
 
 def _row(checkpoint: dict[str, Any]) -> list[Text]:

@@ -357,6 +357,37 @@ def running_processes(*nodes: EkmsProcess) -> Iterator[tuple[EkmsProcess, ...]]:
 # --- the admin side over REST -----------------------------------------------------------------
 
 ADMIN_TOKEN = token("admin", *ADMIN_ROLES)
+
+
+def admin_call_killed_after(
+    node: EkmsProcess, send: Callable[[httpx.Client], httpx.Response], delay: float | None
+) -> tuple[httpx.Response | None, float]:
+    """``send`` an admin request to ``node`` (the client carries the admin token) and, after
+    ``delay`` seconds (``None``: never), ``kill -9`` the node: its answer, or ``None`` when the
+    kill cut it off, and how long the call took."""
+    answered: list[httpx.Response] = []
+    client = httpx.Client(
+        base_url=node.url, timeout=30, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+
+    def request() -> None:
+        try:
+            answered.append(send(client))
+        except httpx.TransportError:
+            pass  # killed mid-call
+
+    started = time.perf_counter()
+    worker = threading.Thread(target=request)
+    worker.start()
+    if delay is not None:
+        time.sleep(delay)
+        node.kill9()
+    worker.join(timeout=60)
+    took = time.perf_counter() - started
+    client.close()
+    return (answered[0] if answered else None), took
+
+
 APP_TOKEN = token("svc", APP_ROLE)
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import os
 import random
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from tests.faults.support import (
     EkmsProcess,
     OwnKms,
     Sealed,
+    admin_call_killed_after,
     configure,
     create_module,
     ekms_env,
@@ -67,26 +66,9 @@ def _run(
     node: EkmsProcess, call: tuple[str, str, dict[str, Any] | None, int], delay: float | None
 ) -> tuple[httpx.Response | None, float]:
     method, path, body, _ = call
-    answered: list[httpx.Response] = []
-    client = httpx.Client(base_url=node.url, timeout=30)
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-    def request() -> None:
-        try:
-            answered.append(client.request(method, path, json=body, headers=headers))
-        except httpx.TransportError:
-            pass  # killed mid-call
-
-    started = time.perf_counter()
-    worker = threading.Thread(target=request)
-    worker.start()
-    if delay is not None:
-        time.sleep(delay)
-        node.kill9()
-    worker.join(timeout=60)
-    took = time.perf_counter() - started
-    client.close()
-    return (answered[0] if answered else None), took
+    return admin_call_killed_after(
+        node, lambda client: client.request(method, path, json=body), delay
+    )
 
 
 def _check(

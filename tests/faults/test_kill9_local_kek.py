@@ -19,8 +19,6 @@ from __future__ import annotations
 import base64
 import os
 import random
-import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -30,6 +28,7 @@ from tests.faults.support import (
     EkmsProcess,
     OwnKms,
     Sealed,
+    admin_call_killed_after,
     check_chain,
     configure,
     create_module,
@@ -50,26 +49,7 @@ ROTATE = "/api/v1/ekms/local-kek/rotate"
 
 
 def _rotate(node: EkmsProcess, delay: float | None) -> tuple[httpx.Response | None, float]:
-    answered: list[httpx.Response] = []
-    client = httpx.Client(base_url=node.url, timeout=30)
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-    def request() -> None:
-        try:
-            answered.append(client.post(ROTATE, headers=headers))
-        except httpx.TransportError:
-            pass  # killed mid-call
-
-    started = time.perf_counter()
-    worker = threading.Thread(target=request)
-    worker.start()
-    if delay is not None:
-        time.sleep(delay)
-        node.kill9()
-    worker.join(timeout=60)
-    took = time.perf_counter() - started
-    client.close()
-    return (answered[0] if answered else None), took
+    return admin_call_killed_after(node, lambda client: client.post(ROTATE), delay)
 
 
 def _local_kek_id(pg_url: str) -> str:
