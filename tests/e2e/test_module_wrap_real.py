@@ -145,6 +145,7 @@ async def test_flipping_external_wrap_under_concurrent_decrypts_on_two_replicas_
         blobs = [await _encrypt(first, EXTERNAL, v) for v in values]
         failures: list[str] = []
         rounds = [0, 0]
+        decrypted = [0, 0]
         flipping = True
 
         async def read(index: int, node: Rest) -> None:
@@ -153,22 +154,32 @@ async def test_flipping_external_wrap_under_concurrent_decrypts_on_two_replicas_
                     response = await _decrypt(node, EXTERNAL, blob)
                     if response.status_code != 200 or _plaintext(response) != value:
                         failures.append(f"{response.status_code} {response.text}")
+                    decrypted[index] += 1
                     await asyncio.sleep(0)  # a warm decrypt does no I/O: let the flips run
                 rounds[index] += 1
 
+        async def both_read_some() -> None:
+            """Each flip waits until both replicas have decrypted since the last one: the
+            decrypts interleave with the flips however slow the host (no timing)."""
+            base = list(decrypted)
+            for _ in range(6_000):
+                if min(d - b for d, b in zip(decrypted, base, strict=True)) >= 3 or failures:
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError(f"the readers made no progress: {decrypted}")
+
         readers = [asyncio.create_task(read(i, n)) for i, n in enumerate((first, second))]
         for target in (False, True, False):
-            await asyncio.sleep(0.05)
+            await both_read_some()
             patched = await first.ok(
                 "PATCH", f"/api/v1/modules/{EXTERNAL}", json={"external_wrap": target}
             )
             assert patched["external_wrap"] is target
-        during = list(rounds)
+        await both_read_some()
         flipping = False
         await asyncio.gather(*readers)
 
         assert failures == []
-        assert min(during) >= 1, "both replicas decrypted while the flips ran"
         for node in (first, second):  # after the flips too, on both replicas
             for value, blob in zip(values, blobs, strict=True):
                 assert _plaintext(await _decrypt(node, EXTERNAL, blob)) == value

@@ -133,7 +133,8 @@ def test_the_first_full_collection_after_start_up_freezes_its_survivors_once(
     scheduled[0]()  # as the event loop runs it, outside the collector's callback
     assert gc.get_freeze_count() > 1_000
     assert id(lazily_loaded) not in {id(o) for o in gc.get_objects()}
-    assert _gauge("ekms_gc_frozen_objects") == gc.get_freeze_count()
+    published = _gauge("ekms_gc_frozen_objects")  # at the freeze: frozen objects may die since
+    assert published is not None and abs(published - gc.get_freeze_count()) < 1_000
 
 
 def test_a_refreeze_whose_loop_is_gone_is_dropped(
